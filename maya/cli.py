@@ -1,0 +1,314 @@
+"""The ``maya`` command line. Read-only commands never import Prefect, torch or transformers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for (exit 2, one line, no traceback)."""
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    # Read by Prefect at import time, so set before any flow module is imported.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+
+
+def _settings(args):
+    from maya.settings import load_settings
+
+    return load_settings(
+        data_dir=getattr(args, "data_dir", None), model=getattr(args, "model", None),
+        device=getattr(args, "device", None), precision=getattr(args, "precision", None),
+        batch_size=getattr(args, "batch_size", None),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def format_table(columns: list[str], rows: list[tuple]) -> str:
+    def cell(v):
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    body = [[cell(v) for v in r] for r in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
+    sep = "  ".join("-" * w for w in widths)
+    out = [line.rstrip(), sep]
+    out += ["  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in body]
+    return "\n".join(out)
+
+
+def _numeric(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def print_summary(summary: dict) -> None:
+    c = summary["counts"]
+    print(f"run {summary['run_id']}: dataset {summary['dataset']!r}, {summary['pairs']} pairs, "
+          f"{summary['images']} images, model {summary['model']}")
+    print(f"hashes: {c['hashes_computed']} computed, {c['hashes_reused']} reused; "
+          f"embeddings: {c['embeddings_computed']} computed, {c['embeddings_reused']} reused; "
+          f"{c['images_failed']} image(s) failed")
+    rows = []
+    for r in summary["results"]:
+        t = r["thresholds"]
+        parts = []
+        if t.get("phash_accept") is not None:
+            parts.append(f"accept d<={t['phash_accept']}")
+        if t.get("phash_threshold") is not None:
+            parts.append(f"d<={t['phash_threshold']}" if r["method"] == "phash" else f"reject d>{t['phash_threshold']}")
+        if t.get("clip_threshold") is not None:
+            parts.append(f"sim>={t['clip_threshold']:.3f}")
+        rows.append((r["method"], ", ".join(parts), r["val_f1"], r["test_precision"], r["test_recall"],
+                     r["test_f1"], r["test_clip_fraction"]))
+    print()
+    print(format_table(["method", "thresholds (chosen on val)", "val_f1", "test_precision", "test_recall",
+                        "test_f1", "clip_fraction"], rows))
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+def cmd_config(args) -> int:
+    s = _settings(args)
+    for k, v in s.as_dict().items():
+        print(f"{k} = {v}")
+    return 0
+
+
+def _run_evaluate_flow(args, **kw) -> dict:
+    _quiet_prefect(args.verbose)
+    from flows.evaluate import evaluate
+
+    s = _settings(args)
+    return evaluate(data_dir=str(s.data_dir), model=s.model, device=s.device, precision=s.precision,
+                    batch_size=s.batch_size, **kw)
+
+
+def cmd_evaluate(args) -> int:
+    summary = _run_evaluate_flow(args, dataset=args.dataset, seed=args.seed)
+    print_summary(summary)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from maya.sample_photos import copy_sample_photos
+
+    source = Path(args.source) if args.source else copy_sample_photos(_settings(args).data_dir / "demo-originals")
+    if not source.exists():
+        raise UsageError(f"no such folder: {source}")
+    print(f"demo: pairs from {source}")
+    options = {"positives_per_original": args.positives}
+    summary = _run_evaluate_flow(args, dataset=args.dataset, source=str(source), seed=args.seed,
+                                 pair_options=options, replace=args.replace)
+    for e in summary["errors"][:5]:
+        print(f"skipped: {e}", file=sys.stderr)
+    print_summary(summary)
+    return 0
+
+
+def _pair_store(args):
+    from maya import store
+
+    s = _settings(args)
+    return s, store.connect(s.db_path)
+
+
+def cmd_pairs_build(args) -> int:
+    from maya import pairs, store
+
+    s, con = _pair_store(args)
+    info = store.dataset_info(con, args.dataset)
+    if info is not None and not args.replace:
+        raise UsageError(f"dataset {args.dataset!r} exists ({info['pairs']} pairs); pass --replace or use another name")
+    options = {"positives_per_original": args.positives, "negatives_per_positive": args.negatives}
+    ps = pairs.build_pairs(args.source, s.images_dir, seed=args.seed, max_pixels=s.max_pixels, **options)
+    store.save_pairset(con, args.dataset, origin="build", source=str(Path(args.source).resolve()), seed=args.seed,
+                       params={"kind": "build", **options}, pairset=ps, replace=args.replace)
+    _report_pairset(args.dataset, ps)
+    return 0
+
+
+def cmd_pairs_import(args) -> int:
+    from maya import pairs, store
+
+    s, con = _pair_store(args)
+    info = store.dataset_info(con, args.dataset)
+    if info is not None and not args.replace:
+        raise UsageError(f"dataset {args.dataset!r} exists ({info['pairs']} pairs); pass --replace or use another name")
+    ps = pairs.import_pairs(args.csv, seed=args.seed)
+    store.save_pairset(con, args.dataset, origin="import", source=str(Path(args.csv).resolve()), seed=args.seed,
+                       params={"kind": "import"}, pairset=ps, replace=args.replace)
+    _report_pairset(args.dataset, ps)
+    return 0
+
+
+def _report_pairset(name: str, ps) -> None:
+    n_pos = sum(p.label for p in ps.pairs)
+    splits = {sp: sum(p.split == sp for p in ps.pairs) for sp in ("val", "test")}
+    print(f"dataset {name!r}: {len(ps.pairs)} pairs ({n_pos} positive, {len(ps.pairs) - n_pos} negative; "
+          f"val {splits['val']}, test {splits['test']}), {len(ps.kinds())} kinds")
+    for e in ps.errors:
+        print(f"skipped: {e}", file=sys.stderr)
+
+
+def resolve_query(text: str | None, file: str | None) -> str:
+    """SQL from ``--file``, from a name in sql/queries, or the text itself."""
+    if file:
+        try:
+            return Path(file).read_text()
+        except OSError as e:
+            raise UsageError(f"cannot read {file}: {e.strerror or e}") from None
+    assert text is not None
+    named = Path(__file__).resolve().parent.parent / "sql" / "queries" / f"{text}.sql"
+    if " " not in text.strip() and named.exists():
+        return named.read_text()
+    return text
+
+
+def cmd_sql(args) -> int:
+    import duckdb
+
+    from maya import store
+
+    if not args.query and not args.file:
+        raise UsageError("give a query, a query name from sql/queries, or --file PATH")
+    s = _settings(args)
+    query = resolve_query(args.query, args.file)
+    con = store.connect(s.db_path, read_only=True)
+    try:
+        cur = con.execute(query)
+    except duckdb.Error as e:
+        raise UsageError(f"query failed: {str(e).splitlines()[0]}") from None
+    if cur.description is None:
+        return 0
+    cols = [d[0] for d in cur.description]
+    rows = cur.fetchall()
+    if args.format == "json":
+        print(json.dumps([dict(zip(cols, r)) for r in rows], default=str, indent=1))
+    elif args.format == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows(rows)
+    else:
+        print(format_table(cols, rows))
+        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="folder of the DuckDB file and derived images (env MAYA_DATA_DIR; default ./maya-data)")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
+
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--model", help="hub id, local CLIP folder, or efficientnet-lite0 (env MAYA_MODEL)")
+    model.add_argument("--device", help="cuda, cpu, mps (default: best available; env MAYA_DEVICE)")
+    model.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], help="default auto: fp16 on CUDA, fp32 on CPU")
+    model.add_argument("--batch-size", type=int, help="images per model batch (default: by device)")
+
+    p = argparse.ArgumentParser(prog="maya", description="Find near-duplicate and similar images (pHash + CLIP).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", parents=[common, model], help="build pairs from bundled photos and evaluate")
+    d.add_argument("--source", help="folder of originals (default: scikit-image's sample photos)")
+    d.add_argument("--dataset", default="demo")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--positives", type=int, default=8, help="edited copies per original")
+    d.add_argument("--replace", action="store_true", help="rebuild the dataset if it exists with other parameters")
+    d.set_defaults(func=cmd_demo)
+
+    e = sub.add_parser("evaluate", parents=[common, model], help="score and evaluate a dataset's pairs")
+    e.add_argument("--dataset", required=True)
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("pairs", help="build, import or show labelled pairs")
+    psub = pr.add_subparsers(dest="pairs_command", required=True)
+    b = psub.add_parser("build", parents=[common], help="make pairs from a folder of originals")
+    b.add_argument("source")
+    b.add_argument("--dataset", required=True)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--positives", type=int, default=8, help="edited copies per original")
+    b.add_argument("--negatives", type=float, default=1.0, help="negatives per positive")
+    b.add_argument("--replace", action="store_true")
+    b.set_defaults(func=cmd_pairs_build)
+    i = psub.add_parser("import", parents=[common], help="import labelled pairs: CSV with a,b,label[,kind][,split]")
+    i.add_argument("csv")
+    i.add_argument("--dataset", required=True)
+    i.add_argument("--seed", type=int, default=0, help="seed for the val/test split when the CSV has none")
+    i.add_argument("--replace", action="store_true")
+    i.set_defaults(func=cmd_pairs_import)
+
+    q = sub.add_parser("sql", parents=[common], help="run SQL (or a named query from sql/queries) on the store")
+    q.add_argument("query", nargs="?")
+    q.add_argument("--file")
+    q.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    q.set_defaults(func=cmd_sql)
+
+    c = sub.add_parser("config", parents=[common, model], help="print the settings a run will use")
+    c.set_defaults(func=cmd_config)
+    return p
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [UsageError]
+    # Only modules already imported can have raised; importing others here would cost start-up time.
+    for mod, names in (("maya.pairs", ["PairsError"]), ("maya.store", ["StoreLockedError", "StoreError"]),
+                       ("maya.embedders", ["ModelLoadError"]), ("maya.imageio", ["ImageLoadError"])):
+        m = sys.modules.get(mod)
+        for n in names:
+            if m is not None and hasattr(m, n):
+                errors.append(getattr(m, n))
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print("maya: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 — one clear line for people, the traceback with --debug
+        if args.debug:
+            raise
+        known = isinstance(e, _known_errors()) or (isinstance(e, ValueError) and type(e).__module__.startswith("maya"))
+        print(f"maya: error: {e}", file=sys.stderr)
+        if not known:
+            print(f"maya: ({type(e).__name__}; rerun with --debug for the traceback)", file=sys.stderr)
+        usage = isinstance(e, UsageError) or type(e).__name__ in ("PairsError", "ModelLoadError")
+        return EXIT_USAGE if usage else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
