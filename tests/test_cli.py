@@ -1,0 +1,82 @@
+"""The command line as a user runs it: real subprocesses, a real DuckDB file, a tiny real CLIP."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+MAYA = [sys.executable, "-m", "maya.cli"]
+
+
+def run(args, env_extra=None, **kw):
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run(MAYA + args, capture_output=True, text=True, env=env, timeout=600, **kw)
+
+
+@pytest.fixture(scope="module")
+def demo(tiny_clip_dir, photo_dir, tmp_path_factory):
+    data = tmp_path_factory.mktemp("cli-data")
+    env = {"MAYA_MODEL": str(tiny_clip_dir), "MAYA_DATA_DIR": str(data)}
+    out = run(["demo", "--source", str(photo_dir), "--positives", "4"], env)
+    return data, env, out
+
+
+@pytest.mark.slow
+def test_demo_exits_0_and_prints_the_summary(demo):
+    data, env, out = demo
+    assert out.returncode == 0, out.stderr
+    for method in ("phash", "clip", "hybrid", "cascade"):
+        assert f"\n{method} " in out.stdout
+    assert "test_f1" in out.stdout and (data / "maya.duckdb").exists()
+
+
+@pytest.mark.slow
+def test_sql_answers_in_every_format(demo):
+    data, env, _ = demo
+    q = "select method, count(*) as n from metrics where split='test' and selected group by method order by method"
+    table = run(["sql", q], env)
+    assert table.returncode == 0, table.stderr
+    assert "cascade" in table.stdout and "(4 rows)" in table.stdout
+    rows = json.loads(run(["sql", q, "--format", "json"], env).stdout)
+    assert rows == [{"method": m, "n": 1} for m in ("cascade", "clip", "hybrid", "phash")]
+    csv_out = run(["sql", q, "--format", "csv"], env).stdout.splitlines()
+    assert csv_out[0] == "method,n" and len(csv_out) == 5
+
+
+@pytest.mark.slow
+def test_second_evaluate_computes_nothing(demo):
+    data, env, _ = demo
+    out = run(["evaluate", "--dataset", "demo"], env)
+    assert out.returncode == 0, out.stderr
+    assert "hashes: 0 computed" in out.stdout and "embeddings: 0 computed" in out.stdout
+    runs = run(["sql", "select count(*) as n from runs where status='completed'", "--format", "json"], env)
+    assert json.loads(runs.stdout) == [{"n": 2}]
+
+
+def test_usage_errors_are_one_line_and_exit_2(tmp_path):
+    out = run(["evaluate", "--dataset", "nope", "--data-dir", str(tmp_path)])
+    assert out.returncode == 2
+    assert out.stderr.startswith("maya: error: unknown dataset 'nope'") and "Traceback" not in out.stderr
+    out = run(["pairs", "build", str(tmp_path / "missing"), "--dataset", "x", "--data-dir", str(tmp_path)])
+    assert out.returncode == 2 and "no such folder" in out.stderr and "Traceback" not in out.stderr
+    out = run(["sql", "select * from nowhere", "--data-dir", str(tmp_path)])
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+
+
+def test_read_only_commands_do_not_import_prefect_or_torch(tmp_path):
+    code = ("import sys; from maya.cli import main; "
+            f"main(['config', '--data-dir', {str(tmp_path)!r}]); "
+            "bad = [m for m in ('prefect', 'torch', 'transformers') if m in sys.modules]; "
+            "assert not bad, bad")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"data_dir = {tmp_path}" in out.stdout
+
+
+def test_config_shows_env_and_flag_precedence(tmp_path):
+    out = run(["config", "--model", "flag-model"], {"MAYA_MODEL": "env-model", "MAYA_BATCH_SIZE": "7"})
+    assert "model = flag-model" in out.stdout and "batch_size = 7" in out.stdout
+    bad = run(["config"], {"MAYA_BATCH_SIZE": "lots"})
+    assert bad.returncode != 0 and "MAYA_BATCH_SIZE must be an integer" in bad.stderr

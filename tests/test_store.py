@@ -1,0 +1,91 @@
+"""The DuckDB store: idempotent schema, the names users' SQL relies on, a clear message when locked."""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from maya import store
+
+TABLE_COLUMNS = {
+    "images": {"sha256", "size_bytes", "width", "height", "format", "status", "error"},
+    "files": {"path", "sha256"},
+    "datasets": {"name"},
+    "pairs": {"dataset", "pair_id", "a", "b", "label", "kind", "split", "params"},
+    "hashes": {"sha256", "algorithm", "bits"},
+    "embeddings": {"sha256", "model", "vector"},
+    "runs": {"run_id", "started_at", "finished_at", "parameters", "code_version", "status"},
+    "scores": {"run_id", "pair_id", "phash_distance", "clip_similarity", "clip_computed"},
+    "metrics": {"run_id", "split", "method", "precision", "recall", "f1", "selected", "tp", "fp", "fn", "tn",
+                "clip_fraction"},
+}
+
+
+def test_schema_is_idempotent_and_has_the_documented_names(tmp_path):
+    db = tmp_path / "m.duckdb"
+    con = store.connect(db)
+    con.close()
+    con = store.connect(db)  # applying twice must not fail or duplicate anything
+    for table, cols in TABLE_COLUMNS.items():
+        got = {r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+        assert cols <= got, (table, cols - got)
+    assert con.execute("SELECT data_type FROM information_schema.columns WHERE table_name='pairs' "
+                       "AND column_name='label'").fetchone()[0] == "BOOLEAN"
+    con.close()
+
+
+def test_embeddings_round_trip_and_sql_cosine(tmp_path):
+    con = store.connect(tmp_path / "m.duckdb")
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(5, 7)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    shas = [f"s{i}" for i in range(5)]
+    store.insert_embeddings(con, shas, "m1", v)
+    store.insert_embeddings(con, shas, "m1", v * 0)  # existing rows are kept, not overwritten
+    got = store.load_embeddings(con, shas, "m1")
+    np.testing.assert_allclose(np.stack([got[s] for s in shas]), v, rtol=1e-6)
+    cos = con.execute("SELECT list_cosine_similarity(a.vector, b.vector) FROM embeddings a, embeddings b "
+                      "WHERE a.sha256='s0' AND b.sha256='s1'").fetchone()[0]
+    assert cos == pytest.approx(float(v[0] @ v[1]), abs=1e-5)
+    fixed = con.execute("SELECT array_cosine_similarity(a.vector::FLOAT[7], b.vector::FLOAT[7]) "
+                        "FROM embeddings a, embeddings b WHERE a.sha256='s0' AND b.sha256='s1'").fetchone()[0]
+    assert fixed == pytest.approx(cos, abs=1e-6)
+    con.close()
+
+
+def test_hash_bits_keep_all_64_bits(tmp_path):
+    con = store.connect(tmp_path / "m.duckdb")
+    bits = np.array([0, 1, 2**63, 2**64 - 1], dtype=np.uint64)
+    store.insert_rows(con, "hashes", {"sha256": ["a", "b", "c", "d"], "algorithm": ["x"] * 4, "bits": bits})
+    got = store.load_hashes(con, ["a", "b", "c", "d"], "x")
+    assert [got[k] for k in "abcd"] == [int(b) for b in bits]
+    assert con.execute("SELECT printf('%016x', bits) FROM hashes WHERE sha256='d'").fetchone()[0] == "f" * 16
+    con.close()
+
+
+def test_second_process_gets_a_clear_message_naming_the_holder(tmp_path):
+    db = tmp_path / "maya.duckdb"
+    store.connect(db).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb,sys,time; c=duckdb.connect({str(db)!r}); print('ready', flush=True); "
+                               "sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        t = time.perf_counter()
+        with pytest.raises(store.StoreLockedError) as exc:
+            store.connect(db)
+        assert time.perf_counter() - t < 5
+        msg = str(exc.value)
+        assert f"process {holder.pid}" in msg and "one writer" in msg and str(db) in msg
+        # the CLI says the same in one line, exit code 1, no traceback
+        out = subprocess.run([sys.executable, "-m", "maya.cli", "sql", "--data-dir", str(tmp_path),
+                              "select 1"], capture_output=True, text=True)
+        assert out.returncode == 1
+        assert "in use by process" in out.stderr and "Traceback" not in out.stderr
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
