@@ -11,7 +11,8 @@ os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-for _k in [k for k in os.environ if k.startswith("MAYA_")]:
+# A user's MAYA_* settings must not leak into tests (MAYA_FUZZ_EXAMPLES is the tests' own knob).
+for _k in [k for k in os.environ if k.startswith("MAYA_") and k != "MAYA_FUZZ_EXAMPLES"]:
     del os.environ[_k]
 
 from pathlib import Path  # noqa: E402
@@ -30,6 +31,7 @@ def photo(name: str, side: int | None = None):
 
     from maya.sample_photos import sample_photo_paths
 
+    name = {"immunohistochemistry": "ihc"}.get(name, name)  # skimage's function name vs its file name
     path = next(p for p in sample_photo_paths() if p.stem == name)
     with Image.open(path) as im:
         img = im.convert("RGB")
