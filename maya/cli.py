@@ -127,8 +127,29 @@ def _require_dataset(args) -> None:
 
 def cmd_evaluate(args) -> int:
     _require_dataset(args)
+    if args.repeats is not None and args.repeats < 1:
+        raise UsageError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.repeats and args.repeats > 1:
+        return _evaluate_repeats(args)
     summary = _run_evaluate_flow(args, dataset=args.dataset, seed=args.seed)
     print_summary(summary)
+    return 0
+
+
+def _evaluate_repeats(args) -> int:
+    """Regenerate the dataset's pairs with K seeds, evaluate each, report mean, std and a bootstrap CI."""
+    _quiet_prefect(args.verbose)
+    from flows.stability import evaluate_repeats
+    from maya.stability import stability_table
+
+    s = _settings(args)
+    seeds = list(range(args.seed, args.seed + args.repeats))
+    out = evaluate_repeats(dataset=args.dataset, seeds=seeds, data_dir=str(s.data_dir), model=s.model,
+                           device=s.device, precision=s.precision, batch_size=s.batch_size)
+    for child in out["runs"]:
+        print(f"seed {child.get('seed', '?')}: run {child['run_id']} on {child['dataset']!r}")
+    print(f"\nstability over {len(seeds)} seeds (run {out['run_id']}; test split, thresholds chosen on val):")
+    print(format_table(*stability_table(out["stability"])))
     return 0
 
 
@@ -292,7 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", parents=[common, model], help="score and evaluate a dataset's pairs")
     e.add_argument("--dataset", required=True)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="first seed (with --repeats: seeds SEED..SEED+K-1)")
+    e.add_argument("--repeats", type=int, metavar="K",
+                   help="rebuild the dataset's pairs with K seeds and report mean ± std and a 95%% bootstrap "
+                        "interval of test F1 per method")
     e.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("pairs", help="build, import or show labelled pairs")
@@ -318,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     q.set_defaults(func=cmd_sql)
 
+    from maya.cli_report import add_report_parser
+
+    add_report_parser(sub, [common])
+
     c = sub.add_parser("config", parents=[common, model], help="print the settings a run will use")
     c.set_defaults(func=cmd_config)
     return p
@@ -327,7 +355,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [UsageError]
     # Only modules already imported can have raised; importing others here would cost start-up time.
     for mod, names in (("maya.pairs", ["PairsError"]), ("maya.store", ["StoreLockedError", "StoreError"]),
-                       ("maya.embedders", ["ModelLoadError"]), ("maya.imageio", ["ImageLoadError"])):
+                       ("maya.embedders", ["ModelLoadError"]), ("maya.imageio", ["ImageLoadError"]),
+                       ("maya.report", ["ReportError"])):
         m = sys.modules.get(mod)
         for n in names:
             if m is not None and hasattr(m, n):
@@ -343,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("maya: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `maya sql ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # noqa: BLE001 — one clear line for people, the traceback with --debug
         if args.debug:
             raise
