@@ -208,7 +208,12 @@ def cmd_pairs_build(args) -> int:
     info = store.dataset_info(con, args.dataset)
     if info is not None and not args.replace:
         raise UsageError(f"dataset {args.dataset!r} exists ({info['pairs']} pairs); pass --replace or use another name")
-    options = {"positives_per_original": args.positives, "negatives_per_positive": args.negatives}
+    options = {"positives_per_original": args.positives, "chains_per_original": args.chains,
+               "negatives_per_positive": args.negatives, "hard_negative_fraction": args.hard}
+    if args.groups:
+        options["groups"] = args.groups if args.groups == "subfolders" else str(Path(args.groups).resolve())
+    if args.model:
+        options["embedder"] = args.model  # hard negatives by embedding too
     ps = pairs.build_pairs(args.source, s.images_dir, seed=args.seed, max_pixels=s.max_pixels, **options)
     store.save_pairset(con, args.dataset, origin="build", source=str(Path(args.source).resolve()), seed=args.seed,
                        params={"kind": "build", **options}, pairset=ps, replace=args.replace)
@@ -233,10 +238,19 @@ def cmd_pairs_import(args) -> int:
 def _report_pairset(name: str, ps) -> None:
     n_pos = sum(p.label for p in ps.pairs)
     splits = {sp: sum(p.split == sp for p in ps.pairs) for sp in ("val", "test")}
+    kinds = ps.kinds()
+    chains = sum(n for k, n in kinds.items() if k.startswith("chain:"))
+    singles = [k for k in kinds if not k.startswith("chain:")]
     print(f"dataset {name!r}: {len(ps.pairs)} pairs ({n_pos} positive, {len(ps.pairs) - n_pos} negative; "
-          f"val {splits['val']}, test {splits['test']}), {len(ps.kinds())} kinds")
+          f"val {splits['val']}, test {splits['test']}); {len(singles)} kinds + {chains} chained edits")
     for e in ps.errors:
-        print(f"skipped: {e}", file=sys.stderr)
+        print(f"note: {e}", file=sys.stderr)
+
+
+def cmd_pairs_show(args) -> int:
+    from maya.pairs_show import cmd_pairs_show as show
+
+    return show(args)
 
 
 def resolve_query(text: str | None, file: str | None) -> str:
@@ -326,9 +340,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dataset", required=True)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--positives", type=int, default=8, help="edited copies per original")
+    b.add_argument("--chains", type=int, default=2, help="chains of 2-3 edits per original")
     b.add_argument("--negatives", type=float, default=1.0, help="negatives per positive")
+    b.add_argument("--hard", type=float, default=0.5, help="fraction of negatives that are hard (nearest other original)")
+    b.add_argument("--groups", metavar="subfolders|CSV",
+                   help="groups of different shots of the same thing (sub-folders, or a CSV path,group): "
+                        "pairs inside a group are positives of kind 'semantic'")
+    b.add_argument("--model", help="also pick hard negatives by this embedding model (name or folder)")
     b.add_argument("--replace", action="store_true")
     b.set_defaults(func=cmd_pairs_build)
+    sh = psub.add_parser("show", parents=[common], help="contact sheet PNG: one row per transformation kind")
+    sh.add_argument("--dataset", required=True)
+    sh.add_argument("--out", help="PNG path (default: <data-dir>/reports/pairs-<dataset>.png)")
+    sh.add_argument("--thumb", type=int, default=160, help="thumbnail size, px")
+    sh.set_defaults(func=cmd_pairs_show)
     i = psub.add_parser("import", parents=[common], help="import labelled pairs: CSV with a,b,label[,kind][,split]")
     i.add_argument("csv")
     i.add_argument("--dataset", required=True)
