@@ -367,8 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     q.set_defaults(func=cmd_sql)
 
+    from maya.cli_dedup import add_dedup_parser
     from maya.cli_report import add_report_parser
 
+    add_dedup_parser(sub, [common, model])
     add_report_parser(sub, [common])
 
     c = sub.add_parser("config", parents=[common, model], help="print the settings a run will use")
@@ -407,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"maya: error: {e}", file=sys.stderr)
         if not known:
             print(f"maya: ({type(e).__name__}; rerun with --debug for the traceback)", file=sys.stderr)
-        usage = isinstance(e, UsageError) or type(e).__name__ in ("PairsError", "ModelLoadError")
+        usage = isinstance(e, UsageError) or type(e).__name__ in (
+            "PairsError", "ModelLoadError", "DedupUsageError", "ActionError")
         return EXIT_USAGE if usage else EXIT_FAILED
 
 

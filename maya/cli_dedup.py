@@ -1,0 +1,308 @@
+"""``maya dedup``: the command line of the dedup flow (parser, command, summary, actions).
+
+Hooked into ``maya/cli.py`` with ``add_dedup_parser(subparsers, [common, model])``; also runs on its own
+as ``python -m maya.cli_dedup DIR ...`` (same flags). Building the parser imports nothing heavy.
+
+Where the run happens (``--engine``): ``auto`` (default) runs the Prefect flow ``dedup`` when a Prefect
+server is configured (``PREFECT_API_URL``) or ``--dask-address`` is given, so the run shows in the
+Prefect UI at no start-up cost; otherwise the same steps run in this process without Prefect (a
+temporary Prefect server would add seconds to every call). ``prefect`` / ``local`` force either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EXIT_USAGE = 2
+
+
+def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
+    """Add the ``dedup`` sub-command to ``subparsers`` (flags listed in the README); returns its parser."""
+    from maya import dedup as lib  # light: numpy and the models are imported when a run starts
+
+    p = subparsers.add_parser(
+        "dedup", parents=list(common_parents),
+        help="find groups of near-duplicate images in folders",
+        description="Find groups of near-duplicate images under DIR... (recursive). Nothing is moved or "
+                    "changed unless --move-to or --link is given with --yes; without --yes they print "
+                    "what they would do.",
+    )
+    p.add_argument("dirs", nargs="*", metavar="DIR", help="folders (or files) to search")
+    p.add_argument("--mode", choices=lib.MODES, default="hybrid",
+                   help="hybrid (default): pHash shortlist verified by the model, plus strong model "
+                        "neighbours; clip: model only; phash: pHash only, no model loaded")
+    out = p.add_argument_group("outputs")
+    out.add_argument("--json", dest="json_path", metavar="PATH", help="write the groups and errors as JSON ('-': stdout)")
+    out.add_argument("--csv", dest="csv_path", metavar="PATH", help="write one CSV row per group member")
+    out.add_argument("--html", dest="html_path", metavar="PATH", help="write a self-contained HTML gallery")
+    act = p.add_argument_group("acting on the groups (dry run unless --yes)")
+    act.add_argument("--move-to", metavar="DIR", help="move every member that is not kept under DIR (path mirrored)")
+    act.add_argument("--link", action="store_true",
+                     help="replace every member that is not kept by a link to the kept file (originals go to "
+                          "--move-to DIR, or to DATA_DIR/dedup-originals)")
+    act.add_argument("--yes", action="store_true", help="really do it (and write an undo manifest)")
+    act.add_argument("--undo", metavar="MANIFEST", help="put back the files of an earlier --yes run, then stop")
+    th = p.add_argument_group("thresholds (pHash distances in bits, similarities as cosine)")
+    th.add_argument("--phash-accept", type=int, default=lib.PHASH_ACCEPT, metavar="BITS",
+                    help="pHash distance accepted without the model (default %(default)s)")
+    th.add_argument("--phash-radius", type=int, default=lib.PHASH_RADIUS, metavar="BITS",
+                    help="hybrid: pHash candidates up to this distance are verified by the model (default %(default)s)")
+    th.add_argument("--clip-verify", type=float, default=lib.CLIP_VERIFY, metavar="SIM",
+                    help="hybrid: similarity a pHash candidate needs (default %(default)s)")
+    th.add_argument("--clip-strict", type=float, default=lib.CLIP_STRICT, metavar="SIM",
+                    help="similarity at which model neighbours match on their own (default %(default)s)")
+    th.add_argument("--clip-k", type=int, default=lib.CLIP_NEIGHBOURS, metavar="K",
+                    help="model neighbours looked at per image (default %(default)s)")
+    th.add_argument("--split-chains", action="store_true",
+                    help="cut chained groups (A~B~C with A far from C) at their weakest links")
+    walk = p.add_argument_group("walking")
+    walk.add_argument("--follow-symlinks", action="store_true", help="follow symbolic links (off by default)")
+    walk.add_argument("--include-hidden", action="store_true", help="include files and folders whose name starts with '.'")
+    walk.add_argument("--max-pixels", type=int, metavar="N",
+                      help="largest declared width x height decoded (env MAYA_MAX_PIXELS; default 178956970)")
+    run = p.add_argument_group("running")
+    run.add_argument("--dask-address", metavar="ADDR",
+                     help="run the tasks on a Dask cluster: tcp://host:8786, or 'local' for a local one")
+    run.add_argument("--engine", choices=("auto", "prefect", "local"), default="auto",
+                     help="auto: the Prefect flow when PREFECT_API_URL or --dask-address is set, else in this "
+                          "process; prefect / local: force one")
+    p.set_defaults(func=cmd_dedup)
+    return p
+
+
+def cmd_dedup(args) -> int:
+    """Run ``maya dedup`` for parsed ``args``; returns the exit status (0 also when files were bad)."""
+    from maya import dedup as lib
+
+    if args.undo:
+        if args.dirs or args.move_to or args.link:
+            raise lib.DedupUsageError("--undo takes only the manifest: no folders, --move-to or --link")
+        return _undo(args.undo)
+    if args.yes and not (args.move_to or args.link):
+        raise lib.DedupUsageError("--yes only goes with --move-to DIR or --link")
+    options = lib.DedupOptions(args.mode, args.phash_accept, args.phash_radius, args.clip_verify, args.clip_strict,
+                               args.clip_k, args.split_chains).check()
+    roots = lib.check_roots(args.dirs)
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise lib.DedupUsageError(f"--max-pixels must be >= 1, got {args.max_pixels}")
+    settings = _settings(args)
+    if args.move_to and os.path.exists(args.move_to) and not os.path.isdir(args.move_to):
+        raise lib.DedupUsageError(f"--move-to {args.move_to} is a file, not a folder")
+    out = sys.stderr if args.json_path == "-" else sys.stdout
+    outputs = {"json_path": args.json_path, "csv_path": args.csv_path, "html_path": args.html_path}
+    # files moved aside, and Maya's own folder, are never searched again
+    exclude = [str(settings.data_dir)] + ([args.move_to] if args.move_to else [])
+
+    if _use_prefect(args):
+        _quiet_prefect(args.verbose)
+        from flows.dedup import dedup
+
+        summary = dedup(paths=roots, data_dir=str(settings.data_dir), model=settings.model, device=settings.device,
+                        precision=settings.precision, batch_size=settings.batch_size,
+                        max_pixels=args.max_pixels or settings.max_pixels, follow_symlinks=args.follow_symlinks,
+                        include_hidden=args.include_hidden, exclude=exclude, dask_address=args.dask_address,
+                        progress=True,
+                        **options.as_dict(), **outputs)
+    else:
+        run = lib.run_dedup(roots, options, db_path=settings.db_path, model=settings.model, device=settings.device,
+                            precision=settings.precision, batch_size=settings.batch_size,
+                            max_pixels=args.max_pixels or settings.max_pixels, follow_symlinks=args.follow_symlinks,
+                            include_hidden=args.include_hidden, exclude=exclude, progress=True)
+        written = lib.write_outputs(run.report, run.groups, progress=True, **outputs)
+        summary = {"run_id": run.run_id, "report": run.report, "counts": run.counts, "skipped": run.skipped,
+                   "model_id": run.model_id, "options": options.as_dict(), "outputs": written}
+    print_summary(summary, out=out, show_groups=not any(outputs.values()))
+    if args.move_to or args.link:
+        _act(args, summary["report"], settings, out)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _settings(args):
+    from maya.settings import load_settings
+
+    return load_settings(data_dir=getattr(args, "data_dir", None), model=getattr(args, "model", None),
+                         device=getattr(args, "device", None), precision=getattr(args, "precision", None),
+                         batch_size=getattr(args, "batch_size", None))
+
+
+def _use_prefect(args) -> bool:
+    if args.engine == "prefect" or args.dask_address:
+        return True
+    if args.engine == "local":
+        return False
+    return bool(os.environ.get("PREFECT_API_URL"))
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    # Read by Prefect at import time (the same settings as `maya demo`).
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+
+
+def _shown(path: str) -> str:
+    """A path as printable text (bytes that are not UTF-8 as \\xNN)."""
+    from maya.ingest import path_text
+
+    return path_text(path)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+_SKIPPED = {
+    "hidden": "hidden (--include-hidden)",
+    "symlink": "symbolic links (--follow-symlinks)",
+    "not_an_image_name": "not named like an image",
+    "same_file": "the same file reached twice",
+    "broken_symlink": "broken links not named like an image",
+    "same_folder": "folders reached twice",
+    "excluded": "folders left out (the data folder, --move-to)",
+}
+
+
+def print_summary(summary: dict, *, out=None, show_groups: bool = True, max_errors: int = 20,
+                  max_groups: int = 20) -> None:
+    """The run in a few lines: counts, groups, one line per unusable file (the first ``max_errors``)."""
+    out = out or sys.stdout
+    c = summary["counts"]
+    report = summary["report"]
+    opts = summary["options"]
+    model = f", model {summary['model_id']}" if summary.get("model_id") else ""
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"dedup run {summary['run_id']}: mode {opts['mode']}{model}")
+    p(f"files: {c['files_found']:,} found, {c['files_read']:,} read, {c['files_reused']:,} unchanged (not read); "
+      f"{c['images']:,} distinct contents")
+    emb = ""
+    if opts["mode"] != "phash":
+        emb = f"; embeddings {c['embeddings_computed']:,} computed, {c['embeddings_reused']:,} reused"
+    p(f"features: pHash {c['hashes_computed']:,} computed, {c['hashes_reused']:,} reused{emb}")
+    groups = report["groups"]
+    exact = sum(1 for g in groups if all(m["exact"] for m in g["members"]))
+    p(f"groups: {len(groups):,}, of which {exact:,} hold only byte-identical copies; "
+      f"{c['duplicate_files']:,} files are not the kept one of their group ({_size(c['reclaimable_bytes'])})")
+    chained = [g for g in groups if g.get("chained")]
+    if chained:
+        p(f"chained groups: {len(chained):,} (a member is far from the kept file; --split-chains cuts them):")
+        for g in chained[:5]:
+            wl = g["weakest_link"]
+            if wl:
+                sim = "" if wl["clip_similarity"] is None else f", sim {wl['clip_similarity']:.3f}"
+                p(f"  weakest link {_shown(wl['a'])} ~ {_shown(wl['b'])} (d {wl['phash_distance']}{sim})")
+    if show_groups and groups:
+        for k, g in enumerate(groups[:max_groups], start=1):
+            p(f"  group {k}: keep {_shown(g['keep'])}")
+            for m in g["members"][1:]:
+                sim = "" if m["clip_similarity"] is None else f", sim {m['clip_similarity']:.3f}"
+                p(f"           {_shown(m['path'])} (d {m['phash_distance']}{sim}{', exact' if m['exact'] else ''})")
+        if len(groups) > max_groups:
+            p(f"  ... and {len(groups) - max_groups:,} more groups (--json, --csv or --html for all)")
+    errors = report["errors"]
+    if errors:
+        p(f"{len(errors):,} {'file' if len(errors) == 1 else 'files'} could not be used:")
+        for e in errors[:max_errors]:
+            p(f"  {_shown(e['path'])}: {e['error']}")
+        if len(errors) > max_errors:
+            p(f"  ... and {len(errors) - max_errors:,} more (--json, or the table dedup_errors)")
+    else:
+        p("0 files could not be used")
+    skipped = {k: v for k, v in summary.get("skipped", {}).items() if v}
+    if skipped:
+        p("left out by the walk: " + ", ".join(f"{v:,} {_SKIPPED.get(k, k)}" for k, v in sorted(skipped.items())))
+    written = [_shown(v) for v in (summary.get("outputs") or {}).values() if v != "-"]
+    if written:
+        p("wrote " + ", ".join(written))
+
+
+def _act(args, report: dict, settings, out) -> None:
+    from maya import actions
+
+    backup = os.path.join(str(settings.data_dir), "dedup-originals") if args.link and not args.move_to else None
+    plan = actions.plan_actions(report, move_to=args.move_to, link=args.link, backup_dir=backup)
+    if not plan:
+        print("nothing to move: no group has a member besides the kept file", file=out)
+        return
+    total = sum(a.size_bytes or 0 for a in plan)
+    verb = "replace by links" if args.link else "move"
+    if not args.yes:
+        print(f"dry run: would {verb} {len(plan):,} files ({_size(total)}); nothing was changed:", file=out)
+        for line in actions.describe(plan):
+            print("  " + line.replace("\n", "\n  "), file=out)
+        print("run again with --yes to do it (an undo manifest is written)", file=out)
+        return
+    folder = args.move_to or backup
+    manifest = actions.default_manifest_path(folder)
+    result = actions.apply_actions(plan, manifest)
+    print(f"{'linked' if args.link else 'moved'} {result.done:,} of {len(plan):,} files; "
+          f"undo with: maya dedup --undo {_shown(manifest)}", file=out)
+    for a in result.skipped:
+        print(f"  left alone {_shown(a.path)}: {a.status}", file=out)
+
+
+def _undo(manifest: str) -> int:
+    from maya import actions
+
+    result = actions.undo(manifest)
+    print(f"restored {result.done:,} of {len(result.actions):,} files from {_shown(manifest)}")
+    for a in result.skipped:
+        print(f"  not restored {_shown(a.path)}: {a.status}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- standalone
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``maya dedup`` as a program of its own (the flags ``maya/cli.py`` adds to every command included)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="folder of the DuckDB file (env MAYA_DATA_DIR; default ./maya-data)")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--model", help="hub id, local CLIP folder, or efficientnet-lite0 (env MAYA_MODEL)")
+    model.add_argument("--device", help="cuda, cpu, mps (default: best available; env MAYA_DEVICE)")
+    model.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"])
+    model.add_argument("--batch-size", type=int, help="images per model batch (default: by device)")
+    parser = argparse.ArgumentParser(prog="maya")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_dedup_parser(sub, [common, model])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (without the leading ``dedup``, which is added) and run; errors as one line, exit 2
+    for usage errors, 1 for anything else, no traceback unless ``--debug``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(["dedup", *argv])
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("maya: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - one clear line for people
+        if args.debug:
+            raise
+        print(f"maya: error: {e}", file=sys.stderr)
+        return EXIT_USAGE if is_usage_error(e) else 1
+
+
+def is_usage_error(e: BaseException) -> bool:
+    """Errors that mean 'fix the command', exit 2: bad folder or threshold, bad manifest, model not found."""
+    return type(e).__name__ in ("DedupUsageError", "ActionError", "ModelLoadError", "UsageError")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

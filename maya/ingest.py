@@ -1,0 +1,350 @@
+"""Find the image files under folders and identify each by the sha256 of its bytes, incrementally.
+
+Walk rules (``walk_images``):
+
+* Recursive and deterministic: in each folder its files come first, then its sub-folders (depth
+  first), each in name order, so the same tree always gives the same list.
+* Symbolic links are **not followed** by default: a link to a folder is not entered and a link to a
+  file is not read (counted in ``Walk.skipped["symlink"]``). A link with an image name whose target
+  is missing or loops is a problem with a reason (``missing`` / ``unreadable``), never a silent skip.
+  With ``follow_symlinks=True`` links are followed and folders already entered (same device and
+  inode) are not entered twice, so link loops end.
+  The roots themselves are always followed: the user named them.
+* Hidden files and folders (name starting with ``.``) are skipped unless ``include_hidden``.
+* A file is taken when its extension is one of :data:`IMAGE_EXTENSIONS` (case-insensitive); other
+  files are counted in ``Walk.skipped["not_an_image_name"]``. A folder named like an image
+  (``2019.jpg/``) is a folder: it is walked into.
+* Folders in ``exclude`` (Maya's own data folder, the ``--move-to`` folder) are not entered when met
+  inside a root, so files moved aside are not found again (counted in ``Walk.skipped["excluded"]``).
+* One file reached twice (overlapping roots, a hard link, a followed link) is taken once, under the
+  first path found; the others are counted in ``Walk.skipped["same_file"]``. Moving one of two hard
+  links would free nothing, so they are not reported as duplicates of each other.
+* Something with an image name that is not a regular file (FIFO, socket, device) is a problem with
+  reason ``unreadable``; it is never opened (a FIFO would block).
+
+Incremental identification (``plan_ingest`` then ``sha256_files``): a path whose size and mtime equal
+what the ``files`` table holds keeps its stored sha256 and is not read; any other path is read and
+hashed. Content that did not change keeps its features anyway (they are cached by sha256).
+
+Paths are kept exactly as the walk produced them (``str``; bytes that are not valid UTF-8 appear as
+surrogate escapes, so ``os.fsencode(path)`` is the real name). DuckDB only stores valid UTF-8, so the
+database holds :func:`path_text` of a path: undecodable bytes written as ``\\xNN``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+#: File name extensions taken as images (lower case). HEIC/HEIF/AVIF decode only with Pillow's
+#: plugins; without them they are listed as ``unsupported`` rather than skipped unseen.
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".gif", ".bmp", ".dib",
+    ".tif", ".tiff", ".heic", ".heif", ".avif", ".mpo",
+})
+
+#: Files hashed per thread pool call and per database transaction.
+DEFAULT_HASH_BATCH = 256
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """A file the walk took. ``size_bytes`` and ``mtime`` (seconds since the epoch) are from its stat."""
+
+    path: str
+    size_bytes: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """A path that cannot be used. ``reason`` is a short code (those of ``maya.imageio.ImageLoadError``
+    plus ``changed``); ``error`` is one printable line, ``"<reason>: <detail>"``."""
+
+    path: str
+    reason: str
+    error: str
+
+
+@dataclass(frozen=True)
+class IngestedFile:
+    """A file identified by content. ``reused``: its sha256 came from the database (not read)."""
+
+    path: str
+    sha256: str
+    size_bytes: int
+    mtime: float
+    reused: bool
+
+
+@dataclass
+class Walk:
+    """What ``walk_images`` found: files to identify, problems, and counts of what it left out."""
+
+    files: list[FoundFile] = field(default_factory=list)
+    problems: list[FileProblem] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count: hidden, symlink, ...
+
+    def _skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+def path_text(path: str) -> str:
+    """``path`` as valid UTF-8 text for the database: undecodable bytes become ``\\xNN``.
+
+    Valid UTF-8 paths come back unchanged.
+    """
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def problem(path: str, reason: str, detail: str) -> FileProblem:
+    """A :class:`FileProblem` whose error line is printable (no control characters, no surrogates)."""
+    return FileProblem(path, reason, f"{reason}: {_printable(detail)}")
+
+
+def problem_from_load_error(path: str, exc) -> FileProblem:
+    """A :class:`FileProblem` from a ``maya.imageio.ImageLoadError`` (the path is not repeated)."""
+    return problem(path, exc.reason, exc.detail)
+
+
+# ---------------------------------------------------------------------------------------------- walk
+
+
+def walk_images(
+    roots: Iterable[str | os.PathLike],
+    *,
+    follow_symlinks: bool = False,
+    include_hidden: bool = False,
+    extensions: frozenset[str] = IMAGE_EXTENSIONS,
+    exclude: Iterable[str | os.PathLike] = (),
+) -> Walk:
+    """Every image file under ``roots`` (folders or single files), by the rules in the module docstring.
+
+    A root that does not exist or cannot be listed becomes a problem (callers that want a usage error
+    check the roots first). Returns a :class:`Walk`; ``files`` are in walk order (roots in the given
+    order; in each folder its files, then its sub-folders, by name).
+    """
+    walk = Walk()
+    seen_files: set[tuple[int, int]] = set()
+    seen_dirs: set[tuple[int, int]] = set()
+    excluded: set[tuple[int, int]] = set()
+    for folder in exclude:
+        try:
+            st = os.stat(folder)
+            excluded.add((st.st_dev, st.st_ino))
+        except OSError:
+            pass  # a folder that does not exist yet cannot be met
+    for root in roots:
+        root = os.fspath(root)
+        try:
+            st = os.stat(root)
+        except OSError as e:
+            walk.problems.append(_os_problem(root, e))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            _walk_dir(walk, root, st, seen_files, seen_dirs, follow_symlinks, include_hidden, extensions, excluded)
+        else:
+            # A file named on the command line is taken whatever its extension: the user chose it.
+            _take_file(walk, root, st, seen_files)
+    return walk
+
+
+def _walk_dir(walk, root, root_stat, seen_files, seen_dirs, follow, include_hidden, extensions, excluded) -> None:
+    stack = [(root, (root_stat.st_dev, root_stat.st_ino))]
+    while stack:
+        folder, key = stack.pop()
+        if key in seen_dirs:
+            walk._skip("same_folder")
+            continue
+        seen_dirs.add(key)
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            walk.problems.append(_os_problem(folder, e, what="folder cannot be listed"))
+            continue
+        subfolders = []
+        for entry in entries:
+            if not include_hidden and entry.name.startswith("."):
+                walk._skip("hidden")
+                continue
+            path = entry.path
+            image_name = os.path.splitext(entry.name)[1].lower() in extensions
+            try:
+                is_link = entry.is_symlink()
+                st = entry.stat(follow_symlinks=False)
+            except OSError as e:  # vanished between listing and stat
+                if image_name:
+                    walk.problems.append(_os_problem(path, e))
+                continue
+            if is_link:
+                try:
+                    target = os.stat(path)
+                except OSError as e:
+                    if image_name:  # a broken link named like an image: the user expects a picture there
+                        walk.problems.append(_os_problem(path, e))
+                    else:
+                        walk._skip("broken_symlink")
+                    continue
+                if not follow:
+                    walk._skip("symlink")
+                    continue
+                st = target
+            if stat.S_ISDIR(st.st_mode):
+                if (st.st_dev, st.st_ino) in excluded:
+                    walk._skip("excluded")
+                else:
+                    subfolders.append((path, (st.st_dev, st.st_ino)))
+            elif not image_name:
+                walk._skip("not_an_image_name")
+            elif stat.S_ISREG(st.st_mode):
+                _take_file(walk, path, st, seen_files)
+            else:
+                walk.problems.append(problem(path, "unreadable", f"not a regular file ({_file_kind(st.st_mode)})"))
+        # depth first, names in order: push in reverse so the first name is walked first
+        stack.extend(reversed(subfolders))
+
+
+def _take_file(walk: Walk, path: str, st: os.stat_result, seen_files: set) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        walk.problems.append(problem(path, "unreadable", f"not a regular file ({_file_kind(st.st_mode)})"))
+        return
+    key = (st.st_dev, st.st_ino)
+    if key in seen_files:
+        walk._skip("same_file")
+        return
+    seen_files.add(key)
+    walk.files.append(FoundFile(path, int(st.st_size), float(st.st_mtime)))
+
+
+def _os_problem(path: str, e: OSError, what: str | None = None) -> FileProblem:
+    if isinstance(e, FileNotFoundError):
+        detail = "broken symbolic link (its target does not exist)" if os.path.islink(path) else "no such file"
+        reason = "missing"
+    elif isinstance(e, PermissionError):
+        reason, detail = "unreadable", "permission denied"
+    elif e.errno == errno.ELOOP:
+        reason, detail = "unreadable", "symbolic link loop (too many levels of symbolic links)"
+    elif e.errno == errno.ENAMETOOLONG:
+        reason, detail = "unreadable", "file name too long"
+    elif isinstance(e, NotADirectoryError):
+        reason, detail = "missing", "a parent of this path is a file, not a folder"
+    else:
+        reason, detail = "unreadable", e.strerror or str(e)
+    if what:
+        detail = f"{what}: {detail}"
+    return problem(path, reason, detail)
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def _printable(text: str) -> str:
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+# ---------------------------------------------------------------------------------------------- identify
+
+
+def plan_ingest(con, found: Sequence[FoundFile]) -> tuple[list[IngestedFile], list[FoundFile]]:
+    """Split ``found`` into files whose stored sha256 still holds and files that must be read.
+
+    A stored row holds when it is ``status = 'ok'`` with the same size and mtime. Reads one query.
+    """
+    import numpy as np
+
+    if not found:
+        return [], []
+    _maya_q = {"path": np.array([path_text(f.path) for f in found], dtype=object)}  # noqa: F841
+    rows = con.execute(
+        "SELECT f.path, f.sha256, f.size_bytes, f.mtime FROM files f JOIN _maya_q q USING (path) "
+        "WHERE f.status = 'ok' AND f.sha256 IS NOT NULL"
+    ).fetchall()
+    known = {p: (s, size, mtime) for p, s, size, mtime in rows}
+    reused, to_read = [], []
+    for f in found:
+        row = known.get(path_text(f.path))
+        if row is not None and row[1] == f.size_bytes and row[2] == f.mtime:
+            reused.append(IngestedFile(f.path, row[0], f.size_bytes, f.mtime, True))
+        else:
+            to_read.append(f)
+    return reused, to_read
+
+
+#: Details of ``unreadable`` errors that will not go away by trying again.
+_PERMANENT_UNREADABLE = ("permission denied", "symbolic link loop", "file name too long", "not a regular file")
+#: Seconds to wait before each new try of a read that failed with an I/O error.
+TRANSIENT_RETRY_DELAYS = (0.2, 1.0)
+
+
+def is_transient(reason: str, error: str) -> bool:
+    """True for a read failure worth trying again: ``unreadable`` from an I/O error (EIO, ESTALE,
+    EAGAIN on a network mount), not from permissions, link loops or special files."""
+    return reason == "unreadable" and not any(p in error for p in _PERMANENT_UNREADABLE)
+
+
+def sha256_files(paths: Sequence[str], workers: int | None = None) -> list[tuple[str | None, FileProblem | None]]:
+    """sha256 of each file, read in 1 MiB chunks by a thread pool: ``(sha256, None)`` or ``(None, problem)``.
+
+    Results are in the order of ``paths``. Never raises for a bad file. A read that fails with an I/O
+    error is tried again after each of :data:`TRANSIENT_RETRY_DELAYS`.
+    """
+    import time
+
+    from maya import imageio
+
+    def one(path: str):
+        for delay in (*TRANSIENT_RETRY_DELAYS, None):
+            try:
+                return imageio.sha256_file(path), None
+            except imageio.ImageLoadError as e:
+                prob = problem_from_load_error(path, e)
+                if delay is None or not is_transient(prob.reason, prob.error):
+                    return None, prob
+                time.sleep(delay)
+
+    workers = workers or min(8, 2 * (os.cpu_count() or 1))
+    if len(paths) <= 1:
+        return [one(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=min(workers, len(paths))) as pool:
+        return list(pool.map(one, paths))
+
+
+@dataclass(frozen=True)
+class _FileRow:  # the attributes maya.store.save_files reads
+    path: str
+    sha256: str | None
+    size_bytes: int | None
+    mtime: float | None
+    status: str
+    error: str | None
+
+
+def save_identified(con, found: Sequence[FoundFile], results) -> None:
+    """Write one batch of ``sha256_files`` results to the ``files`` table, in one transaction."""
+    from maya import store
+
+    rows = []
+    for f, (sha, prob) in zip(found, results):
+        if sha is not None:
+            rows.append(_FileRow(path_text(f.path), sha, f.size_bytes, f.mtime, "ok", None))
+        else:
+            rows.append(_FileRow(path_text(f.path), None, f.size_bytes, f.mtime, "error", prob.error))
+    with store.transaction(con):
+        store.save_files(con, rows)
