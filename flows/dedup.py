@@ -30,8 +30,8 @@ def dedup(
     batch_size: int | None = None,
     phash_accept: int = lib.PHASH_ACCEPT,
     phash_radius: int = lib.PHASH_RADIUS,
-    clip_verify: float = lib.CLIP_VERIFY,
-    clip_strict: float = lib.CLIP_STRICT,
+    clip_verify: float | None = None,
+    clip_strict: float | None = None,
     clip_k: int = lib.CLIP_NEIGHBOURS,
     split_chains: bool = False,
     follow_symlinks: bool = False,
@@ -106,6 +106,7 @@ def _dedup(paths, mode, data_dir, model, device, precision, batch_size, phash_ac
 
     con = store.connect(settings.db_path)
     try:
+        options = lib.measured_options(con, options, spec.name if spec else None, model_id)
         run_id = lib.start_dedup_run(
             con, roots, options, model_id,
             {"model": settings.model if spec else None, "batch_size": batch, "follow_symlinks": follow_symlinks,

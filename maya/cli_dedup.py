@@ -49,10 +49,12 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
                     help="pHash distance accepted without the model (default %(default)s)")
     th.add_argument("--phash-radius", type=int, default=lib.PHASH_RADIUS, metavar="BITS",
                     help="hybrid: pHash candidates up to this distance are verified by the model (default %(default)s)")
-    th.add_argument("--clip-verify", type=float, default=lib.CLIP_VERIFY, metavar="SIM",
-                    help="hybrid: similarity a pHash candidate needs (default %(default)s)")
-    th.add_argument("--clip-strict", type=float, default=lib.CLIP_STRICT, metavar="SIM",
-                    help="similarity at which model neighbours match on their own (default %(default)s)")
+    th.add_argument("--clip-verify", type=float, default=None, metavar="SIM",
+                    help="hybrid: similarity a pHash candidate needs (default: the cascade threshold the "
+                         f"evaluate study chose for this model in this store, else {lib.CLIP_VERIFY} for CLIP)")
+    th.add_argument("--clip-strict", type=float, default=None, metavar="SIM",
+                    help="similarity at which model neighbours match on their own (default: the study's "
+                         f"val threshold for precision >= 0.99, else {lib.CLIP_STRICT} for CLIP)")
     th.add_argument("--clip-k", type=int, default=lib.CLIP_NEIGHBOURS, metavar="K",
                     help="model neighbours looked at per image (default %(default)s)")
     th.add_argument("--split-chains", action="store_true",
@@ -112,7 +114,7 @@ def cmd_dedup(args) -> int:
                             include_hidden=args.include_hidden, exclude=exclude, progress=True)
         written = lib.write_outputs(run.report, run.groups, progress=True, **outputs)
         summary = {"run_id": run.run_id, "report": run.report, "counts": run.counts, "skipped": run.skipped,
-                   "model_id": run.model_id, "options": options.as_dict(), "outputs": written}
+                   "model_id": run.model_id, "options": run.options.as_dict(), "outputs": written}
     print_summary(summary, out=out, show_groups=not any(outputs.values()))
     if args.move_to or args.link:
         _act(args, summary["report"], settings, out)
@@ -184,6 +186,11 @@ def print_summary(summary: dict, *, out=None, show_groups: bool = True, max_erro
     model = f", model {summary['model_id']}" if summary.get("model_id") else ""
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(f"dedup run {summary['run_id']}: mode {opts['mode']}{model}")
+    rule = {"phash": f"pHash d <= {opts['phash_accept']}",
+            "clip": f"similarity >= {opts['clip_strict']}",
+            "hybrid": f"pHash d <= {opts['phash_accept']}, or d <= {opts['phash_radius']} and similarity >= "
+                      f"{opts['clip_verify']}, or similarity >= {opts['clip_strict']}"}[opts["mode"]]
+    p(f"match rule: {rule}")
     p(f"files: {c['files_found']:,} found, {c['files_read']:,} read, {c['files_reused']:,} unchanged (not read); "
       f"{c['images']:,} distinct contents")
     emb = ""

@@ -59,8 +59,12 @@ MODES = ("hybrid", "clip", "phash")
 # on the demo with efficientnet-lite0 (see README). Every one has a flag.
 PHASH_ACCEPT = 8  # bits: d <= this is a duplicate without asking the model
 PHASH_RADIUS = 16  # bits: hybrid asks the model about pairs with PHASH_ACCEPT < d <= this
-CLIP_VERIFY = 0.90  # cosine similarity a pHash candidate needs (hybrid)
+CLIP_VERIFY = 0.90  # cosine similarity a pHash candidate needs (hybrid), when the study has no number
 CLIP_STRICT = 0.95  # cosine similarity at which embedding neighbours match on their own (clip, hybrid)
+#: Fallbacks per embedding family when the store holds no evaluate run of the model. Similarities are not
+#: comparable across models: efficientnet-lite0's copies score 0.885-0.985 against their originals and
+#: different photos at most 0.35 on the demo photos, while CLIP puts unrelated photos at 0.5-0.8.
+MODEL_FALLBACKS = {"efficientnet-lite0": (0.80, 0.85)}
 CLIP_NEIGHBOURS = 16  # nearest neighbours per image looked at for the embedding-only clause
 
 #: Images per feature batch (decode + pHash + embed, one transaction) when no model sets it.
@@ -84,8 +88,8 @@ class DedupOptions:
     mode: str = "hybrid"
     phash_accept: int = PHASH_ACCEPT
     phash_radius: int = PHASH_RADIUS
-    clip_verify: float = CLIP_VERIFY
-    clip_strict: float = CLIP_STRICT
+    clip_verify: float | None = None  # None: as measured by the study (measured_options)
+    clip_strict: float | None = None
     clip_k: int = CLIP_NEIGHBOURS
     split_chains: bool = False
 
@@ -94,7 +98,10 @@ class DedupOptions:
         return self.mode in ("hybrid", "clip")
 
     def check(self) -> "DedupOptions":
-        """Return self, or raise :class:`DedupUsageError` naming the bad setting."""
+        """Return self, or raise :class:`DedupUsageError` naming the bad setting.
+
+        ``clip_verify`` / ``clip_strict`` may be None: "as measured by the study" (see
+        :func:`measured_options`), resolved once the model is known."""
         import numpy as np
         if self.mode not in MODES:
             raise DedupUsageError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
@@ -106,6 +113,8 @@ class DedupOptions:
             raise DedupUsageError(f"phash-radius ({self.phash_radius}) must be >= phash-accept ({self.phash_accept})")
         for name in ("clip_verify", "clip_strict"):
             v = getattr(self, name)
+            if v is None:
+                continue
             if not isinstance(v, (int, float, np.floating)) or not -1.0 <= float(v) <= 1.0 or v != v:
                 raise DedupUsageError(f"{name.replace('_', '-')} must be a cosine similarity in -1..1, got {v!r}")
         if isinstance(self.clip_k, bool) or not isinstance(self.clip_k, (int, np.integer)) or self.clip_k < 1:
@@ -114,8 +123,48 @@ class DedupOptions:
 
     def as_dict(self) -> dict:
         return {"mode": self.mode, "phash_accept": int(self.phash_accept), "phash_radius": int(self.phash_radius),
-                "clip_verify": float(self.clip_verify), "clip_strict": float(self.clip_strict),
+                "clip_verify": None if self.clip_verify is None else float(self.clip_verify),
+                "clip_strict": None if self.clip_strict is None else float(self.clip_strict),
                 "clip_k": int(self.clip_k), "split_chains": bool(self.split_chains)}
+
+
+def measured_options(con, options: DedupOptions, model_name: str | None, model_id: str | None) -> DedupOptions:
+    """Fill the embedding thresholds the caller left as None with what the evaluate study measured.
+
+    From the latest completed evaluate run of the same model (``runs.model`` = ``model_id``) in this store:
+    ``clip_verify`` = the cascade's similarity threshold chosen on val, ``clip_strict`` = the CLIP-only
+    threshold that reached precision >= 0.99 on val (``method_summary``), else its F1-best one. Without
+    such a run: per-model fallbacks (:data:`MODEL_FALLBACKS`), then the CLIP defaults.
+    """
+    from dataclasses import replace
+
+    if options.clip_verify is not None and options.clip_strict is not None:
+        return options
+    verify = strict = None
+    if model_id is not None:
+        row = con.execute(
+            """
+            SELECT r.run_id,
+                   (SELECT clip_threshold FROM metrics m WHERE m.run_id = r.run_id AND m.selected
+                        AND m.split = 'val' AND m.method = 'cascade'),
+                   (SELECT clip_threshold FROM metrics m WHERE m.run_id = r.run_id AND m.selected
+                        AND m.split = 'val' AND m.method = 'clip'),
+                   (SELECT threshold_at_p99 FROM method_summary s WHERE s.run_id = r.run_id
+                        AND s.split = 'val' AND s.method = 'clip')
+            FROM runs r WHERE r.flow = 'evaluate' AND r.status = 'completed' AND r.model = ?
+            ORDER BY r.run_id DESC LIMIT 1
+            """, [model_id]).fetchone()
+        if row is not None:
+            verify = row[1]
+            strict = row[3] if row[3] is not None and row[3] == row[3] else row[2]
+            if strict is not None and verify is not None:
+                strict = max(strict, verify)
+    fallback = MODEL_FALLBACKS.get(model_name or "", (CLIP_VERIFY, CLIP_STRICT))
+    return replace(
+        options,
+        clip_verify=options.clip_verify if options.clip_verify is not None else (verify if verify is not None else fallback[0]),
+        clip_strict=options.clip_strict if options.clip_strict is not None else (strict if strict is not None else fallback[1]),
+    ).check()
 
 
 def check_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
@@ -888,6 +937,7 @@ def run_dedup(
     else:
         con = store.connect(db_path)
     try:
+        options = measured_options(con, options, spec.name if spec else None, model_id)
         run_id = start_dedup_run(con, roots, options, model_id,
                                  {"model": model if spec else None, "batch_size": batch,
                                   "follow_symlinks": follow_symlinks, "include_hidden": include_hidden})
@@ -924,8 +974,8 @@ def find_duplicates(
     batch_size: int | None = None,
     phash_accept: int = PHASH_ACCEPT,
     phash_radius: int = PHASH_RADIUS,
-    clip_verify: float = CLIP_VERIFY,
-    clip_strict: float = CLIP_STRICT,
+    clip_verify: float | None = None,
+    clip_strict: float | None = None,
     clip_k: int = CLIP_NEIGHBOURS,
     split_chains: bool = False,
     follow_symlinks: bool = False,

@@ -218,7 +218,32 @@ def test_decide_is_one_rule_with_three_settings():
     o = DedupOptions(phash_accept=8, phash_radius=16, clip_verify=0.9, clip_strict=0.95)
     assert dedup.decide(d, s, o).tolist() == ["phash", "phash+clip", "", "clip", ""]
     assert dedup.decide(d, None, DedupOptions(mode="phash")).tolist() == ["phash", "", "", "", ""]
-    assert dedup.decide(d, s, DedupOptions(mode="clip")).tolist() == ["", "", "", "clip", ""]
+    assert dedup.decide(d, s, DedupOptions(mode="clip", clip_strict=0.95)).tolist() == ["", "", "", "clip", ""]
+
+
+def test_embedding_thresholds_default_to_what_the_study_measured(tmp_path):
+    from maya import store
+
+    con = store.connect(tmp_path / "maya.duckdb")
+    unset = DedupOptions()
+    # no study in the store: per-model fallbacks, then CLIP's
+    o = dedup.measured_options(con, unset, "efficientnet-lite0", "efficientnet-lite0|pp1")
+    assert (o.clip_verify, o.clip_strict) == dedup.MODEL_FALLBACKS["efficientnet-lite0"]
+    o = dedup.measured_options(con, unset, "some/clip", "some/clip@x|pp1")
+    assert (o.clip_verify, o.clip_strict) == (dedup.CLIP_VERIFY, dedup.CLIP_STRICT)
+    # a completed evaluate run of the same model: its val-selected cascade and CLIP-only thresholds
+    run = store.start_run(con, flow="evaluate", dataset="d", model="m|pp1", parameters={})
+    store.finish_run(con, run, status="completed")
+    store.insert_rows(con, "metrics", {
+        "run_id": [run, run, run], "split": ["val", "val", "test"], "method": ["cascade", "clip", "clip"],
+        "clip_threshold": [0.6, 0.7, 0.7], "selected": [True, True, True],
+        "tp": [1, 1, 1], "fp": [0, 0, 0], "fn": [0, 0, 0], "tn": [1, 1, 1]})
+    o = dedup.measured_options(con, unset, "m", "m|pp1")
+    assert (o.clip_verify, o.clip_strict) == (pytest.approx(0.6), pytest.approx(0.7))
+    # explicit values always win
+    o = dedup.measured_options(con, DedupOptions(clip_verify=0.5, clip_strict=0.99), "m", "m|pp1")
+    assert (o.clip_verify, o.clip_strict) == (0.5, 0.99)
+    con.close()
 
 
 # ---------------------------------------------------------------------------------------------- grouping
