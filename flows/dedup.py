@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.runners import api_url_for_workers, task_runner_for
+from flows.runners import dask_in_flight, run_on_cluster
 from maya import dedup as lib
 from maya import features, store
 from maya.settings import load_settings
@@ -54,35 +54,18 @@ def dedup(
     """
     params = {k: v for k, v in locals().items() if k != "dask_address"}
     if dask_address:
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        runner = task_runner_for(dask_address)
-        # Workers take the API URL from the settings sent with each task; in ephemeral mode that is
-        # empty and every worker would start a server of its own (shared/notes/prefect.md section 4).
-        with temporary_settings(updates={PREFECT_API_URL: api_url_for_workers()}):
-            return dedup_on_cluster.with_options(task_runner=runner)(in_flight=None, **params)
+        return run_on_cluster(dedup_on_cluster, dask_address, in_flight=None, **params)
     return _dedup(in_flight=IN_FLIGHT_THREADS, **params)
 
 
 @flow(name="dedup-on-cluster")
 def dedup_on_cluster(**params) -> dict:
     """The same steps as ``dedup``, run by the task runner this subflow was given (Dask)."""
-    return _dedup(**{**params, "in_flight": params.get("in_flight") or _dask_in_flight()})
+    return _dedup(**{**params, "in_flight": params.get("in_flight") or dask_in_flight()})
 
 
 #: Batches in flight on the thread runner: one decodes while another is hashed and embedded.
 IN_FLIGHT_THREADS = 2
-
-
-def _dask_in_flight() -> int:
-    """Two batches per Dask worker thread (at least 2), so no worker waits for the flow to commit."""
-    try:
-        from distributed import get_client
-
-        info = get_client().scheduler_info()
-        return max(2, 2 * sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
-    except Exception:  # noqa: BLE001 - no client reachable from here: a safe default
-        return 4
 
 
 def _dedup(paths, mode, data_dir, model, device, precision, batch_size, phash_accept, phash_radius, clip_verify,

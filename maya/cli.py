@@ -22,7 +22,6 @@ def _quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 
@@ -71,6 +70,9 @@ def print_summary(summary: dict) -> None:
     print(f"hashes: {c['hashes_computed']} computed, {c['hashes_reused']} reused; "
           f"embeddings: {c['embeddings_computed']} computed, {c['embeddings_reused']} reused; "
           f"{c['images_failed']} image(s) failed")
+    if (cache := summary.get("cache")):
+        print(f"task cache: pairs {cache['pairs']}, evaluation {cache['evaluation']}; "
+              f"model {'loaded' if cache['model_loaded'] else 'not loaded (every embedding was stored)'}")
     rows = []
     for r in summary["results"]:
         t = r["thresholds"]
@@ -100,11 +102,15 @@ def cmd_config(args) -> int:
 
 def _run_evaluate_flow(args, **kw) -> dict:
     _quiet_prefect(args.verbose)
-    from flows.evaluate import evaluate
+    from maya.cli_orchestration import prefect_api
 
     s = _settings(args)
-    return evaluate(data_dir=str(s.data_dir), model=s.model, device=s.device, precision=s.precision,
-                    batch_size=s.batch_size, **kw)
+    with prefect_api():
+        from flows.evaluate import evaluate
+
+        return evaluate(data_dir=str(s.data_dir), model=s.model, device=s.device, precision=s.precision,
+                        batch_size=s.batch_size, refresh=getattr(args, "refresh", False),
+                        dask_address=getattr(args, "dask_address", None), **kw)
 
 
 def _require_dataset(args) -> None:
@@ -139,13 +145,16 @@ def cmd_evaluate(args) -> int:
 def _evaluate_repeats(args) -> int:
     """Regenerate the dataset's pairs with K seeds, evaluate each, report mean, std and a bootstrap CI."""
     _quiet_prefect(args.verbose)
-    from flows.stability import evaluate_repeats
+    from maya.cli_orchestration import prefect_api
     from maya.stability import stability_table
 
     s = _settings(args)
     seeds = list(range(args.seed, args.seed + args.repeats))
-    out = evaluate_repeats(dataset=args.dataset, seeds=seeds, data_dir=str(s.data_dir), model=s.model,
-                           device=s.device, precision=s.precision, batch_size=s.batch_size)
+    with prefect_api():
+        from flows.stability import evaluate_repeats
+
+        out = evaluate_repeats(dataset=args.dataset, seeds=seeds, data_dir=str(s.data_dir), model=s.model,
+                               device=s.device, precision=s.precision, batch_size=s.batch_size)
     for child in out["runs"]:
         print(f"seed {child.get('seed', '?')}: run {child['run_id']} on {child['dataset']!r}")
     print(f"\nstability over {len(seeds)} seeds (run {out['run_id']}; test split, thresholds chosen on val):")
@@ -314,10 +323,18 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], help="default auto: fp16 on CUDA, fp32 on CPU")
     model.add_argument("--batch-size", type=int, help="images per model batch (default: by device)")
 
+    flowopts = argparse.ArgumentParser(add_help=False)
+    flowopts.add_argument("--refresh", action="store_true",
+                          help="recompute Prefect-cached tasks (pairs, evaluation); stored hashes and embeddings "
+                               "are still reused")
+    flowopts.add_argument("--dask-address", metavar="ADDR",
+                          help="run compute tasks on a Dask cluster: tcp://HOST:PORT, or 'local' for a temporary "
+                               "local cluster (default: threads in this process)")
+
     p = argparse.ArgumentParser(prog="maya", description="Find near-duplicate and similar images (pHash + CLIP).")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", parents=[common, model], help="build pairs from bundled photos and evaluate")
+    d = sub.add_parser("demo", parents=[common, model, flowopts], help="build pairs from bundled photos and evaluate")
     d.add_argument("--source", help="folder of originals (default: scikit-image's sample photos)")
     d.add_argument("--dataset", default="demo")
     d.add_argument("--seed", type=int, default=0)
@@ -325,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--replace", action="store_true", help="rebuild the dataset if it exists with other parameters")
     d.set_defaults(func=cmd_demo)
 
-    e = sub.add_parser("evaluate", parents=[common, model], help="score and evaluate a dataset's pairs")
+    e = sub.add_parser("evaluate", parents=[common, model, flowopts], help="score and evaluate a dataset's pairs")
     e.add_argument("--dataset", required=True)
     e.add_argument("--seed", type=int, default=0, help="first seed (with --repeats: seeds SEED..SEED+K-1)")
     e.add_argument("--repeats", type=int, metavar="K",
@@ -368,10 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_sql)
 
     from maya.cli_dedup import add_dedup_parser
+    from maya.cli_orchestration import add_orchestration_parsers
     from maya.cli_report import add_report_parser
 
     add_dedup_parser(sub, [common, model])
     add_report_parser(sub, [common])
+    add_orchestration_parsers(sub, [common])
 
     c = sub.add_parser("config", parents=[common, model], help="print the settings a run will use")
     c.set_defaults(func=cmd_config)
@@ -383,7 +402,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     # Only modules already imported can have raised; importing others here would cost start-up time.
     for mod, names in (("maya.pairs", ["PairsError"]), ("maya.store", ["StoreLockedError", "StoreError"]),
                        ("maya.embedders", ["ModelLoadError"]), ("maya.imageio", ["ImageLoadError"]),
-                       ("maya.report", ["ReportError"])):
+                       ("maya.report", ["ReportError"]), ("maya.cli_orchestration", ["OrchestrationError"])):
         m = sys.modules.get(mod)
         for n in names:
             if m is not None and hasattr(m, n):
@@ -410,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         if not known:
             print(f"maya: ({type(e).__name__}; rerun with --debug for the traceback)", file=sys.stderr)
         usage = isinstance(e, UsageError) or type(e).__name__ in (
-            "PairsError", "ModelLoadError", "DedupUsageError", "ActionError")
+            "PairsError", "ModelLoadError", "DedupUsageError", "ActionError", "OrchestrationError")
         return EXIT_USAGE if usage else EXIT_FAILED
 
 

@@ -98,15 +98,18 @@ def cmd_dedup(args) -> int:
     exclude = [str(settings.data_dir)] + ([args.move_to] if args.move_to else [])
 
     if _use_prefect(args):
-        _quiet_prefect(args.verbose)
-        from flows.dedup import dedup
+        from maya.cli import _quiet_prefect
+        from maya.cli_orchestration import prefect_api
 
-        summary = dedup(paths=roots, data_dir=str(settings.data_dir), model=settings.model, device=settings.device,
-                        precision=settings.precision, batch_size=settings.batch_size,
-                        max_pixels=args.max_pixels or settings.max_pixels, follow_symlinks=args.follow_symlinks,
-                        include_hidden=args.include_hidden, exclude=exclude, dask_address=args.dask_address,
-                        progress=True,
-                        **options.as_dict(), **outputs)
+        _quiet_prefect(args.verbose)
+        with prefect_api():
+            from flows.dedup import dedup
+
+            summary = dedup(paths=roots, data_dir=str(settings.data_dir), model=settings.model,
+                            device=settings.device, precision=settings.precision, batch_size=settings.batch_size,
+                            max_pixels=args.max_pixels or settings.max_pixels, follow_symlinks=args.follow_symlinks,
+                            include_hidden=args.include_hidden, exclude=exclude, dask_address=args.dask_address,
+                            progress=True, **options.as_dict(), **outputs)
     else:
         run = lib.run_dedup(roots, options, db_path=settings.db_path, model=settings.model, device=settings.device,
                             precision=settings.precision, batch_size=settings.batch_size,
@@ -138,16 +141,6 @@ def _use_prefect(args) -> bool:
     if args.engine == "local":
         return False
     return bool(os.environ.get("PREFECT_API_URL"))
-
-
-def _quiet_prefect(verbose: bool) -> None:
-    # Read by Prefect at import time (the same settings as `maya demo`).
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 
 def _shown(path: str) -> str:

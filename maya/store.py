@@ -333,10 +333,16 @@ def finish_run(con, run_id: int, *, status: str, counts: dict | None = None) -> 
     )
 
 
-def save_scores_and_metrics(con, run_id: int, dataset: str, scores: dict, metrics: dict) -> None:
+def save_scores_and_metrics(con, run_id: int, dataset: str, scores: dict, metrics: dict,
+                            method_summary: dict | None = None) -> None:
+    """A run's per-pair scores, its sweep rows and (optionally) its per-method summary, in one transaction."""
     with transaction(con):
         n = len(scores["pair_id"])
         insert_rows(con, "scores", {"run_id": np.full(n, run_id, dtype=np.int64),
                                     "dataset": [dataset] * n, **scores})
         m = len(metrics["tp"])
         insert_rows(con, "metrics", {"run_id": np.full(m, run_id, dtype=np.int64), **metrics})
+        if method_summary is not None:
+            from maya.ranking import save_method_summary
+
+            save_method_summary(con, run_id, method_summary)

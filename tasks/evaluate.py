@@ -1,4 +1,9 @@
-"""Evaluation task: sweeps and selection are a pure function of the scores, so they are cached by content."""
+"""Evaluation task: sweeps and selection are a pure function of the scores, so they are cached by content.
+
+The key holds the task's identity and source, the source of the modules that compute the sweeps
+(:mod:`maya.evaluation`, :mod:`maya.metrics`, :mod:`maya.ranking`) and the score arrays
+themselves, so an identical rerun skips the sweeps and an edit to the metric code recomputes them.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,16 @@ from datetime import timedelta
 from prefect import task
 
 from maya.evaluation import evaluate_pairs
-from tasks.policies import content_key
+from maya.ranking import method_summary
+from tasks.policies import content_key_with
+
+_EVALUATION_CODE = ("maya.evaluation", "maya.metrics", "maya.ranking")
 
 
-@task(name="evaluate-scores", cache_key_fn=content_key, cache_expiration=timedelta(days=30), persist_result=True)
+@task(name="evaluate-scores", cache_key_fn=content_key_with(code=_EVALUATION_CODE),
+      cache_expiration=timedelta(days=30), persist_result=True)
 def evaluate_scores(phash_distance, similarity, label, split, methods):
-    return evaluate_pairs(phash_distance, similarity, label, split, methods=tuple(methods))
+    """Per-method sweeps, thresholds chosen on 'val', reported on 'test', and the field's ranking measures:
+    (metric columns, MethodResults, method_summary columns)."""
+    metrics, results = evaluate_pairs(phash_distance, similarity, label, split, methods=tuple(methods))
+    return metrics, results, method_summary(phash_distance, similarity, label, split, results)
