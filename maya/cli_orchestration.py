@@ -337,9 +337,20 @@ def prefect_api():
                                + "; start one with `prefect server start` and set PREFECT_API_URL")
         yield url
     finally:
+        _drain_logs()  # before the server goes: otherwise Prefect's exit-time flush fails on a closed port
         if os.environ.get("PREFECT_API_URL") == url:
             del os.environ["PREFECT_API_URL"]
         _stop(proc)
+
+
+def _drain_logs() -> None:
+    """Send the log lines Prefect still holds to the server (at most a few seconds)."""
+    try:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)
+    except Exception:  # noqa: BLE001 - best effort: losing a log line must not fail the command
+        pass
 
 
 def _stop(proc: "subprocess.Popen") -> None:

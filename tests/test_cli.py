@@ -80,3 +80,16 @@ def test_config_shows_env_and_flag_precedence(tmp_path):
     assert "model = flag-model" in out.stdout and "batch_size = 7" in out.stdout
     bad = run(["config"], {"MAYA_BATCH_SIZE": "lots"})
     assert bad.returncode != 0 and "MAYA_BATCH_SIZE must be an integer" in bad.stderr
+
+
+@pytest.mark.slow
+def test_demo_without_the_default_model_says_so_and_runs_on_efficientnet(photo_dir, tmp_path):
+    env = {"MAYA_DATA_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    out = run(["demo", "--source", str(photo_dir), "--positives", "2"], env)
+    assert out.returncode == 0, out.stderr
+    notes = [line for line in out.stderr.splitlines() if "efficientnet-lite0" in line]
+    assert len(notes) == 1 and "openai/clip-vit-base-patch32 cannot be loaded" in notes[0]
+    assert "model efficientnet-lite0" in out.stdout and "cascade" in out.stdout
+    # evaluate never falls back: it names both options and stops before any work
+    ev = run(["evaluate", "--dataset", "demo"], env)
+    assert ev.returncode == 2 and "--model efficientnet-lite0" in ev.stderr and "Traceback" not in ev.stderr
