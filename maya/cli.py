@@ -172,8 +172,11 @@ def _evaluate_repeats(args) -> int:
                                device=s.device, precision=s.precision, batch_size=s.batch_size)
     for child in out["runs"]:
         print(f"seed {child.get('seed', '?')}: run {child['run_id']} on {child['dataset']!r}")
+    import numpy as np
+
+    rows = {k: np.array([r[k] for r in out["stability"]]) for k in out["stability"][0]}
     print(f"\nstability over {len(seeds)} seeds (run {out['run_id']}; test split, thresholds chosen on val):")
-    print(format_table(*stability_table(out["stability"])))
+    print(format_table(*stability_table(rows)))
     return 0
 
 
@@ -258,11 +261,12 @@ def cmd_pairs_import(args) -> int:
 def _report_pairset(name: str, ps) -> None:
     n_pos = sum(p.label for p in ps.pairs)
     splits = {sp: sum(p.split == sp for p in ps.pairs) for sp in ("val", "test")}
-    kinds = ps.kinds()
-    chains = sum(n for k, n in kinds.items() if k.startswith("chain:"))
-    singles = [k for k in kinds if not k.startswith("chain:")]
+    edits = {p.kind for p in ps.pairs if p.label and not p.kind.startswith("chain:")}
+    chains = sum(1 for p in ps.pairs if p.kind.startswith("chain:"))
+    negatives = sorted({p.kind for p in ps.pairs if not p.label})
     print(f"dataset {name!r}: {len(ps.pairs)} pairs ({n_pos} positive, {len(ps.pairs) - n_pos} negative; "
-          f"val {splits['val']}, test {splits['test']}); {len(singles)} kinds + {chains} chained edits")
+          f"val {splits['val']}, test {splits['test']}); {len(edits)} edit kinds + {chains} chains; "
+          f"negatives: {', '.join(negatives)}")
     for e in ps.errors:
         print(f"note: {e}", file=sys.stderr)
 

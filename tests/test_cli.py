@@ -55,6 +55,17 @@ def test_second_evaluate_computes_nothing(demo):
     assert json.loads(runs.stdout) == [{"n": 2}]
 
 
+@pytest.mark.slow
+def test_repeats_print_mean_std_and_interval(demo):
+    data, env, _ = demo
+    out = run(["evaluate", "--dataset", "demo", "--repeats", "2"], env)
+    assert out.returncode == 0, out.stderr
+    assert "stability over 2 seeds" in out.stdout and "95% bootstrap CI" in out.stdout
+    rows = json.loads(run(["sql", "select method, repeats from metrics where split='stability' order by method",
+                           "--format", "json"], env).stdout)
+    assert rows == [{"method": m, "repeats": 2} for m in ("cascade", "clip", "hybrid", "phash")]
+
+
 def test_usage_errors_are_one_line_and_exit_2(tmp_path):
     out = run(["evaluate", "--dataset", "nope", "--data-dir", str(tmp_path)])
     assert out.returncode == 2

@@ -150,6 +150,19 @@ def test_clip_topk_equals_brute_force():
     assert np.all(a < b)
 
 
+def test_clip_topk_tiles_and_row_slices_give_the_same_answer():
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=(500, 32)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    idx, sim = knn.clip_topk(v, 6)
+    tiny_idx, tiny_sim = knn.clip_topk(v, 6, max_block_bytes=16 * 8 * 37)  # 8 rows x 37 columns per tile
+    np.testing.assert_array_equal(tiny_idx, idx)
+    np.testing.assert_allclose(tiny_sim, sim, rtol=1e-6)
+    part_idx, _ = knn.clip_topk(v, 6, rows=slice(120, 260))
+    np.testing.assert_array_equal(part_idx, idx[120:260])
+    assert not np.any(idx == np.arange(500)[:, None])  # never its own neighbour
+
+
 def test_clip_topk_small_inputs():
     one = np.ones((1, 4), np.float32) / 2
     idx, sim = knn.clip_topk(one, 3)
