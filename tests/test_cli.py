@@ -104,3 +104,29 @@ def test_demo_without_the_default_model_says_so_and_runs_on_efficientnet(photo_d
     # evaluate never falls back: it names both options and stops before any work
     ev = run(["evaluate", "--dataset", "demo"], env)
     assert ev.returncode == 2 and "--model efficientnet-lite0" in ev.stderr and "Traceback" not in ev.stderr
+
+
+@pytest.mark.slow
+def test_imported_pairs_are_evaluated_with_all_four_methods(demo, photo_dir, tmp_path):
+    """An external labelled pair set: CSV with paths relative to it, then `maya evaluate` on it."""
+    from PIL import Image
+
+    data, env, _ = demo
+    photos = sorted(p for p in photo_dir.iterdir())
+    rows = ["a,b,label"]
+    for i, p in enumerate(photos):
+        with Image.open(p) as im:
+            im.convert("RGB").resize((im.width // 2, im.height // 2)).save(tmp_path / f"small_{i}.png")
+        rows.append(f"{p},small_{i}.png,1")
+        rows.append(f"{p},{photos[(i + 1) % len(photos)]},0")
+    rows.append("missing.jpg,small_0.png,1")  # reported, the rest imported
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    imp = run(["pairs", "import", str(tmp_path / "pairs.csv"), "--dataset", "ext"], env)
+    assert imp.returncode == 0, imp.stderr
+    assert "missing.jpg" in imp.stderr and f"{2 * len(photos)} pairs" in imp.stdout
+    ev = run(["evaluate", "--dataset", "ext"], env)
+    assert ev.returncode == 0, ev.stderr
+    got = json.loads(run(["sql", "select distinct method from metrics m join runs r using (run_id) "
+                                 "where r.dataset='ext' and m.split='test' and m.selected order by 1",
+                          "--format", "json"], env).stdout)
+    assert [r["method"] for r in got] == ["cascade", "clip", "hybrid", "phash"]
