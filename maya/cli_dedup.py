@@ -15,8 +15,6 @@ import argparse
 import os
 import sys
 
-EXIT_USAGE = 2
-
 
 def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
     """Add the ``dedup`` sub-command to ``subparsers`` (flags listed in the README); returns its parser."""
@@ -265,43 +263,12 @@ def _undo(manifest: str) -> int:
 # ---------------------------------------------------------------------------------------------- standalone
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """``maya dedup`` as a program of its own (the flags ``maya/cli.py`` adds to every command included)."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", help="folder of the DuckDB file (env MAYA_DATA_DIR; default ./maya-data)")
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
-    common.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
-    model = argparse.ArgumentParser(add_help=False)
-    model.add_argument("--model", help="hub id, local CLIP folder, or efficientnet-lite0 (env MAYA_MODEL)")
-    model.add_argument("--device", help="cuda, cpu, mps (default: best available; env MAYA_DEVICE)")
-    model.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"])
-    model.add_argument("--batch-size", type=int, help="images per model batch (default: by device)")
-    parser = argparse.ArgumentParser(prog="maya")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_dedup_parser(sub, [common, model])
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` (without the leading ``dedup``, which is added) and run; errors as one line, exit 2
-    for usage errors, 1 for anything else, no traceback unless ``--debug``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(["dedup", *argv])
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("maya: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - one clear line for people
-        if args.debug:
-            raise
-        print(f"maya: error: {e}", file=sys.stderr)
-        return EXIT_USAGE if is_usage_error(e) else 1
+    """``maya dedup ARGS`` (``argv`` without the leading ``dedup``): the same parser, errors and exit codes
+    as the ``maya`` command."""
+    from maya.cli import main as maya_main
 
-
-def is_usage_error(e: BaseException) -> bool:
-    """Errors that mean 'fix the command', exit 2: bad folder or threshold, bad manifest, model not found."""
-    return type(e).__name__ in ("DedupUsageError", "ActionError", "ModelLoadError", "UsageError")
+    return maya_main(["dedup", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -557,7 +557,7 @@ class _open_regular_file:
             if stat.S_ISDIR(mode):
                 raise ImageLoadError("is_directory", self.path, "is a directory, not a file")
             if not stat.S_ISREG(mode):
-                raise ImageLoadError("unreadable", self.path, f"not a regular file ({_file_kind(mode)})")
+                raise ImageLoadError("unreadable", self.path, f"not a regular file ({file_kind(mode)})")
             self.file = os.fdopen(fd, "rb")
         except BaseException:
             os.close(fd)
@@ -569,7 +569,8 @@ class _open_regular_file:
         return False
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (for error messages)."""
     for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
         if test(mode):

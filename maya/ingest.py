@@ -40,6 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from maya.imageio import file_kind
+
 #: File name extensions taken as images (lower case). HEIC/HEIF/AVIF decode only with Pillow's
 #: plugins; without them they are listed as ``unsupported`` rather than skipped unseen.
 IMAGE_EXTENSIONS = frozenset({
@@ -208,14 +210,14 @@ def _walk_dir(walk, root, root_stat, seen_files, seen_dirs, follow, include_hidd
             elif stat.S_ISREG(st.st_mode):
                 _take_file(walk, path, st, seen_files)
             else:
-                walk.problems.append(problem(path, "unreadable", f"not a regular file ({_file_kind(st.st_mode)})"))
+                walk.problems.append(problem(path, "unreadable", f"not a regular file ({file_kind(st.st_mode)})"))
         # depth first, names in order: push in reverse so the first name is walked first
         stack.extend(reversed(subfolders))
 
 
 def _take_file(walk: Walk, path: str, st: os.stat_result, seen_files: set) -> None:
     if not stat.S_ISREG(st.st_mode):
-        walk.problems.append(problem(path, "unreadable", f"not a regular file ({_file_kind(st.st_mode)})"))
+        walk.problems.append(problem(path, "unreadable", f"not a regular file ({file_kind(st.st_mode)})"))
         return
     key = (st.st_dev, st.st_ino)
     if key in seen_files:
@@ -242,14 +244,6 @@ def _os_problem(path: str, e: OSError, what: str | None = None) -> FileProblem:
     if what:
         detail = f"{what}: {detail}"
     return problem(path, reason, detail)
-
-
-def _file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "a special file"
 
 
 def _printable(text: str) -> str:
