@@ -74,6 +74,16 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
 
 def cmd_dedup(args) -> int:
     """Run ``maya dedup`` for parsed ``args``; returns the exit status (0 also when files were bad)."""
+    try:
+        return _cmd_dedup(args)
+    except Exception as e:
+        if type(e).__name__ != "ModelLoadError" or args.mode == "phash":
+            raise
+        # the model modes need a model; say what works without one too
+        raise type(e)(f"{e}; or find duplicates without a model: --mode phash") from None
+
+
+def _cmd_dedup(args) -> int:
     from maya import dedup as lib
 
     if args.undo:
@@ -178,9 +188,9 @@ def print_summary(summary: dict, *, out=None, show_groups: bool = True, max_erro
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(f"dedup run {summary['run_id']}: mode {opts['mode']}{model}")
     rule = {"phash": f"pHash d <= {opts['phash_accept']}",
-            "clip": f"similarity >= {opts['clip_strict']}",
+            "clip": f"similarity >= {opts['clip_strict']:.3f}",
             "hybrid": f"pHash d <= {opts['phash_accept']}, or d <= {opts['phash_radius']} and similarity >= "
-                      f"{opts['clip_verify']}, or similarity >= {opts['clip_strict']}"}[opts["mode"]]
+                      f"{opts['clip_verify']:.3f}, or similarity >= {opts['clip_strict']:.3f}"}[opts["mode"]]
     p(f"match rule: {rule}")
     p(f"files: {c['files_found']:,} found, {c['files_read']:,} read, {c['files_reused']:,} unchanged (not read); "
       f"{c['images']:,} distinct contents")
