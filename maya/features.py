@@ -77,6 +77,7 @@ def _load_one(item: tuple[str, str], max_pixels: int | None, min_side: int):
 
 
 def default_workers() -> int:
+    """Decode / edit threads: one per core, at most 8 (Pillow, numpy and zlib release the GIL)."""
     return max(1, min(8, os.cpu_count() or 1))
 
 

@@ -207,11 +207,6 @@ def _working_copy(image):
     return image
 
 
-def default_workers() -> int:
-    """Edit threads: one per core, at most 8 (Pillow, numpy and zlib release the GIL)."""
-    return max(1, min(8, os.cpu_count() or 1))
-
-
 # ---------------------------------------------------------------------------------------------- groups
 
 
@@ -354,6 +349,8 @@ def build_pairs(
     _check_options(positives_per_original, chains_per_original, negatives_per_positive,
                    hard_negative_fraction, val_fraction, levels, semantic_pairs_per_original)
     images_dir = Path(images_dir)
+    from maya.features import default_workers
+
     workers = workers or default_workers()
     embedder = _resolve_embedder(embedder)
     paths = list_images(source, exclude=images_dir)
