@@ -205,8 +205,10 @@ def save_files(con, files) -> None:
     """Upsert file rows (path -> sha256); a later sighting replaces the earlier row."""
     if not files:
         return
+    from maya.ingest import path_text  # a name that is not UTF-8 is stored with \xNN escapes
+
     cols = {
-        "path": [f.path for f in files],
+        "path": [path_text(f.path) for f in files],
         "sha256": [f.sha256 for f in files],
         "size_bytes": [f.size_bytes for f in files],
         "mtime": np.array([np.nan if f.mtime is None else f.mtime for f in files], dtype=np.float64),
