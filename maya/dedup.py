@@ -789,11 +789,10 @@ def build_report(groups: Sequence[DuplicateGroup], errors: Sequence[ingest.FileP
 
 def start_dedup_run(con, roots: Sequence[str], options: DedupOptions, model_id: str | None, parameters: dict,
                     flow_run_id: str | None = None) -> int:
-    """Add a ``runs`` row (flow 'dedup', status 'running'); earlier dedup runs still 'running' are
-    marked 'interrupted' (this process holds DuckDB's write lock, so no other run can be alive)."""
+    """Add a ``runs`` row (flow 'dedup', status 'running'); earlier dedup runs still 'running' are marked
+    'interrupted' by :func:`maya.store.start_run`."""
     from maya import store
 
-    con.execute("UPDATE runs SET status = 'interrupted' WHERE flow = 'dedup' AND status = 'running'")
     params = {"roots": [ingest.path_text(r) for r in roots], **options.as_dict(), **parameters}
     return store.start_run(con, flow="dedup", dataset=None, model=model_id, parameters=params,
                            flow_run_id=flow_run_id)

@@ -318,6 +318,13 @@ def _upsert_images(con, records) -> None:
 
 def start_run(con, *, flow: str, dataset: str | None, model: str | None, parameters: dict,
               flow_run_id: str | None = None) -> int:
+    """Add a ``runs`` row (status 'running') and return its id.
+
+    Earlier runs of the same flow still marked 'running' are marked 'interrupted' first: flows of one kind
+    run one at a time against a store (DuckDB has one writer; deployments have concurrency 1), so such a
+    row belongs to a process that was killed. Their finished batches stay; the next run computes the rest.
+    """
+    con.execute("UPDATE runs SET status = 'interrupted' WHERE flow = ? AND status = 'running'", [flow])
     return con.execute(
         "INSERT INTO runs (flow, dataset, model, parameters, code_version, status, flow_run_id) "
         "VALUES (?, ?, ?, ?, ?, 'running', ?) RETURNING run_id",

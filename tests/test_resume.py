@@ -112,6 +112,7 @@ def test_killed_run_resumes_without_recomputing_finished_batches(built, tiny_cli
     final = _counts(db)
     run_id, status, h_computed, h_reused, e_computed, e_reused = final["runs"][-1]
     assert status == "completed"
+    assert final["runs"][0][1] == "interrupted"  # the killed run is marked when the next one starts
     # nothing the killed run finished is computed again; everything else is computed once
     assert (e_reused, e_computed) == (done, n_images - done)
     assert (h_reused, h_computed) == (done, n_images - done)
