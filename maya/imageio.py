@@ -431,29 +431,29 @@ _UNSUPPORTED_SIGNATURES = (
 )
 
 
-def _format_by_signature(prefix: bytes) -> str | None:
-    """The first decodable format whose signature check accepts ``prefix`` (16 bytes), if any."""
+def _signature_verdicts(prefix: bytes):
+    """``(format, verdict)`` for each decodable format whose signature check answers ``prefix`` (16 bytes):
+    a true value, or a str (Pillow's way of saying "this format, but an unsupported variant")."""
     for fmt in _decodable_formats():
         accept = Image.OPEN[fmt][1]
         try:
             verdict = accept(prefix) if accept is not None else False
         except Exception:
             continue
-        if verdict and not isinstance(verdict, str):
-            return fmt
-    return None
+        if verdict:
+            yield fmt, verdict
+
+
+def _format_by_signature(prefix: bytes) -> str | None:
+    """The first decodable format whose signature check accepts ``prefix`` (16 bytes), if any."""
+    return next((fmt for fmt, verdict in _signature_verdicts(prefix) if not isinstance(verdict, str)), None)
 
 
 def _unidentified_error(data: bytes, path: PathLike | None) -> ImageLoadError:
     """Explain why Image.open found no decodable format in ``data``."""
     prefix = data[:16]
-    for fmt in _decodable_formats():
-        accept = Image.OPEN[fmt][1]
-        try:
-            verdict = accept(prefix) if accept is not None else False
-        except Exception:
-            continue
-        if isinstance(verdict, str):  # Pillow's way of saying "this format, but an unsupported variant"
+    for fmt, verdict in _signature_verdicts(prefix):
+        if isinstance(verdict, str):  # this format, but a variant Pillow cannot decode
             return ImageLoadError("unsupported", path, f"{fmt}: {verdict}")
     fmt = _format_by_signature(prefix)
     if fmt is not None:
