@@ -225,7 +225,7 @@ def _commit_batch(con, batch, future, have_h, have_e, model_id, counts, bar, log
                   done_before) -> int:
     from maya.phash import ALGORITHM
 
-    out: feature_tasks.FeatureBatch = future.result()
+    out: features.FeatureBatch = future.result()
     # only what was missing counts as computed (a batch may mix cached and new images)
     new_h = [i for i, s in enumerate(out.hash_shas) if s not in have_h]
     new_e = [i for i, s in enumerate(out.embed_shas) if s not in have_e]

@@ -308,29 +308,21 @@ def identify_files(
 # ---------------------------------------------------------------------------------------------- step 2: features
 
 
-@dataclass
-class BatchFeatures:
-    """What one feature batch produced (small: no pixels), returned by workers to the flow's process."""
-
-    records: list  # maya.features.ImageRecord, one per requested image
-    hash_shas: list[str]
-    hash_bits: np.ndarray  # uint64 (n,)
-    embed_shas: list[str]
-    vectors: np.ndarray | None  # float32 (m, dim), unit rows
-
-
-def batch_features(items: Sequence[tuple[str, str]], want_hash: bool, model, max_pixels: int | None) -> BatchFeatures:
+def batch_features(items: Sequence[tuple[str, str]], want_hash: bool, model, max_pixels: int | None) -> "features.FeatureBatch":
     """Decode ``items`` ((sha256, path) pairs) once; pHash them (if ``want_hash``) and embed them with
     ``model`` (a ``maya.features.ModelSpec``, or None). Failures are records with a reason."""
     import numpy as np
-    result = _batch_features_once(items, want_hash, model, max_pixels)
+
+    from maya import features
+
+    result = features.compute_batch(items, want_hash, model, max_pixels)
     for delay in ingest.TRANSIENT_RETRY_DELAYS:  # files that failed with an I/O error: try them again
         retry = [k for k, r in enumerate(result.records)
                  if r.status == "error" and ingest.is_transient(*_content_error(r.error, items[k][1]))]
         if not retry:
             break
         time.sleep(delay)
-        again = _batch_features_once([items[k] for k in retry], want_hash, model, max_pixels)
+        again = features.compute_batch([items[k] for k in retry], want_hash, model, max_pixels)
         for k, rec in zip(retry, again.records):
             result.records[k] = rec
         result.hash_shas += again.hash_shas
@@ -339,17 +331,6 @@ def batch_features(items: Sequence[tuple[str, str]], want_hash: bool, model, max
         if again.vectors is not None:
             result.vectors = again.vectors if result.vectors is None else np.concatenate([result.vectors, again.vectors])
     return result
-
-
-def _batch_features_once(items, want_hash, model, max_pixels) -> BatchFeatures:
-    import numpy as np
-    from maya import features
-
-    prepared = features.prepare_batch(items, want_hash=want_hash, model=model, max_pixels=max_pixels)
-    h_shas, bits = features.hash_batch(prepared) if want_hash else ([], np.zeros(0, dtype=np.uint64))
-    e_shas, vecs = features.embed_batch(prepared, model) if model is not None else ([], None)
-    return BatchFeatures(prepared.records, list(h_shas), np.asarray(bits, dtype=np.uint64), list(e_shas),
-                         None if vecs is None or len(e_shas) == 0 else np.asarray(vecs, dtype=np.float32))
 
 
 @dataclass
@@ -416,7 +397,7 @@ def compute_features(
     bar = Progress(len(todo), "features", progress)
 
     def finish(batch, future):
-        result: BatchFeatures = future.result()
+        result = future.result()
         keep_records = []
         for rec in result.records:
             if rec.status == "error":

@@ -122,3 +122,30 @@ def embed_batch(batch: PreparedBatch, model: ModelSpec) -> tuple[list[str], np.n
         return [], np.zeros((0, 0), dtype=np.float32)
     embedder = get_embedder(model)
     return list(batch.ok), embedder.embed_tensor(batch.model_input)
+
+
+@dataclass
+class FeatureBatch:
+    """What one feature batch produced: small and picklable (no pixels, no tensors), so a Dask worker can
+    return it to the flow's process. ``hash_bits`` uint64 (n,); ``vectors`` float32 (m, dim), unit rows."""
+
+    records: list[ImageRecord]  # one per requested image
+    hash_shas: list[str]
+    hash_bits: np.ndarray
+    embed_shas: list[str]
+    vectors: np.ndarray | None
+    worker_pid: int = field(default_factory=os.getpid)  # which process computed it
+
+
+def compute_batch(items: Sequence[tuple[str, str]], want_hash: bool, model: ModelSpec | None,
+                  max_pixels: int | None) -> FeatureBatch:
+    """Decode ``items`` ((sha256, path) pairs) once; pHash them (if ``want_hash``) and embed them with
+    ``model`` (if not None). Files that cannot be used are records with a reason, never exceptions."""
+    prepared = prepare_batch(items, want_hash=want_hash, model=model, max_pixels=max_pixels)
+    h_shas, bits = hash_batch(prepared) if want_hash else ([], np.zeros(0, dtype=np.uint64))
+    e_shas, vecs = embed_batch(prepared, model) if model is not None else ([], None)
+    return FeatureBatch(
+        records=list(prepared.records), hash_shas=list(h_shas), hash_bits=np.asarray(bits, dtype=np.uint64),
+        embed_shas=list(e_shas),
+        vectors=None if vecs is None or len(e_shas) == 0 else np.ascontiguousarray(vecs, dtype=np.float32),
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from maya import dedup, ingest
+from maya import dedup, features, ingest
 from tasks.policies import transient_only
 
 
@@ -23,7 +23,7 @@ def sha256_files(paths: list[str]):
 
 @task(name="image-features", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=transient_only,
       cache_policy=NO_CACHE)
-def image_features(items, want_hash: bool, model, max_pixels: int | None) -> dedup.BatchFeatures:
+def image_features(items, want_hash: bool, model, max_pixels: int | None) -> features.FeatureBatch:
     """Decode one batch once; its pHash bits and embeddings (no pixels are returned)."""
     return dedup.batch_features(items, want_hash, model, max_pixels)
 
