@@ -3,7 +3,7 @@
     python benchmarks/bench_embed.py [--images DIR] [--model NAME] [--batch-size B]
                                      [--precision P] [--device D] [--workers W] [--count N] [--rounds R]
 
-End to end = :func:`maya.embedders.embed_stream`: a thread pool reads and decodes files (JPEG at
+End to end = :func:`maya.embedding.models.embed_stream`: a thread pool reads and decodes files (JPEG at
 reduced scale with Pillow's draft) and resizes them to the model input while the model runs,
 through a bounded run-ahead window. Model only = :meth:`Embedder.embed_tensor` on a pre-made uint8
 batch of the same size (the same normalise-on-device path). The two alternate for ``--rounds``
@@ -69,15 +69,15 @@ def make_synthetic_jpegs(folder: Path, count: int, seed: int = 0) -> list[Path]:
 
 
 def build_embedder(name: str, device: str | None, precision: str, batch_size: int | None):
-    from maya.embedders import load_embedder
+    from maya.embedding.models import load_embedder
 
     if name != RANDOM_VIT_B32:
         return load_embedder(name, device=device, precision=precision, batch_size=batch_size)
     import torch
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from maya.devices import pick_device, resolve_precision
-    from maya.embedders import CLIPEmbedder, ImagePreprocessing
+    from maya.embedding.devices import pick_device, resolve_precision
+    from maya.embedding.models import CLIPEmbedder, ImagePreprocessing
 
     torch.manual_seed(0)
     config = CLIPVisionConfig()
@@ -189,8 +189,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from maya.embedders import _default_workers, embed_stream
-    from maya.imageio import load_image
+    from maya.embedding.models import _default_workers, embed_stream
+    from maya.io.images import load_image
 
     tmp = None
     if args.images is None:

@@ -5,7 +5,7 @@
 The originals are made by code from scikit-image's sample photos: each photo is cut into
 non-overlapping tiles (2x2, 3x2 or 3x3 by its size, so no two originals share pixels), each tile
 is scaled to about 1 MP (aspect kept) and tinted with its own seeded per-channel gains, and saved
-as JPEG (quality 90; every fifth one as PNG). Then :func:`maya.pairs.build_pairs` makes
+as JPEG (quality 90; every fifth one as PNG). Then :func:`maya.pairs.build.build_pairs` makes
 ``P / 2`` positives (``positives_per_original`` single edits + 2 chains per original) and as many
 negatives (half hard by pHash, half random), writing the derived images to a temporary folder.
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", help="make the originals and derived images here and keep them")
     args = ap.parse_args(argv)
 
-    from maya.pairs import build_pairs
+    from maya.pairs.build import build_pairs
 
     positives_per_original = max(1, round(args.pairs / 2 / args.originals) - args.chains)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="maya-bench-pairs-"))

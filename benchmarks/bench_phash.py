@@ -4,9 +4,9 @@
                                      [--rounds R]
 
 imagehash: ``imagehash.phash(Image.open(f))`` file after file (full decode, then its own resize).
-Maya: a thread pool decodes each file with :func:`maya.imageio.load_image` (JPEG decoded at reduced
+Maya: a thread pool decodes each file with :func:`maya.io.images.load_image` (JPEG decoded at reduced
 scale by libjpeg, ``Image.draft``; shorter side kept >= ``--min-side``) and makes the 32x32 grey
-image (:func:`maya.phash.gray32`); :func:`maya.phash.phash_bits_from_gray` hashes the whole batch
+image (:func:`maya.hashing.phash.gray32`); :func:`maya.hashing.phash.phash_bits_from_gray` hashes the whole batch
 in two matrix products. Maya is timed with 1 thread and with ``--workers`` threads. The timings
 alternate for ``--rounds`` rounds and the best of each is kept, so that other tenants of the
 machine affect both alike; the CPU other processes used meanwhile is printed beside each.
@@ -106,11 +106,11 @@ def imagehash_run(files):
 
 
 def _reduced_gray32_loader(min_side: int):
-    """file -> (32x32 grey float64, seconds): maya.imageio.load_image when present, else inline draft."""
-    from maya.phash import gray32
+    """file -> (32x32 grey float64, seconds): maya.io.images.load_image when present, else inline draft."""
+    from maya.hashing.phash import gray32
 
     try:
-        from maya.imageio import load_image
+        from maya.io.images import load_image
     except ImportError:  # decode inline: grey JPEG draft, the cheapest reduced decode
         load_image = None
 
@@ -128,7 +128,7 @@ def _reduced_gray32_loader(min_side: int):
 
 
 def maya_run(files, workers: int, min_side: int):
-    from maya.phash import phash_bits_from_gray
+    from maya.hashing.phash import phash_bits_from_gray
 
     load = _reduced_gray32_loader(min_side)
     if workers > 1:
@@ -191,7 +191,7 @@ def main(argv=None) -> int:
                 hashes[name] = h
         dedup_seconds = imagededup_run(files)
 
-        from maya.phash import hamming, phash_bits
+        from maya.hashing.phash import hamming, phash_bits
 
         ref = hashes["imagehash.phash"]
         ours = hashes[f"maya, {args.workers} threads"]

@@ -5,7 +5,7 @@
 
 pHash section: N synthetic 64-bit hashes, 70% uniformly random and 30% near-copies of them (a
 random base hash with 0-8 distinct random bits flipped), so there are ~0.3 N true pairs. For each
-N it times ``maya.hash_index.pairs_within(h, radius)`` (best of ``--repeats``; CPU seconds and the
+N it times ``maya.hashing.index.pairs_within(h, radius)`` (best of ``--repeats``; CPU seconds and the
 peak memory of the call, by tracemalloc, in a separate run) against two exact brute forces:
 
 * faiss ``IndexBinaryFlat.range_search`` (all N queries against the index: N^2 distances, both
@@ -130,7 +130,7 @@ def _pair_keys(i, j, n):
 
 
 def section_phash(args) -> list[str]:
-    from maya.hash_index import pairs_within
+    from maya.hashing.index import pairs_within
 
     radius = args.radius
     rows_out = []
@@ -236,7 +236,7 @@ def unit_vectors(n: int, dim: int, seed: int = 0, near_copy_fraction: float = 0.
 
 
 def section_clip(args) -> list[str]:
-    """Exact CLIP top-k (maya.knn.clip_topk: blockwise matrix products, never an N x N matrix).
+    """Exact CLIP top-k (maya.embedding.knn.clip_topk: blockwise matrix products, never an N x N matrix).
 
     All rows are searched up to --clip-full-max; beyond, a sample of --clip-sample-rows query rows is
     searched against all N vectors and the time is scaled to N rows (stated as extrapolated). Memory:
@@ -244,7 +244,7 @@ def section_clip(args) -> list[str]:
     matrix would need."""
     import tracemalloc
 
-    from maya.knn import clip_topk
+    from maya.embedding.knn import clip_topk
 
     dim, k = args.clip_dim, args.clip_k
     lines = [f"CLIP top-{k} search, {dim}-d float32 unit vectors (30% near-copies), {os.cpu_count()} CPUs",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from maya.cli_orchestration import main  # noqa: E402
+from maya.cli.orchestration import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["serve", *sys.argv[1:]]))

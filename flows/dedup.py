@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.runners import dask_in_flight, run_on_cluster
-from maya import dedup as lib
+from maya.flows.runners import dask_in_flight, run_on_cluster
+from maya.dedup import engine as lib
 from maya import features, store
 from maya.settings import load_settings
-from tasks import dedup as tasks
+from maya.tasks import dedup as tasks
 
 
 @flow(name="dedup")
@@ -49,7 +49,7 @@ def dedup(
     ``exclude``: folders not to enter (Maya's data folder is always left out).
     ``dask_address``: ``"tcp://host:8786"`` or ``"local"`` runs the tasks on a Dask cluster (a subflow
     with Prefect's Dask task runner); None: threads in this process. Returns a summary dict: ``run_id``,
-    ``report`` (the JSON structure of :func:`maya.dedup.find_duplicates`), ``counts``, ``skipped``,
+    ``report`` (the JSON structure of :func:`maya.dedup.engine.find_duplicates`), ``counts``, ``skipped``,
     ``model_id``, ``outputs``.
     """
     params = {k: v for k, v in locals().items() if k != "dask_address"}

@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 from prefect import flow, get_run_logger
 
-from flows.runners import dask_in_flight, run_on_cluster
+from maya.flows.runners import dask_in_flight, run_on_cluster
 from maya import features, store
-from maya.metrics import METHODS
+from maya.evaluation.metrics import METHODS
 from maya.settings import load_settings
-from tasks import evaluate as evaluate_tasks
-from tasks import features as feature_tasks
-from tasks import pairs as pair_tasks
+from maya.tasks import evaluate as evaluate_tasks
+from maya.tasks import features as feature_tasks
+from maya.tasks import pairs as pair_tasks
 
 PAIR_OPTIONS = ("positives_per_original", "chains_per_original", "negatives_per_positive",
                 "hard_negative_fraction", "val_fraction")
@@ -102,7 +102,7 @@ def ensure_pairs(con, dataset: str, source: str | None, seed: int, options: dict
     With ``source``, the task cache answers an unchanged rerun; if the folder's content changed since the
     dataset was stored, the pairs differ and the run stops unless ``replace``.
     """
-    from maya.pairs import PairsError
+    from maya.pairs.build import PairsError
 
     info = store.dataset_info(con, dataset)
     if source is None:
@@ -138,7 +138,7 @@ def predicted_model_id(spec: features.ModelSpec) -> str | None:
     Lets a rerun whose embeddings are all stored skip importing transformers and loading the weights.
     Checked against the loaded model's id by tests/test_caching.py.
     """
-    from maya import embedders
+    from maya.embedding import models as embedders
 
     _, precision = _device_and_precision(spec)
     return embedders.model_id_for(spec.name, precision)
@@ -159,11 +159,11 @@ def _cpu_only_torch() -> bool:
 
 
 def _device_and_precision(spec: features.ModelSpec) -> tuple[str, str]:
-    """(device, resolved precision) as maya.devices picks them; without importing torch where it can."""
+    """(device, resolved precision) as maya.embedding.devices picks them; without importing torch where it can."""
     requested = (spec.precision or "auto").strip().lower()
     if spec.device in (None, "", "auto", "cpu") and requested in ("auto", "fp32") and _cpu_only_torch():
         return "cpu", "fp32"
-    from maya.devices import pick_device, resolve_precision
+    from maya.embedding.devices import pick_device, resolve_precision
 
     device = pick_device(spec.device)
     return str(device), resolve_precision(spec.precision or "auto", device)
@@ -184,7 +184,7 @@ def compute_features(con, shas: list[str], model: features.ModelSpec | None, mod
     (:data:`PERMANENT_IMAGE_ERRORS`) are not tried again unless ``retry_failed``.
     Returns counts: hashes/embeddings computed and reused, images failed, batches, worker processes.
     """
-    from maya.phash import ALGORITHM
+    from maya.hashing.phash import ALGORITHM
 
     have_h = store.load_hashes(con, shas, ALGORITHM)
     have_e = set(store.load_embeddings(con, shas, model_id).keys()) if model_id else set()
@@ -223,7 +223,7 @@ def compute_features(con, shas: list[str], model: features.ModelSpec | None, mod
 
 def _commit_batch(con, batch, future, have_h, have_e, model_id, counts, bar, log, n_batches, n_items,
                   done_before) -> int:
-    from maya.phash import ALGORITHM
+    from maya.hashing.phash import ALGORITHM
 
     out: features.FeatureBatch = future.result()
     # only what was missing counts as computed (a batch may mix cached and new images)
@@ -248,7 +248,7 @@ def _commit_batch(con, batch, future, have_h, have_e, model_id, counts, bar, log
 
 def score_pairs(con, pairs: dict, model_id: str | None) -> dict[str, np.ndarray]:
     """pHash distance and embedding similarity per pair (-1 / NaN where an image failed)."""
-    from maya.phash import ALGORITHM, hamming
+    from maya.hashing.phash import ALGORITHM, hamming
 
     shas = sorted(set(pairs["a"]) | set(pairs["b"]))
     hashes = store.load_hashes(con, shas, ALGORITHM)
@@ -422,6 +422,6 @@ def _model_for(con, spec: features.ModelSpec, shas: list[str], refresh: bool):
 
 
 def _default_batch(device: str) -> int:
-    from maya.embedders import default_batch_size
+    from maya.embedding.models import default_batch_size
 
     return default_batch_size(device)

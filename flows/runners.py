@@ -22,7 +22,7 @@ def task_runner_for(dask_address: str | None = None, *, local_dask_workers: int 
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError:
-        raise RuntimeError("a Dask cluster needs prefect-dask: pip install 'maya[dask]'") from None
+        raise RuntimeError("a Dask cluster needs prefect-dask: pip install 'mirror-of-maya[dask]'") from None
     if dask_address == "local":
         return DaskTaskRunner(cluster_kwargs={"n_workers": local_dask_workers or 2, "threads_per_worker": 1,
                                               "processes": True, "dashboard_address": None})

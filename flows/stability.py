@@ -12,10 +12,10 @@ import numpy as np
 
 from prefect import flow, get_run_logger
 
-from flows.evaluate import evaluate
+from maya.flows.evaluate import evaluate
 from maya import store
 from maya.settings import load_settings
-from maya.stability import N_BOOTSTRAP, stability_rows
+from maya.evaluation.stability import N_BOOTSTRAP, stability_rows
 
 
 def repeat_dataset_name(dataset: str, seed: int) -> str:
@@ -25,7 +25,7 @@ def repeat_dataset_name(dataset: str, seed: int) -> str:
 
 def recorded_source(con, dataset: str) -> tuple[str, dict]:
     """(source folder, pair options) a built dataset was made with, from the ``datasets`` table."""
-    from maya.pairs import PairsError
+    from maya.pairs.build import PairsError
 
     info = store.dataset_info(con, dataset)
     if info is None:

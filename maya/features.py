@@ -32,7 +32,7 @@ class ModelSpec:
 @functools.lru_cache(maxsize=4)
 def get_embedder(spec: ModelSpec):
     """One embedder per process and spec (model weights are loaded once)."""
-    from maya.embedders import load_embedder
+    from maya.embedding.models import load_embedder
 
     return load_embedder(spec.name, device=spec.device, precision=spec.precision, batch_size=spec.batch_size)
 
@@ -59,7 +59,7 @@ class PreparedBatch:
 
 
 def _load_one(item: tuple[str, str], max_pixels: int | None, min_side: int):
-    from maya import imageio
+    from maya.io import images as imageio
 
     sha, path = item
     kw = {"min_side": min_side}
@@ -90,7 +90,7 @@ def prepare_batch(
     workers: int | None = None,
 ) -> PreparedBatch:
     """Decode ``items`` ((sha256, path) pairs) once, in a thread pool; build pHash and model inputs."""
-    from maya import phash
+    from maya.hashing import phash
 
     embedder = get_embedder(model) if model is not None else None
     min_side = max(DECODE_MIN_SIDE, getattr(embedder, "input_size", 0) or 0)
@@ -109,7 +109,7 @@ def prepare_batch(
 
 def hash_batch(batch: PreparedBatch) -> tuple[list[str], np.ndarray]:
     """pHash bits (uint64) of the decoded images of ``batch``."""
-    from maya import phash
+    from maya.hashing import phash
 
     if batch.gray32 is None:
         return [], np.zeros(0, dtype=np.uint64)

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import re
 from contextlib import contextmanager
+from importlib.resources import files
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import duckdb
 import numpy as np
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "sql" / "schema.sql"
+#: The schema and queries are package data of ``maya.sql`` (the repository's ``sql/`` folder).
+SQL_FILES = files("maya.sql")
+SCHEMA_FILE = "schema.sql"
 
 
 class StoreLockedError(RuntimeError):
@@ -61,10 +64,10 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
 
 def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Run sql/schema.sql, then every other sql/*.sql (views, feature tables) in name order."""
-    con.execute(SCHEMA_PATH.read_text())
-    for extra in sorted(SCHEMA_PATH.parent.glob("*.sql")):
-        if extra != SCHEMA_PATH:
-            con.execute(extra.read_text())
+    con.execute(SQL_FILES.joinpath(SCHEMA_FILE).read_text())
+    extras = sorted(f.name for f in SQL_FILES.iterdir() if f.name.endswith(".sql") and f.name != SCHEMA_FILE)
+    for name in extras:
+        con.execute(SQL_FILES.joinpath(name).read_text())
 
 
 @contextmanager
@@ -167,7 +170,7 @@ def code_version() -> str:
 
     from maya import __version__
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
@@ -205,7 +208,7 @@ def save_files(con, files) -> None:
     """Upsert file rows (path -> sha256); a later sighting replaces the earlier row."""
     if not files:
         return
-    from maya.ingest import path_text  # a name that is not UTF-8 is stored with \xNN escapes
+    from maya.io.ingest import path_text  # a name that is not UTF-8 is stored with \xNN escapes
 
     cols = {
         "path": [path_text(f.path) for f in files],
@@ -352,6 +355,6 @@ def save_scores_and_metrics(con, run_id: int, dataset: str, scores: dict, metric
         m = len(metrics["tp"])
         insert_rows(con, "metrics", {"run_id": np.full(m, run_id, dtype=np.int64), **metrics})
         if method_summary is not None:
-            from maya.ranking import save_method_summary
+            from maya.evaluation.ranking import save_method_summary
 
             save_method_summary(con, run_id, method_summary)

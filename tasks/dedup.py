@@ -10,8 +10,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from maya import dedup, features, ingest
-from tasks.policies import transient_only
+from maya import features
+from maya.dedup import engine as dedup
+from maya.io import ingest
+from maya.tasks.policies import transient_only
 
 
 @task(name="sha256-files", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=transient_only,

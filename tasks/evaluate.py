@@ -1,7 +1,7 @@
 """Evaluation task: sweeps and selection are a pure function of the scores, so they are cached by content.
 
 The key holds the task's identity and source, the source of the modules that compute the sweeps
-(:mod:`maya.evaluation`, :mod:`maya.metrics`, :mod:`maya.ranking`) and the score arrays
+(:mod:`maya.evaluation.selection`, :mod:`maya.evaluation.metrics`, :mod:`maya.evaluation.ranking`) and the score arrays
 themselves, so an identical rerun skips the sweeps and an edit to the metric code recomputes them.
 """
 
@@ -11,11 +11,11 @@ from datetime import timedelta
 
 from prefect import task
 
-from maya.evaluation import evaluate_pairs
-from maya.ranking import method_summary
-from tasks.policies import content_key_with
+from maya.evaluation.selection import evaluate_pairs
+from maya.evaluation.ranking import method_summary
+from maya.tasks.policies import content_key_with
 
-_EVALUATION_CODE = ("maya.evaluation", "maya.metrics", "maya.ranking")
+_EVALUATION_CODE = ("maya.evaluation.selection", "maya.evaluation.metrics", "maya.evaluation.ranking")
 
 
 @task(name="evaluate-scores", cache_key_fn=content_key_with(code=_EVALUATION_CODE),

@@ -13,7 +13,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from maya import features
-from tasks.policies import transient_only
+from maya.tasks.policies import transient_only
 
 
 @task(name="image-features", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=transient_only,

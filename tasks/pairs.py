@@ -1,7 +1,7 @@
 """Pair generation and import tasks.
 
-Pair generation is cached by content (task identity and source, the source of :mod:`maya.pairs`,
-:mod:`maya.transforms` and what they decode and hash with, the parameters, and a fingerprint of the
+Pair generation is cached by content (task identity and source, the source of :mod:`maya.pairs.build`,
+:mod:`maya.pairs.transforms` and what they decode and hash with, the parameters, and a fingerprint of the
 source folder and of a groups CSV), so an unchanged rerun loads the PairSet from the result store instead
 of decoding and editing every original again. The flow gives it a result store in the data folder
 (``<data_dir>/task-results``), next to the derived images the PairSet points at, and re-runs a cached
@@ -13,10 +13,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from maya import pairs
-from tasks.policies import content_key_with, transient_only
+from maya.pairs import build as pairs
+from maya.tasks.policies import content_key_with, transient_only
 
-_PAIR_CODE = ("maya.pairs", "maya.transforms", "maya.imageio", "maya.phash")
+_PAIR_CODE = ("maya.pairs.build", "maya.pairs.transforms", "maya.io.images", "maya.hashing.phash")
 
 
 @task(name="generate-pairs", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=transient_only,

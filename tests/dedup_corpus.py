@@ -1,7 +1,7 @@
 """A photo folder with known duplicates, built by code for the dedup tests (never downloaded).
 
 ``build_dedup_corpus(root)`` writes originals (scikit-image photos), light edits of them
-(``maya.transforms``), byte-identical copies, unrelated photos and a few broken files, in
+(``maya.pairs.transforms``), byte-identical copies, unrelated photos and a few broken files, in
 sub-folders, and returns the ground truth: ``Corpus.cluster[path] = original name`` for every
 good file that belongs to a duplicate cluster (unrelated photos are their own singletons) and
 ``Corpus.bad[path] = expected reason``.
@@ -59,7 +59,7 @@ def precision_recall(report: dict, corpus: Corpus) -> tuple[float, float]:
 def build_dedup_corpus(root: Path, *, side: int = 256, seed: int = 0, edits_per_original: int = 2,
                        with_crops: bool = False, originals=ORIGINALS, unrelated=UNRELATED) -> Corpus:
     """Write the folder under ``root`` and return its ground truth (paths as ``str(root / ...)``)."""
-    from maya import transforms
+    from maya.pairs import transforms
 
     root = Path(root)
     corpus = Corpus(root)

@@ -39,8 +39,8 @@ def build_demo_store(root: Path, photo_dir: Path, tiny_clip_dir: Path) -> DemoSt
     key = (str(photo_dir), str(tiny_clip_dir))
     if key in _BUILT:
         return _BUILT[key]
-    from flows.evaluate import evaluate
-    from flows.stability import evaluate_repeats, repeat_dataset_name
+    from maya.flows.evaluate import evaluate
+    from maya.flows.stability import evaluate_repeats, repeat_dataset_name
 
     data = Path(root)
     model = str(tiny_clip_dir)

@@ -131,7 +131,7 @@ def permissions_enforced(root: Path) -> bool:
 def build_hostile_corpus(root: Path) -> dict[str, str | None]:
     """Write the corpus under ``root`` (created if needed); return name -> expected reason.
 
-    Reasons are those of ``maya.imageio.ImageLoadError``; None means the file is
+    Reasons are those of ``maya.io.images.ImageLoadError``; None means the file is
     a valid image that must load. Cases the platform cannot create (FIFO,
     non-UTF-8 name on a filesystem that rejects it) are left out of the dict.
     """

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maya.report import write_report
+from maya.report.study import write_report
 from tests.demo_db import demo_store  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow

@@ -24,7 +24,7 @@ POSITIVES = {"positives_per_original": 2, "chains_per_original": 1}
 
 
 def test_code_digest_follows_the_source_file(tmp_path, monkeypatch):
-    from tasks.policies import code_digest
+    from maya.tasks.policies import code_digest
 
     (tmp_path / "maya_probe_mod.py").write_text("X = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -36,7 +36,7 @@ def test_code_digest_follows_the_source_file(tmp_path, monkeypatch):
 
 
 def test_path_fingerprint_sees_added_changed_and_removed_files(tmp_path):
-    from tasks.policies import path_fingerprint
+    from maya.tasks.policies import path_fingerprint
 
     (tmp_path / "a.jpg").write_bytes(b"a" * 10)
     (tmp_path / "sub").mkdir()
@@ -59,7 +59,7 @@ class _Ctx:  # what a cache_key_fn reads from Prefect's TaskRunContext
 
 
 def test_content_key_separates_tasks_and_unifies_numpy_views():
-    from tasks.policies import content_key_with
+    from maya.tasks.policies import content_key_with
 
     def double(n):
         return 2 * n
@@ -67,7 +67,7 @@ def test_content_key_separates_tasks_and_unifies_numpy_views():
     def triple(n):
         return 3 * n
 
-    key = content_key_with(code=("maya.evaluation",))
+    key = content_key_with(code=("maya.evaluation.selection",))
     assert key(_Ctx(double), {"n": 5}) != key(_Ctx(triple), {"n": 5})
     assert key(_Ctx(double), {"n": 5}) != key(_Ctx(double), {"n": 6})
     a = np.arange(20, dtype=np.float64)
@@ -82,7 +82,7 @@ def test_content_key_separates_tasks_and_unifies_numpy_views():
 def test_equal_inputs_of_two_tasks_do_not_share_a_cache_entry(prefect_server, tmp_path):
     from prefect import flow, task
 
-    from tasks.policies import content_key_with
+    from maya.tasks.policies import content_key_with
 
     key = content_key_with()
 
@@ -104,7 +104,7 @@ def test_equal_inputs_of_two_tasks_do_not_share_a_cache_entry(prefect_server, tm
 def test_transient_io_errors_are_retried_and_missing_files_are_not(prefect_server):
     from prefect import flow, task
 
-    from tasks.policies import transient_only
+    from maya.tasks.policies import transient_only
 
     calls = {"eio": 0, "missing": 0}
 
@@ -172,7 +172,7 @@ def source_copy(photo_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def two_runs(prefect_server, source_copy, tiny_clip_dir, tmp_path_factory):
-    from flows.evaluate import evaluate
+    from maya.flows.evaluate import evaluate
 
     data = tmp_path_factory.mktemp("cache-data")
     kw = dict(dataset="c", source=str(source_copy), seed=1, model=str(tiny_clip_dir), data_dir=str(data),
@@ -207,7 +207,7 @@ def test_unchanged_rerun_skips_cached_tasks_and_computes_nothing(two_runs):
 
 @pytest.mark.slow
 def test_refresh_recomputes_cached_tasks_but_not_stored_features(two_runs):
-    from flows.evaluate import evaluate
+    from maya.flows.evaluate import evaluate
 
     data, kw, first, _ = two_runs
     third = evaluate(**kw, refresh=True)
@@ -220,7 +220,7 @@ def test_refresh_recomputes_cached_tasks_but_not_stored_features(two_runs):
 
 @pytest.mark.slow
 def test_cached_pairs_are_not_trusted_when_derived_images_are_gone(two_runs):
-    from flows.evaluate import evaluate
+    from maya.flows.evaluate import evaluate
 
     data, kw, first, _ = two_runs
     shutil.rmtree(data / "images")
@@ -238,8 +238,8 @@ def test_cached_pairs_are_not_trusted_when_derived_images_are_gone(two_runs):
 
 @pytest.mark.slow
 def test_edited_source_folder_is_not_answered_from_the_cache(two_runs, photo_dir, tmp_path):
-    from flows.evaluate import evaluate
-    from maya.pairs import PairsError
+    from maya.flows.evaluate import evaluate
+    from maya.pairs.build import PairsError
 
     data, kw, first, _ = two_runs
     src = tmp_path / "edited"
@@ -259,9 +259,9 @@ def test_edited_source_folder_is_not_answered_from_the_cache(two_runs, photo_dir
 
 @pytest.mark.slow
 def test_predicted_model_id_matches_the_loaded_model(tiny_clip_dir):
-    from flows.evaluate import predicted_model_id
+    from maya.flows.evaluate import predicted_model_id
     from maya import features
-    from maya.embedders import EFFICIENTNET_NAME, load_embedder
+    from maya.embedding.models import EFFICIENTNET_NAME, load_embedder
 
     for name in (str(tiny_clip_dir), EFFICIENTNET_NAME):
         spec = features.ModelSpec(name, "cpu", "auto", None)

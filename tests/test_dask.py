@@ -45,7 +45,7 @@ def _scores(data, run_id):
 
 @pytest.fixture(scope="module")
 def both_runners(prefect_server, cluster, photo_dir, tiny_clip_dir, tmp_path_factory):
-    from flows.evaluate import evaluate
+    from maya.flows.evaluate import evaluate
 
     address, _ = cluster
     out = {}

@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maya import dedup, grouping, ingest, knn
-from maya.dedup import DedupOptions, DedupUsageError, find_duplicates, run_dedup
+from maya.dedup import engine as dedup
+from maya.dedup import grouping
+from maya.io import ingest
+from maya.embedding import knn
+from maya.dedup.engine import DedupOptions, DedupUsageError, find_duplicates, run_dedup
 from tests.dedup_corpus import build_dedup_corpus, precision_recall
 
 
@@ -184,7 +187,7 @@ def test_candidates_join_identical_hashes_as_a_star_and_agree_with_brute_force()
     a, b = dedup.candidate_pairs(images, options)
     pairs = dedup.verify_pairs(images, a, b, options)
     labels = grouping.connected_components(n, pairs.a, pairs.b)
-    from maya.phash import hamming
+    from maya.hashing.phash import hamming
 
     d = hamming(hashes[:, None], hashes[None, :])
     brute = grouping.connected_components(n, *np.nonzero(np.triu(d <= 4, 1)))
@@ -211,7 +214,7 @@ def test_hybrid_candidates_hold_every_pair_the_model_must_decide():
     images = dedup.Images([f"{i:064x}" for i in range(n)], hashes, v, np.ones(n, np.int64), np.ones(n, np.int64))
     options = DedupOptions(mode="hybrid", phash_accept=4, phash_radius=12, clip_verify=0.9, clip_strict=0.999)
     pairs = dedup.verify_pairs(images, *dedup.candidate_pairs(images, options), options)
-    from maya.phash import hamming
+    from maya.hashing.phash import hamming
 
     i, j = np.triu_indices(n, 1)
     rule = dedup.decide(hamming(hashes[i], hashes[j]), np.einsum("ij,ij->i", v[i], v[j]), options)
@@ -369,7 +372,7 @@ def test_usage_errors(tmp_path):
 
 
 def test_cli_usage_errors_are_one_line_and_exit_2(tmp_path, capsys):
-    from maya.cli_dedup import main
+    from maya.cli.dedup import main
 
     assert main([str(tmp_path / "missing"), "--mode", "phash", "--data-dir", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
@@ -384,7 +387,7 @@ def test_cli_usage_errors_are_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_cli_writes_json_csv_and_html(corpus, tmp_path, capsys):
-    from maya.cli_dedup import main
+    from maya.cli.dedup import main
 
     out = tmp_path / "out"
     rc = main([str(corpus.root), "--mode", "phash", "--data-dir", str(tmp_path / "data"), "--json",
@@ -414,7 +417,7 @@ def test_cli_writes_json_csv_and_html(corpus, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_flow_equals_library_and_fills_duckdb(prefect_server, corpus, tiny_clip_dir, tmp_path):
-    from flows.dedup import dedup as dedup_flow
+    from maya.flows.dedup import dedup as dedup_flow
     from maya import store
 
     data = tmp_path / "data"

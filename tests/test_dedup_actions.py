@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from maya import actions
-from maya.cli_dedup import main
-from maya.dedup import find_duplicates
+from maya.dedup import actions
+from maya.cli.dedup import main
+from maya.dedup.engine import find_duplicates
 from tests.dedup_corpus import build_dedup_corpus
 
 

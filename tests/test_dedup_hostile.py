@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maya import ingest, store
-from maya.dedup import DedupOptions, run_dedup
+from maya import store
+from maya.io import ingest
+from maya.dedup.engine import DedupOptions, run_dedup
 from tests.hostile import ORIENTATION_NAMES, build_hostile_corpus, restore_permissions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,12 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def maya_dedup_command() -> list[str]:
     """``maya dedup`` as a subprocess: through maya/cli.py once it has the sub-command, else maya/cli_dedup.py."""
-    from maya.cli import build_parser
+    from maya.cli.app import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     if "dedup" in sub.choices:
         return [sys.executable, "-m", "maya.cli", "dedup"]
-    return [sys.executable, "-m", "maya.cli_dedup"]
+    return [sys.executable, "-m", "maya.cli.dedup"]
 
 
 def _env(**extra) -> dict:
@@ -86,7 +87,7 @@ def test_hostile_corpus_every_good_file_scored_every_bad_file_listed(hostile, tm
     oriented = [by_path[str(root / n)] for n in ORIENTATION_NAMES.values()]
     assert len({keep for keep, _ in oriented}) == 1
     keep = oriented[0][0]
-    from maya.phash import hamming
+    from maya.hashing.phash import hamming
 
     con = store.connect(data / "maya.duckdb", read_only=True)
     bits = dict(con.execute("SELECT f.path, h.bits FROM files f JOIN hashes h USING (sha256)").fetchall())
@@ -110,7 +111,7 @@ def test_transient_read_errors_are_told_apart():
 
 @pytest.mark.slow
 def test_a_second_process_on_the_same_database_fails_fast_with_a_clear_message(tmp_path, photo_dir, capsys):
-    from maya.cli_dedup import main
+    from maya.cli.dedup import main
 
     db = tmp_path / "data" / "maya.duckdb"
     store.connect(db).close()

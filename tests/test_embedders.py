@@ -18,9 +18,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from maya import embedders  # noqa: E402
-from maya.devices import cpu_supports_bf16, pick_device, resolve_precision  # noqa: E402
-from maya.embedders import (  # noqa: E402
+from maya.embedding import models as embedders  # noqa: E402
+from maya.embedding.devices import cpu_supports_bf16, pick_device, resolve_precision  # noqa: E402
+from maya.embedding.models import (  # noqa: E402
     EFFICIENTNET_NAME,
     ImagePreprocessing,
     ModelLoadError,
@@ -393,7 +393,7 @@ def test_embed_stream_keeps_order_and_reports_bad_files(tmp_path, tiny, photos):
     items = [p for b in batches for p in b.items]
     assert items == [p for p in paths if p != bad]
     vectors = np.concatenate([b.vectors for b in batches])
-    from maya import imageio
+    from maya.io import images as imageio
 
     expected = tiny.embed_images([imageio.load_image(p, min_side=TINY_IMAGE_SIZE).image for p in items])
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
@@ -449,7 +449,7 @@ def test_bf16_on_cpu_is_close_to_fp32(effnet, tiny_clip_dir, photos):
 # ------------------------------------------------------------------ import cost
 
 def test_import_does_not_load_torch():
-    code = "import sys, maya.embedders, maya.devices; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    code = "import sys, maya.embedding.models, maya.embedding.devices; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.split() == ["False", "False"]

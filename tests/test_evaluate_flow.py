@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def first_run(prefect_server, photo_dir, tiny_clip_dir, tmp_path_factory):
-    from flows.evaluate import evaluate
+    from maya.flows.evaluate import evaluate
 
     data = tmp_path_factory.mktemp("data")
     summary = evaluate(dataset="t", source=str(photo_dir), seed=3, model=str(tiny_clip_dir), data_dir=str(data),
@@ -52,7 +52,7 @@ def test_tables_are_filled(first_run):
 
 
 def test_second_run_computes_nothing_and_adds_a_run(first_run, tiny_clip_dir):
-    from flows.evaluate import evaluate
+    from maya.flows.evaluate import evaluate
 
     data, first = first_run
     second = evaluate(dataset="t", model=str(tiny_clip_dir), data_dir=str(data))
@@ -70,8 +70,8 @@ def test_second_run_computes_nothing_and_adds_a_run(first_run, tiny_clip_dir):
 
 
 def test_unknown_dataset_is_a_clear_error(prefect_server, tiny_clip_dir, tmp_path):
-    from flows.evaluate import evaluate
-    from maya.pairs import PairsError
+    from maya.flows.evaluate import evaluate
+    from maya.pairs.build import PairsError
 
     with pytest.raises(PairsError, match="unknown dataset"):
         evaluate(dataset="nope", model=str(tiny_clip_dir), data_dir=str(tmp_path))

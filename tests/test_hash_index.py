@@ -1,10 +1,10 @@
-"""maya.hash_index: radius search equals brute force, on random, clustered and degenerate hashes."""
+"""maya.hashing.index: radius search equals brute force, on random, clustered and degenerate hashes."""
 
 import numpy as np
 import pytest
 
-import maya.hash_index as hash_index
-from maya.hash_index import pairs_within, query_within
+import maya.hashing.index as hash_index
+from maya.hashing.index import pairs_within, query_within
 
 
 def brute_pairs(h, radius):

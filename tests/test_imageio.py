@@ -1,4 +1,4 @@
-"""maya.imageio: every hostile file loads or fails with the right reason; pixels come out right."""
+"""maya.io.images: every hostile file loads or fails with the right reason; pixels come out right."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
-from maya.imageio import (
+from maya.io.images import (
     DEFAULT_MIN_SIDE,
     REASONS,
     ImageLoadError,
@@ -430,7 +430,7 @@ def test_parallel_decoding_matches_sequential(corpus):
 
 
 def test_import_stays_cheap():
-    code = "import sys, maya.imageio; print(sorted(m for m in ('numpy', 'torch', 'transformers') if m in sys.modules))"
+    code = "import sys, maya.io.images; print(sorted(m for m in ('numpy', 'torch', 'transformers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
 

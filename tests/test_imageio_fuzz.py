@@ -1,4 +1,4 @@
-"""Fuzz maya.imageio.decode_image: mutated real encodings and random bytes never escape the contract.
+"""Fuzz maya.io.images.decode_image: mutated real encodings and random bytes never escape the contract.
 
 The contract: ``decode_image`` returns a LoadedImage holding an RGB image, or raises
 ImageLoadError with a known reason -- nothing else, whatever the bytes.
@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from maya.imageio import REASONS, ImageLoadError, LoadedImage, decode_image
+from maya.io.images import REASONS, ImageLoadError, LoadedImage, decode_image
 from tests.hostile import encode, upright_photo
 
 _EXAMPLES = os.environ.get("MAYA_FUZZ_EXAMPLES")

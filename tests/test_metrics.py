@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from maya.evaluation import evaluate_pairs
-from maya.metrics import NO_ACCEPT, NO_REJECT, confusion, decide, select_best, sweep, sweep_method
+from maya.evaluation.selection import evaluate_pairs
+from maya.evaluation.metrics import NO_ACCEPT, NO_REJECT, confusion, decide, select_best, sweep, sweep_method
 
 
 def _data(n=300, seed=0):

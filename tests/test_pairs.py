@@ -1,4 +1,4 @@
-"""Pair building and import (maya.pairs) and the contact sheet (maya.pairs_show), on real photos."""
+"""Pair building and import (maya.pairs.build) and the contact sheet (maya.report.pairs_show), on real photos."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maya import imageio, phash, store, transforms
-from maya.pairs import (
+from maya import store
+from maya.io import images as imageio
+from maya.hashing import phash
+from maya.pairs import transforms
+from maya.pairs.build import (
     KIND_HARD_EMBEDDING,
     KIND_HARD_PHASH,
     KIND_RANDOM,
@@ -28,7 +31,7 @@ from maya.pairs import (
     build_pairs,
     import_pairs,
 )
-from maya.pairs_show import choose_rows, cmd_pairs_show, sheet_rows, show_dataset
+from maya.report.pairs_show import choose_rows, cmd_pairs_show, sheet_rows, show_dataset
 from tests.conftest import photo
 
 # Small enough to be quick (8 photos of 256 px), large enough that every kind is dealt out once:

@@ -1,4 +1,4 @@
-"""maya.phash: bit-for-bit equal to imagehash.phash, on real photos, edits, odd modes and sizes."""
+"""maya.hashing.phash: bit-for-bit equal to imagehash.phash, on real photos, edits, odd modes and sizes."""
 
 import functools
 import io
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maya import phash
-from maya.phash import ALGORITHM, from_hex, gray32, hamming, phash_bits, phash_bits_from_gray, to_hex
+from maya.hashing import phash
+from maya.hashing.phash import ALGORITHM, from_hex, gray32, hamming, phash_bits, phash_bits_from_gray, to_hex
 
 
 def _skimage_data_dir() -> Path:

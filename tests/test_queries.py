@@ -56,8 +56,8 @@ def test_views_agree_with_the_metrics_table(con, demo_store):  # noqa: F811
         "SELECT method, split, tp, fp, fn, tn FROM metrics WHERE run_id = ? AND selected ORDER BY ALL", [run]
     ).fetchall()
     assert got == want and len(want) == 8
-    # ... and agrees pair by pair with maya.metrics.decide
-    from maya.metrics import decide
+    # ... and agrees pair by pair with maya.evaluation.metrics.decide
+    from maya.evaluation.metrics import decide
 
     for method, ta, tr, tc in con.execute(
             "SELECT DISTINCT method, t_accept, t_reject, t_clip FROM pair_decisions WHERE run_id = ?", [run]

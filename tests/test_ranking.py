@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from maya.evaluation import MethodResult, evaluate_pairs
-from maya.ranking import SUMMARY_COLUMNS, method_summary, ranking_score, recall_at_precision
+from maya.evaluation.selection import MethodResult, evaluate_pairs
+from maya.evaluation.ranking import SUMMARY_COLUMNS, method_summary, ranking_score, recall_at_precision
 
 # Six pairs, scores worked by hand below.
 Y = np.array([1, 1, 0, 1, 0, 0], dtype=bool)

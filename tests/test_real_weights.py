@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def effnet_run(prefect_server, photo_dir, tmp_path_factory):
-    from flows.evaluate import evaluate
+    from maya.flows.evaluate import evaluate
 
     data = tmp_path_factory.mktemp("effnet")
     summary = evaluate(dataset="real", source=str(photo_dir), seed=1, model="efficientnet-lite0",

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maya import plots, store
-from maya.metrics import confusion, decide
-from maya.report import ReportError, write_report, write_report_files
+from maya import store
+from maya.report import plots
+from maya.evaluation.metrics import confusion, decide
+from maya.report.study import ReportError, write_report, write_report_files
 from tests.demo_db import demo_store  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
@@ -152,8 +153,8 @@ def test_recall_by_kind_matches_a_direct_count(con, report):
 
 def test_stored_and_recomputed_method_summary_agree(con, report):
     """The report computes ROC-AUC etc. from the scores when a run has no method_summary rows; that must
-    be what maya.ranking gives on the same scores."""
-    from maya.report import summary_rows
+    be what maya.evaluation.ranking gives on the same scores."""
+    from maya.report.study import summary_rows
 
     rows = {r["method"]: r for r in summary_rows(con, report.run_id)}
     d, s, y = _scores(con, report.run_id)
@@ -185,7 +186,7 @@ def test_unknown_run_is_a_clear_error(demo_store, tmp_path):  # noqa: F811
 def test_report_command_prints_paths_without_prefect_or_torch(demo_store, tmp_path):  # noqa: F811
     code = (
         "import argparse, sys\n"
-        "from maya.cli_report import add_report_parser\n"
+        "from maya.cli.report import add_report_parser\n"
         "common = argparse.ArgumentParser(add_help=False); common.add_argument('--data-dir')\n"
         "p = argparse.ArgumentParser(); sub = p.add_subparsers()\n"
         "add_report_parser(sub, [common])\n"

@@ -21,7 +21,7 @@ BATCH = 2  # images per feature batch: many batches, so the kill lands between t
 @pytest.fixture()
 def built(prefect_server, photo_dir, tmp_path):
     """A data folder with a dataset's pairs stored and no features yet."""
-    from maya import pairs
+    from maya.pairs import build as pairs
 
     data = tmp_path / "data"
     con = store.connect(data / "maya.duckdb")

@@ -25,10 +25,10 @@ PREFECT = str(Path(sys.executable).parent / "prefect")
 
 def _cli() -> list[str]:
     """``maya`` once its parser has the orchestration commands, else their own entry point."""
-    from maya.cli import build_parser
+    from maya.cli.app import build_parser
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    module = "maya.cli" if "serve" in sub.choices else "maya.cli_orchestration"
+    module = "maya.cli" if "serve" in sub.choices else "maya.cli.orchestration"
     return [sys.executable, "-m", module]
 
 
@@ -99,7 +99,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(photo_dir, tiny_clip_dir, tmp_path_factory):
-    from maya import pairs
+    from maya.pairs import build as pairs
 
     tmp = tmp_path_factory.mktemp("real-server")
     port = _free_port()
@@ -222,7 +222,7 @@ def test_shutdown_is_clean(stack):
 def test_prefect_yaml_describes_the_same_deployments():
     import yaml
 
-    from maya.cli_orchestration import deployment_specs
+    from maya.cli.orchestration import deployment_specs
 
     conf = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
     specs = {s.name: s for s in deployment_specs(data_dir="/d", dedup_folders=["/p"])}
@@ -235,7 +235,7 @@ def test_prefect_yaml_describes_the_same_deployments():
 
 
 def test_deployment_specs_and_parameters(tmp_path, monkeypatch):
-    from maya.cli_orchestration import OrchestrationError, dedup_folders_from_env, deployment_specs, parse_params
+    from maya.cli.orchestration import OrchestrationError, dedup_folders_from_env, deployment_specs, parse_params
 
     monkeypatch.delenv("MAYA_DEDUP_CRON", raising=False)
     evaluate_spec, dedup_spec = deployment_specs(data_dir=tmp_path / "d", dedup_folders=[str(tmp_path)],
@@ -264,7 +264,7 @@ def test_run_without_a_server_is_a_one_line_usage_error(tmp_path):
 
 _EARLY = """
 import os, sys, time
-from maya.cli_orchestration import prefect_api
+from maya.cli.orchestration import prefect_api
 with prefect_api() as url:
     from prefect import flow
     from prefect.settings import PREFECT_API_URL

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from maya import store
-from maya.stability import bootstrap_interval, spread, stability_rows, stability_table
+from maya.evaluation.stability import bootstrap_interval, spread, stability_rows, stability_table
 from tests.demo_db import PAIR_OPTIONS, SEEDS, demo_store  # noqa: F401  (fixture)
 
 # ---------------------------------------------------------------------------------------------- math
@@ -124,7 +124,7 @@ METRIC_COLUMNS = ("split, method, phash_threshold, phash_accept, clip_threshold,
 def test_same_seed_from_scratch_gives_identical_metric_rows(demo_store, tmp_path):  # noqa: F811
     """Pairs regenerated, images re-derived, hashes and embeddings recomputed in a fresh store: every metric
     row (all sweeps, both splits) equals the first repeat's, bit for bit, on the CPU."""
-    from flows.evaluate import evaluate
+    from maya.flows.evaluate import evaluate
 
     again = evaluate(dataset="again", source=str(demo_store.source), seed=SEEDS[0], model=demo_store.model,
                      data_dir=str(tmp_path), pair_options=dict(PAIR_OPTIONS), device="cpu")
@@ -148,8 +148,8 @@ def test_same_seed_from_scratch_gives_identical_metric_rows(demo_store, tmp_path
 
 
 def test_repeats_read_the_source_of_a_built_dataset_and_refuse_an_imported_one(tmp_path):
-    from flows.stability import recorded_source
-    from maya.pairs import PairsError
+    from maya.flows.stability import recorded_source
+    from maya.pairs.build import PairsError
 
     con = store.connect(tmp_path / "maya.duckdb")
     try:

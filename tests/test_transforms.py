@@ -1,4 +1,4 @@
-"""Tests for maya.transforms (seeded edit catalogue) and maya.contact_sheet."""
+"""Tests for maya.pairs.transforms (seeded edit catalogue) and maya.report.contact_sheet."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from skimage import data as skdata
 
-from maya.contact_sheet import contact_sheet
-from maya.transforms import (
+from maya.report.contact_sheet import contact_sheet
+from maya.pairs.transforms import (
     ENCODING_KINDS,
     KINDS,
     LEVEL_FREE_KINDS,

@@ -31,7 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-from maya.dedup import give_new_file_mode
+from maya.dedup.engine import give_new_file_mode
 
 MANIFEST_VERSION = 1
 
@@ -185,7 +185,7 @@ def _shown(path: str) -> str:
 
 def _check(a: Action) -> str | None:
     """Why ``a`` must not be carried out, or None."""
-    from maya import imageio
+    from maya.io import images as imageio
 
     try:
         st = os.lstat(a.path)

@@ -1,7 +1,7 @@
 """``maya dedup``: the command line of the dedup flow (parser, command, summary, actions).
 
 Hooked into ``maya/cli.py`` with ``add_dedup_parser(subparsers, [common, model])``; also runs on its own
-as ``python -m maya.cli_dedup DIR ...`` (same flags). Building the parser imports nothing heavy.
+as ``python -m maya.cli.dedup DIR ...`` (same flags). Building the parser imports nothing heavy.
 
 Where the run happens (``--engine``): ``auto`` (default) runs the Prefect flow ``dedup`` when a Prefect
 server is configured (``PREFECT_API_URL``) or ``--dask-address`` is given, so the run shows in the
@@ -18,7 +18,7 @@ import sys
 
 def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
     """Add the ``dedup`` sub-command to ``subparsers`` (flags listed in the README); returns its parser."""
-    from maya import dedup as lib  # light: numpy and the models are imported when a run starts
+    from maya.dedup import engine as lib  # light: numpy and the models are imported when a run starts
 
     p = subparsers.add_parser(
         "dedup", parents=list(common_parents),
@@ -84,7 +84,7 @@ def cmd_dedup(args) -> int:
 
 
 def _cmd_dedup(args) -> int:
-    from maya import dedup as lib
+    from maya.dedup import engine as lib
 
     if args.undo:
         if args.dirs or args.move_to or args.link:
@@ -106,12 +106,12 @@ def _cmd_dedup(args) -> int:
     exclude = [str(settings.data_dir)] + ([args.move_to] if args.move_to else [])
 
     if _use_prefect(args):
-        from maya.cli import _quiet_prefect
-        from maya.cli_orchestration import prefect_api
+        from maya.cli.app import _quiet_prefect
+        from maya.cli.orchestration import prefect_api
 
         _quiet_prefect(args.verbose)
         with prefect_api():
-            from flows.dedup import dedup
+            from maya.flows.dedup import dedup
 
             summary = dedup(paths=roots, data_dir=str(settings.data_dir), model=settings.model,
                             device=settings.device, precision=settings.precision, batch_size=settings.batch_size,
@@ -153,7 +153,7 @@ def _use_prefect(args) -> bool:
 
 def _shown(path: str) -> str:
     """A path as printable text (bytes that are not UTF-8 as \\xNN)."""
-    from maya.ingest import path_text
+    from maya.io.ingest import path_text
 
     return path_text(path)
 
@@ -236,7 +236,7 @@ def print_summary(summary: dict, *, out=None, show_groups: bool = True, max_erro
 
 
 def _act(args, report: dict, settings, out) -> None:
-    from maya import actions
+    from maya.dedup import actions
 
     backup = os.path.join(str(settings.data_dir), "dedup-originals") if args.link and not args.move_to else None
     plan = actions.plan_actions(report, move_to=args.move_to, link=args.link, backup_dir=backup)
@@ -261,7 +261,7 @@ def _act(args, report: dict, settings, out) -> None:
 
 
 def _undo(manifest: str) -> int:
-    from maya import actions
+    from maya.dedup import actions
 
     result = actions.undo(manifest)
     print(f"restored {result.done:,} of {len(result.actions):,} files from {_shown(manifest)}")
@@ -276,7 +276,7 @@ def _undo(manifest: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``maya dedup ARGS`` (``argv`` without the leading ``dedup``): the same parser, errors and exit codes
     as the ``maya`` command."""
-    from maya.cli import main as maya_main
+    from maya.cli.app import main as maya_main
 
     return maya_main(["dedup", *(sys.argv[1:] if argv is None else argv)])
 

@@ -5,7 +5,7 @@ Precision names are ``"fp32"``, ``"fp16"`` and ``"bf16"``; ``"auto"`` means fp16
 fp32 everywhere else (fp16 matmuls on a CPU are slow or unsupported, bf16 on a CPU is only
 fast with native bf16 instructions, so it is opt-in).
 
-torch is imported inside the functions so that ``import maya.devices`` stays cheap.
+torch is imported inside the functions so that ``import maya.embedding.devices`` stays cheap.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Building (:func:`build_pairs`), in the manner of Copydays and the ISC2021 / DISC21 augmentations:
 
 * **Positives** -- each original gets ``positives_per_original`` single edits and
-  ``chains_per_original`` chains of 2-3 edits from :mod:`maya.transforms` (27 kinds, each at a
+  ``chains_per_original`` chains of 2-3 edits from :mod:`maya.pairs.transforms` (27 kinds, each at a
   light / medium / strong level). Kinds are dealt out evenly over the whole set, and each kind's
   levels in turn, so every (kind, level) cell of a per-transformation report gets about the same
   number of pairs. Pair row: ``(original, edited copy)``, ``kind`` = the edit, ``params`` = every
@@ -28,7 +28,7 @@ Determinism: the same source files, seed and parameters give byte-identical deri
 identical pair rows, whatever the number of worker threads and however they are scheduled (every
 edit draws from its own generator, seeded by (seed, original's position, edit number); results are
 collected in order). Another seed gives other edits, splits and negatives. Byte identity holds for
-one Pillow / libjpeg / libwebp / zlib build (see :mod:`maya.transforms`).
+one Pillow / libjpeg / libwebp / zlib build (see :mod:`maya.pairs.transforms`).
 
 Import (:func:`import_pairs`): a CSV of ``a,b,label`` with optional ``kind``, ``split``, ``params``.
 """
@@ -104,7 +104,7 @@ class PairSet:
     pairs:   the labelled pairs, ``pair_id`` 0..n-1 in a fixed order.
     files:   one record per file seen (originals, derived images, unreadable files).
     errors:  one human line per problem (a row, a file, a near-duplicate pair of originals).
-    hashes:  pHash bits (``maya.phash`` / ``ALGORITHM``, decoded at :data:`SURVEY_MIN_SIDE`) of every
+    hashes:  pHash bits (``maya.hashing.phash`` / ``ALGORITHM``, decoded at :data:`SURVEY_MIN_SIDE`) of every
              image a build looked at, sha256 -> int; empty for imports.
     timings: seconds per build phase ("survey", "edits", "negatives"), for benchmarks.
     """
@@ -330,7 +330,7 @@ def build_pairs(
         levels: the levels edits are drawn at, used in turn.
         max_pixels: decompression-bomb guard for the originals (declared width * height).
         embedder: optional embedding model: half of the hard negatives are then the nearest
-            originals by cosine similarity of its embeddings. An :class:`maya.embedders.Embedder`
+            originals by cosine similarity of its embeddings. An :class:`maya.embedding.models.Embedder`
             (anything with ``embed_images`` and ``model_id``), a :class:`maya.features.ModelSpec`,
             or a model name as ``load_embedder`` takes it (the last two are loaded once per process,
             and are plain data, so a cached task can take them as a parameter).
@@ -344,7 +344,7 @@ def build_pairs(
     Files that cannot be read are reported in ``errors`` and skipped; fewer than two usable
     originals is a :class:`PairsError`.
     """
-    from maya import transforms
+    from maya.pairs import transforms
 
     _check_options(positives_per_original, chains_per_original, negatives_per_positive,
                    hard_negative_fraction, val_fraction, levels, semantic_pairs_per_original)
@@ -422,7 +422,7 @@ def build_pairs(
 
 
 def _check_options(positives, chains, ratio, hard_fraction, val_fraction, levels, semantic) -> None:
-    from maya.transforms import LEVELS
+    from maya.pairs.transforms import LEVELS
 
     if positives < 0 or chains < 0 or semantic < 0:
         raise PairsError("positives, chains and semantic pairs per original must be >= 0")
@@ -460,7 +460,8 @@ def _mtime(path: Path) -> float | None:
 def _survey(paths, group_of, max_pixels, embedder, workers, out: PairSet):
     """Read every file once at reduced scale: identity, pHash, embedding. Duplicates by bytes are
     used once. Returns (originals, pHash bits (N,) uint64, embeddings (N, d) float32 or None)."""
-    from maya import imageio, phash
+    from maya.io import images as imageio
+    from maya.hashing import phash
 
     kw = {"min_side": SURVEY_MIN_SIDE}
     if max_pixels:
@@ -574,7 +575,7 @@ def _make_derived(originals, plans, images_dir: Path, max_pixels, workers: int) 
 
 
 def _load_full(original: _Original, max_pixels):
-    from maya import imageio
+    from maya.io import images as imageio
 
     kw = {"min_side": None}
     if max_pixels:
@@ -591,7 +592,9 @@ def _load_full(original: _Original, max_pixels):
 def _edit_one(load, spec: _EditSpec, images_dir: Path) -> _Derived:
     """One planned edit of a loaded original: encode, store content-addressed, pHash the stored bytes
     as the evaluate flow will decode them."""
-    from maya import imageio, phash, transforms
+    from maya.io import images as imageio
+    from maya.hashing import phash
+    from maya.pairs import transforms
 
     image = load.result()
     rng = np.random.default_rng(list(spec.rng_key))
@@ -656,7 +659,7 @@ class _NegativeMaker:
     """
 
     def __init__(self, originals, split, bits, members, seed: int, errors: list[str]):
-        from maya import hash_index
+        from maya.hashing import index as hash_index
 
         self.originals = originals
         self.split = split
@@ -758,7 +761,7 @@ class _NegativeMaker:
         """Nearest originals by pHash; of their images, the closest pair in pHash not yet used."""
         if n_wanted <= 0:
             return 0
-        from maya.phash import hamming
+        from maya.hashing.phash import hamming
 
         neighbours = self._neighbour_lists(
             lambda idx: hamming(self.bits[idx][:, None], self.bits[None, :]), self._ranks(n_wanted), descending=False)
@@ -781,7 +784,7 @@ class _NegativeMaker:
         """Nearest originals by cosine similarity of their embeddings; a seeded image of each."""
         if n_wanted <= 0:
             return 0
-        from maya.phash import hamming
+        from maya.hashing.phash import hamming
 
         neighbours = self._neighbour_lists(lambda idx: embeddings[idx] @ embeddings.T, self._ranks(n_wanted),
                                            descending=True)
@@ -799,7 +802,7 @@ class _NegativeMaker:
 
     def random(self, n_wanted: int) -> int:
         """Random pairs: an original uniformly, then another allowed one of its split uniformly."""
-        from maya.phash import hamming
+        from maya.hashing.phash import hamming
 
         made, tries = 0, 0
         # Originals with at least one allowed partner: others in the split, less its group, less near-duplicates.

@@ -63,7 +63,7 @@ def stability_rows(runs: list[list], *, confidence: float = 0.95, n_boot: int = 
     """Stability rows for the ``metrics`` table (without run_id), one per method, from K runs' results.
 
     Args:
-        runs: per run, its results: ``maya.evaluation.MethodResult`` objects or their ``__dict__``
+        runs: per run, its results: ``maya.evaluation.selection.MethodResult`` objects or their ``__dict__``
             (what ``flows.evaluate.evaluate`` returns under "results"). A method missing from some run
             is summarised over the runs that have it.
     Returns:

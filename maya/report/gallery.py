@@ -6,7 +6,7 @@ KEEP; each other member shows its pHash distance and embedding similarity to it,
 byte-identical copy, its size in pixels and bytes, and a link to the file. Files that could not be
 used are listed at the end with their reasons.
 
-Thumbnails are decoded through ``maya.imageio`` (EXIF-oriented, decoded at reduced scale, bombs
+Thumbnails are decoded through ``maya.io.images`` (EXIF-oriented, decoded at reduced scale, bombs
 refused), a few threads at a time, group after group, so memory holds one group's thumbnails.
 """
 
@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 from urllib.parse import quote
 
-from maya.dedup import give_new_file_mode
+from maya.dedup.engine import give_new_file_mode
 
 #: Longest side of a thumbnail, pixels.
 THUMB_SIDE = 180
@@ -62,7 +62,7 @@ def write_csv(groups: Sequence, path: str | os.PathLike) -> None:
 
 def thumbnail_data_uri(path: str, side: int = THUMB_SIDE) -> str | None:
     """A JPEG data URI of the image at ``path``, longest side at most ``side``; None if it cannot be read."""
-    from maya import imageio
+    from maya.io import images as imageio
 
     try:
         image = imageio.load_image(path, min_side=side).image
@@ -78,10 +78,10 @@ def write_html(groups: Sequence, errors: Sequence[dict], path: str | os.PathLike
                max_groups: int = MAX_GALLERY_GROUPS, workers: int = 4, progress: bool = False) -> None:
     """Write the gallery to ``path`` (via a temporary file, renamed when complete).
 
-    ``groups``: ``maya.dedup.DuplicateGroup`` (members with sizes); ``errors``: the report's
+    ``groups``: ``maya.dedup.engine.DuplicateGroup`` (members with sizes); ``errors``: the report's
     ``[{"path", "error"}]``. At most ``max_groups`` groups are drawn.
     """
-    from maya.dedup import Progress
+    from maya.dedup.engine import Progress
 
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))

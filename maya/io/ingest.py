@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from maya.imageio import file_kind
+from maya.io.images import file_kind
 
 #: File name extensions taken as images (lower case). HEIC/HEIF/AVIF decode only with Pillow's
 #: plugins; without them they are listed as ``unsupported`` rather than skipped unseen.
@@ -64,7 +64,7 @@ class FoundFile:
 
 @dataclass(frozen=True)
 class FileProblem:
-    """A path that cannot be used. ``reason`` is a short code (those of ``maya.imageio.ImageLoadError``
+    """A path that cannot be used. ``reason`` is a short code (those of ``maya.io.images.ImageLoadError``
     plus ``changed``); ``error`` is one printable line, ``"<reason>: <detail>"``."""
 
     path: str
@@ -113,7 +113,7 @@ def problem(path: str, reason: str, detail: str) -> FileProblem:
 
 
 def problem_from_load_error(path: str, exc) -> FileProblem:
-    """A :class:`FileProblem` from a ``maya.imageio.ImageLoadError`` (the path is not repeated)."""
+    """A :class:`FileProblem` from a ``maya.io.images.ImageLoadError`` (the path is not repeated)."""
     return problem(path, exc.reason, exc.detail)
 
 
@@ -301,7 +301,7 @@ def sha256_files(paths: Sequence[str], workers: int | None = None) -> list[tuple
     """
     import time
 
-    from maya import imageio
+    from maya.io import images as imageio
 
     def one(path: str):
         for delay in (*TRANSIENT_RETRY_DELAYS, None):

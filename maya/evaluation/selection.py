@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from maya.metrics import METHODS, select_best, sweep_method, thresholds_of
+from maya.evaluation.metrics import METHODS, select_best, sweep_method, thresholds_of
 
 
 @dataclass(frozen=True)

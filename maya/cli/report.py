@@ -25,7 +25,7 @@ def add_report_parser(subparsers, common_parents: list[argparse.ArgumentParser])
 
 
 def cmd_report(args) -> int:
-    from maya.report import write_report_files
+    from maya.report.study import write_report_files
     from maya.settings import load_settings
 
     settings = load_settings(data_dir=getattr(args, "data_dir", None))

@@ -64,7 +64,7 @@ def summary_rows(con, run_id: int) -> list[dict]:
     """Per method: chosen thresholds, val F1, test P/R/F1/clip fraction, the threshold-free measures on
     test (stored method_summary rows, or computed from the stored scores when the run has none) and the
     best test F1 anywhere on the sweep (an oracle, for comparison)."""
-    from maya.plots import selected_thresholds
+    from maya.report.plots import selected_thresholds
 
     sel = selected_thresholds(con, run_id)
     ms = _method_summary(con, run_id, sel)
@@ -87,8 +87,8 @@ def _method_summary(con, run_id: int, sel: dict) -> dict[tuple[str, str], dict]:
     if stored:
         return {(r["split"], r["method"]): r for r in stored}
     # Runs made before the flow stored these: compute them from the stored scores (same function).
-    from maya.evaluation import MethodResult
-    from maya.ranking import method_summary
+    from maya.evaluation.selection import MethodResult
+    from maya.evaluation.ranking import method_summary
 
     sc = con.execute(
         """SELECT s.phash_distance, s.clip_similarity, p.label, p.split FROM scores s
@@ -116,8 +116,8 @@ def split_sizes(con, run_id: int) -> list[tuple]:
 
 def worst_errors(con, run_id: int, method: str, outcome: str, limit: int = WORST_PER_METHOD) -> list[dict]:
     """The most confident mistakes of ``method`` on the test split: false positives ('fp') with the highest
-    ranking score, false negatives ('fn') with the lowest (maya.ranking.ranking_score)."""
-    from maya.ranking import ranking_score
+    ranking score, false negatives ('fn') with the lowest (maya.evaluation.ranking.ranking_score)."""
+    from maya.evaluation.ranking import ranking_score
 
     cur = con.execute(
         """SELECT pair_id, a, b, kind, phash_distance, clip_similarity, t_accept, t_reject, t_clip
@@ -199,7 +199,7 @@ def _thresholds_text(m: str, t: dict) -> str:
 def _thumbnail(path: str | None) -> bytes | None:
     from PIL import Image
 
-    from maya.imageio import ImageLoadError, load_image
+    from maya.io.images import ImageLoadError, load_image
 
     if not path:
         return None
@@ -314,7 +314,7 @@ def _run_section(info: dict) -> tuple[str, str]:
 
 
 def _write_evaluate_report(con, info: dict, out: Path) -> ReportFiles:
-    from maya import plots
+    from maya.report import plots
 
     rid = info["run_id"]
     rows = summary_rows(con, rid)
@@ -463,7 +463,7 @@ def _stability_table(stab: list[tuple]) -> _Table:
 
 
 def _write_repeats_report(con, info: dict, out: Path) -> ReportFiles:
-    from maya import plots
+    from maya.report import plots
 
     rid = info["run_id"]
     title = f"Maya stability report — run {rid}, dataset {info['dataset']!r}"

@@ -16,7 +16,7 @@ Images are preprocessed in torch on uint8 tensors (resize shortest side, centre 
 normalise), which matches the Hugging Face processors to within rounding at a fifth of the cost.
 
 Heavy imports (torch, transformers, the EfficientNet package) happen inside functions, so
-``import maya.embedders`` stays cheap.
+``import maya.embedding.models`` stays cheap.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, T
 
 import numpy as np
 
-from maya.devices import pick_device, resolve_precision, torch_dtype
+from maya.embedding.devices import pick_device, resolve_precision, torch_dtype
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -435,7 +435,7 @@ def embed_stream(embedder: Embedder, items: Iterable[T],
 
     ``workers`` threads load and resize images while the calling thread runs the model;
     ``load_image(item)`` returns a PIL image (default: ``item`` is a path, read with
-    :func:`maya.imageio.load_image` at the reduced scale the model needs). At most
+    :func:`maya.io.images.load_image` at the reduced scale the model needs). At most
     ``(prefetch_batches + 1) * batch_size`` images are in flight, as uint8 tensors of the model's
     input size. Yields one :class:`EmbeddedBatch` per ``batch_size`` items, in input order; an
     item that fails to load is reported in ``failures`` (``"ErrorType: message"``), never
@@ -447,7 +447,7 @@ def embed_stream(embedder: Embedder, items: Iterable[T],
     workers = workers or _default_workers(embedder.device)
     pre = embedder.preprocessing
     if load_image is None:
-        from maya import imageio
+        from maya.io import images as imageio
 
         min_side = pre.min_source_side
 

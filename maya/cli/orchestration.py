@@ -25,7 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Project root: the folder that holds flows/ (entrypoints of the deployments are relative to it).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+def _flows_folder() -> Path:
+    """The folder of maya.flows (the repository's flows/ in a checkout, maya/flows in a wheel), found
+    without importing the flows (Prefect)."""
+    import importlib.util
+
+    return Path(importlib.util.find_spec("maya.flows").submodule_search_locations[0]).resolve()
+
+
+#: The folder a worker runs flows from: deployment entrypoints (``flows/evaluate.py:evaluate``) are relative to it.
+PROJECT_ROOT = _flows_folder().parent
+FLOWS = _flows_folder().name
 
 EVALUATE_DEPLOYMENT = "evaluate/evaluate-on-demand"
 DEDUP_DEPLOYMENT = "dedup/dedup-nightly"
@@ -84,13 +94,13 @@ def deployment_specs(*, data_dir: str | Path, dedup_folders: list[str] | None = 
     reports = Path(data_dir) / "reports"
     return [
         DeploymentSpec(
-            flow_name="evaluate", name="evaluate-on-demand", entrypoint="flows/evaluate.py:evaluate",
+            flow_name="evaluate", name="evaluate-on-demand", entrypoint=f"{FLOWS}/evaluate.py:evaluate",
             parameters={"dataset": "demo", **common},
             description="Score a dataset's labelled pairs with pHash and the embedding model; P/R/F1 per "
                         "method into DuckDB. Parameters: dataset, source (folder of originals: build pairs "
                         "first), seed, model, data_dir, refresh, dask_address, ..."),
         DeploymentSpec(
-            flow_name="dedup", name="dedup-nightly", entrypoint="flows/dedup.py:dedup",
+            flow_name="dedup", name="dedup-nightly", entrypoint=f"{FLOWS}/dedup.py:dedup",
             parameters={"paths": folders, "mode": "hybrid", **common,
                         "json_path": str(reports / "dedup-nightly.json"),
                         "html_path": str(reports / "dedup-nightly.html")},
@@ -314,7 +324,7 @@ def prefect_api():
     Use around the import of the flow and its call::
 
         with prefect_api():
-            from flows.evaluate import evaluate
+            from maya.flows.evaluate import evaluate
             evaluate(...)
     """
     if (os.environ.get("PREFECT_API_URL") or "prefect" in sys.modules
@@ -516,7 +526,7 @@ def add_orchestration_parsers(subparsers, common_parents: list[argparse.Argument
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m maya.cli_orchestration serve|deploy|run ...``: the same commands without the rest of the CLI."""
+    """``python -m maya.cli.orchestration serve|deploy|run ...``: the same commands without the rest of the CLI."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="folder of the DuckDB file (env MAYA_DATA_DIR; default ./maya-data)")
     common.add_argument("--debug", action="store_true", help="show tracebacks")

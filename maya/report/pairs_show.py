@@ -7,7 +7,7 @@ what the benchmark asks a method to match and to tell apart.
 
 Read-only and light: no Prefect, torch or transformers. The pHash distance comes from the store's
 ``hashes`` table when the evaluate flow has hashed both images, else it is computed here the same
-way (decoded at :data:`maya.pairs.SURVEY_MIN_SIDE`); the embedding similarity of the latest run
+way (decoded at :data:`maya.pairs.build.SURVEY_MIN_SIDE`); the embedding similarity of the latest run
 that scored the pair is added when there is one.
 """
 
@@ -26,12 +26,12 @@ def show_dataset(db_path: str | Path, dataset: str, out_path: str | Path, *, thu
     """Write the contact sheet PNG of ``dataset`` to ``out_path`` and return the path.
 
     db_path: the DuckDB store. thumb: thumbnail side in pixels. max_pixels: decompression-bomb
-    guard when decoding the images (default: :data:`maya.imageio.DEFAULT_MAX_PIXELS`).
+    guard when decoding the images (default: :data:`maya.io.images.DEFAULT_MAX_PIXELS`).
     The rows are those of :func:`sheet_rows`.
-    Raises :class:`maya.store.StoreError` without a store, :class:`maya.pairs.PairsError` for an
+    Raises :class:`maya.store.StoreError` without a store, :class:`maya.pairs.build.PairsError` for an
     unknown dataset.
     """
-    from maya.contact_sheet import contact_sheet
+    from maya.report.contact_sheet import contact_sheet
 
     return contact_sheet(sheet_rows(db_path, dataset, max_pixels=max_pixels), out_path, thumb=thumb)
 
@@ -39,7 +39,7 @@ def show_dataset(db_path: str | Path, dataset: str, out_path: str | Path, *, thu
 def sheet_rows(db_path: str | Path, dataset: str, *, max_pixels: int | None = None) -> list[tuple]:
     """The contact sheet's rows: (title, image a, image b, caption) per kind.
 
-    Rows, in order: the single edits in :data:`maya.transforms.KINDS` order (one pair each, at
+    Rows, in order: the single edits in :data:`maya.pairs.transforms.KINDS` order (one pair each, at
     :data:`PREFERRED_LEVEL` when there is one), chains (one per level), semantic positives, imported
     kinds, then negatives (hard by pHash, hard by embedding, random); see :func:`choose_rows`.
     The caption's first line is ``pHash d=<bits>``; then the embedding similarity of the latest
@@ -47,7 +47,7 @@ def sheet_rows(db_path: str | Path, dataset: str, *, max_pixels: int | None = No
     A pair whose image file is gone gets a grey placeholder and says so.
     """
     from maya import store
-    from maya.pairs import PairsError
+    from maya.pairs.build import PairsError
 
     con = store.connect(db_path, read_only=True)
     try:
@@ -62,7 +62,7 @@ def sheet_rows(db_path: str | Path, dataset: str, *, max_pixels: int | None = No
         chosen = choose_rows(pairs)
         shas = {p[1] for _, p in chosen} | {p[2] for _, p in chosen}
         paths = store.image_paths(con, shas)
-        from maya.phash import ALGORITHM
+        from maya.hashing.phash import ALGORITHM
 
         hashes = store.load_hashes(con, shas, ALGORITHM)
         similarity = _latest_similarities(con, dataset, [p[0] for _, p in chosen])
@@ -81,7 +81,7 @@ def sheet_rows(db_path: str | Path, dataset: str, *, max_pixels: int | None = No
         bits_b = hashes.get(b, bits_b)
         lines = []
         if bits_a is not None and bits_b is not None:
-            from maya.phash import hamming
+            from maya.hashing.phash import hamming
 
             lines.append(f"pHash d={int(hamming(bits_a, bits_b))}")
         for why in (why_a, why_b):
@@ -102,8 +102,8 @@ def choose_rows(pairs: list[tuple]) -> list[tuple[str, tuple]]:
     their first pair at :data:`PREFERRED_LEVEL` (else their first pair); chains take their first
     pair of each level, titled "chain, <level>: <steps>"; every other kind its first pair.
     """
-    from maya.pairs import KIND_HARD_EMBEDDING, KIND_HARD_PHASH, KIND_RANDOM, KIND_SEMANTIC
-    from maya.transforms import KINDS, LEVELS
+    from maya.pairs.build import KIND_HARD_EMBEDDING, KIND_HARD_PHASH, KIND_RANDOM, KIND_SEMANTIC
+    from maya.pairs.transforms import KINDS, LEVELS
 
     first: dict[str, tuple] = {}
     preferred: dict[str, tuple] = {}
@@ -179,8 +179,9 @@ def _load(path: str | None, max_pixels: int | None):
     """(image at full size, pHash bits as the flow computes them, problem or None)."""
     from PIL import Image
 
-    from maya import imageio, phash
-    from maya.pairs import SURVEY_MIN_SIDE
+    from maya.io import images as imageio
+    from maya.hashing import phash
+    from maya.pairs.build import SURVEY_MIN_SIDE
 
     placeholder = Image.new("RGB", (64, 64), (200, 200, 200))
     if path is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maya.metrics import select_best
+from maya.evaluation.metrics import select_best
 
 #: One colour per method in every picture.
 METHOD_COLORS = {"phash": "#d95f02", "clip": "#1f78b4", "hybrid": "#33a02c", "cascade": "#7b3294"}
@@ -260,7 +260,7 @@ def plot_hybrid_heatmap(con, run_id: int, path: str | Path) -> Picture:
 
 def tradeoff_points(con, run_id: int) -> dict[str, np.ndarray]:
     """Per pHash pre-filter threshold: the CLIP threshold chosen on 'val' at that pre-filter (best val F1,
-    ties as maya.metrics.select_best), and the test F1 and test clip fraction it gives."""
+    ties as maya.evaluation.metrics.select_best), and the test F1 and test clip fraction it gives."""
     val, test = hybrid_grid(con, run_id, "val"), hybrid_grid(con, run_id, "test")
     t_clip, f1, frac = [], [], []
     for i in range(len(val["t_reject"])):

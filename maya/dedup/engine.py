@@ -17,8 +17,8 @@ distance d (bits) and embedding cosine similarity s:
   The last clause keeps crops, flips and borders, which are far apart in pHash.
 
 Candidates are never all N^2 pairs: pHash pairs come from a radius search over the hashes
-(``maya.hash_index``, multi-index hashing), embedding pairs from each image's ``clip_k`` nearest
-neighbours (``maya.knn``, blockwise matrix products). Byte-identical files are one image (one sha256)
+(``maya.hashing.index``, multi-index hashing), embedding pairs from each image's ``clip_k`` nearest
+neighbours (``maya.embedding.knn``, blockwise matrix products). Byte-identical files are one image (one sha256)
 and always one group: ``exact`` duplicates, found without decoding anything twice.
 
 The report (also the JSON of ``maya dedup --json``)::
@@ -31,7 +31,7 @@ The report (also the JSON of ``maya dedup --json``)::
 
 ``members`` lists every file of the group, the kept one first (distance 0 to itself); scores are to
 the kept file. ``exact``: byte-identical to another member. ``clip_similarity`` is None when no
-embedding model was used (``--mode phash``). ``chained``/``weakest_link``: see ``maya.grouping`` (the link is reported for groups of three or
+embedding model was used (``--mode phash``). ``chained``/``weakest_link``: see ``maya.dedup.grouping`` (the link is reported for groups of three or
 more distinct images, else None).
 Paths are exactly as the walk produced them.
 """
@@ -47,7 +47,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from maya import ingest
+from maya.io import ingest
 
 MODES = ("hybrid", "clip", "phash")
 
@@ -365,7 +365,7 @@ def compute_features(
     """
     import numpy as np
     from maya import store
-    from maya.phash import ALGORITHM
+    from maya.hashing.phash import ALGORITHM
 
     if options.uses_embeddings and (model is None or model_id is None):
         raise ValueError("modes hybrid and clip need a model and its model_id")
@@ -471,7 +471,7 @@ def _bomb_limit(error: str) -> int | None:
 
 def _content_error(text: str | None, path: str) -> tuple[str, str]:
     """``(reason, "reason: detail")`` from a record's error, without the path it was read from."""
-    from maya.imageio import REASONS, ImageLoadError
+    from maya.io.images import REASONS, ImageLoadError
 
     text = text or "corrupt: unknown error"
     reason = text.split(":", 1)[0].strip()
@@ -502,7 +502,7 @@ def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 
     """Read the features of ``shas`` from the store (vectors in chunks, straight into one matrix)."""
     import numpy as np
     from maya import store
-    from maya.phash import ALGORITHM
+    from maya.hashing.phash import ALGORITHM
 
     shas = list(shas)
     hashes_by = store.load_hashes(con, shas, ALGORITHM)
@@ -550,14 +550,15 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
 
     pHash side (modes phash, hybrid): images with identical hashes are joined to the first of them
     (a star: they all match at distance 0, and a star keeps a group of k identical hashes at k - 1
-    pairs instead of k^2 / 2); distinct hashes within the radius come from ``maya.hash_index``: within
+    pairs instead of k^2 / 2); distinct hashes within the radius come from ``maya.hashing.index``: within
     ``phash_accept`` one pair joins the two hashes' first images (all of them match), beyond it
     (hybrid, up to ``phash_radius``) every image pair is a candidate for the embedding to verify.
     Embedding side (clip, hybrid): each image's ``clip_k`` nearest neighbours with similarity >=
-    ``clip_strict`` (``maya.knn``, blockwise).
+    ``clip_strict`` (``maya.embedding.knn``, blockwise).
     """
     import numpy as np
-    from maya import hash_index, knn
+    from maya.hashing import index as hash_index
+    from maya.embedding import knn
 
     n = len(images.sha256)
     parts_a, parts_b = [], []
@@ -610,7 +611,7 @@ def pair_similarity(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: in
 def verify_pairs(images: Images, a: np.ndarray, b: np.ndarray, options: DedupOptions) -> Pairs:
     """Score candidates (pHash distance; similarity when there are embeddings) and keep those the rule accepts."""
     import numpy as np
-    from maya.phash import hamming
+    from maya.hashing.phash import hamming
 
     d = hamming(images.hashes[a], images.hashes[b]).astype(np.int64)
     use_sim = options.uses_embeddings and images.vectors is not None
@@ -657,8 +658,8 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     Sorted by the kept file's path.
     """
     import numpy as np
-    from maya import grouping
-    from maya.phash import hamming
+    from maya.dedup import grouping
+    from maya.hashing.phash import hamming
 
     index_of = {s: k for k, s in enumerate(images.sha256)}
     files_of: list[list[ingest.IngestedFile]] = [[] for _ in images.sha256]
@@ -706,7 +707,7 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
 
 def _file_group(images: Images, files_of, items, chained, split, weakest, use_sim) -> DuplicateGroup:
     import numpy as np
-    from maya.phash import hamming
+    from maya.hashing.phash import hamming
 
     rep = int(items[0])
     keep_file = files_of[rep][0]
@@ -894,7 +895,7 @@ def run_dedup(
 
     ``db_path``: the DuckDB file that caches file identities and features and records the run
     (None: an in-memory database, nothing kept). ``exclude``: folders not to enter (see
-    ``maya.ingest``). Other arguments as in :func:`find_duplicates`.
+    ``maya.io.ingest``). Other arguments as in :func:`find_duplicates`.
     """
     import duckdb
 
@@ -974,7 +975,7 @@ def find_duplicates(
         phash_accept, phash_radius: bits. clip_verify, clip_strict: cosine similarities. clip_k: embedding
             neighbours per image. split_chains: cut chained groups at their weakest links.
         follow_symlinks, include_hidden: walk options (both off by default).
-        max_pixels: largest declared width x height decoded (default ``maya.imageio.DEFAULT_MAX_PIXELS``).
+        max_pixels: largest declared width x height decoded (default ``maya.io.images.DEFAULT_MAX_PIXELS``).
         db_path: a DuckDB file to cache identities and features in (a second call reads nothing again);
             None keeps everything in memory.
         progress: show progress on stderr.
@@ -982,7 +983,7 @@ def find_duplicates(
     Returns:
         ``{"groups": [...], "errors": [...]}`` (module docstring). Files that cannot be used are listed
         under ``errors``; they never raise. Raises :class:`DedupUsageError` for a missing folder or a bad
-        setting, ``maya.embedders.ModelLoadError`` when the model cannot be loaded.
+        setting, ``maya.embedding.models.ModelLoadError`` when the model cannot be loaded.
     """
     options = DedupOptions(mode, phash_accept, phash_radius, clip_verify, clip_strict, clip_k, split_chains)
     return run_dedup(paths, options, db_path=db_path, model=model, device=device, precision=precision,
@@ -1056,7 +1057,7 @@ def write_outputs(report: dict, groups: Sequence[DuplicateGroup], *, json_path=N
 
     Returns ``{"json": path, "csv": path, "html": path}`` for those written.
     """
-    from maya import gallery
+    from maya.report import gallery
 
     written = {}
     if json_path:

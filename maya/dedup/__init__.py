@@ -1,0 +1,1 @@
+"""The product: candidates, decisions, groups, outputs and reversible file actions."""

@@ -1,0 +1,1 @@
+"""Image embeddings: devices, preprocessing, models (CLIP, efficientnet-lite0), neighbour search."""

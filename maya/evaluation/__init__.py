@@ -1,0 +1,1 @@
+"""The study's measures: sweeps, val->test selection, ranking measures, stability."""

@@ -1,0 +1,1 @@
+"""Perceptual hashes and the radius search over them."""

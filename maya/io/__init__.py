@@ -1,0 +1,1 @@
+"""Reading what users give Maya: safe image decoding, the folder walk, file identity."""

@@ -1,0 +1,1 @@
+"""Labelled pairs: benchmark building from originals (seeded edits, negatives), CSV import."""

@@ -1,0 +1,1 @@
+"""What people read: the study report, plots, the dedup gallery, contact sheets."""
