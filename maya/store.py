@@ -6,6 +6,8 @@ transaction, so an interrupted run loses at most the batch in flight.
 
 from __future__ import annotations
 
+from maya.errors import MayaError
+
 import json
 import re
 from contextlib import contextmanager
@@ -21,11 +23,11 @@ SQL_FILES = files("maya.sql")
 SCHEMA_FILE = "schema.sql"
 
 
-class StoreLockedError(RuntimeError):
+class StoreLockedError(MayaError, RuntimeError):
     """Another process holds the database file's write lock."""
 
 
-class StoreError(RuntimeError):
+class StoreError(MayaError, RuntimeError):
     """The database file cannot be opened (not a DuckDB file, unreadable folder, ...)."""
 
 

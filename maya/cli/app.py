@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from maya.errors import EXIT_FAILED, MayaError, MayaUsageError
+
 import argparse
 import json
 import os
 import sys
 from pathlib import Path
 
-EXIT_USAGE = 2
-EXIT_FAILED = 1
 
 
-class UsageError(Exception):
+class UsageError(MayaUsageError):
     """A problem with what the user asked for (exit 2, one line, no traceback)."""
 
 
@@ -416,19 +416,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [UsageError]
-    # Only modules already imported can have raised; importing others here would cost start-up time.
-    for mod, names in (("maya.pairs.build", ["PairsError"]), ("maya.store", ["StoreLockedError", "StoreError"]),
-                       ("maya.embedding.models", ["ModelLoadError"]), ("maya.io.images", ["ImageLoadError"]),
-                       ("maya.report.study", ["ReportError"]), ("maya.cli.orchestration", ["OrchestrationError"])):
-        m = sys.modules.get(mod)
-        for n in names:
-            if m is not None and hasattr(m, n):
-                errors.append(getattr(m, n))
-    return tuple(errors)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -443,13 +430,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 — one clear line for people, the traceback with --debug
         if args.debug:
             raise
-        known = isinstance(e, _known_errors()) or (isinstance(e, ValueError) and type(e).__module__.startswith("maya"))
+        # Maya's own errors carry their exit code; a ValueError raised by Maya's code is a message too
+        known = isinstance(e, MayaError) or (isinstance(e, ValueError) and type(e).__module__.startswith("maya"))
         print(f"maya: error: {e}", file=sys.stderr)
         if not known:
             print(f"maya: ({type(e).__name__}; rerun with --debug for the traceback)", file=sys.stderr)
-        usage = isinstance(e, UsageError) or type(e).__name__ in (
-            "PairsError", "ModelLoadError", "DedupUsageError", "ActionError", "OrchestrationError")
-        return EXIT_USAGE if usage else EXIT_FAILED
+        return e.exit_code if isinstance(e, MayaError) else EXIT_FAILED
 
 
 if __name__ == "__main__":

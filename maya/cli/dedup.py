@@ -77,7 +77,9 @@ def cmd_dedup(args) -> int:
     try:
         return _cmd_dedup(args)
     except Exception as e:
-        if type(e).__name__ != "ModelLoadError" or args.mode == "phash":
+        from maya.embedding.models import ModelLoadError
+
+        if not isinstance(e, ModelLoadError) or args.mode == "phash":
             raise
         # the model modes need a model; say what works without one too
         raise type(e)(f"{e}; or find duplicates without a model: --mode phash") from None

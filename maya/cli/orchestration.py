@@ -15,6 +15,8 @@ Prefect is imported inside functions only: ``maya --help`` stays fast.
 
 from __future__ import annotations
 
+from maya.errors import MayaUsageError
+
 import argparse
 import json
 import os
@@ -47,7 +49,7 @@ DEFAULT_TIMEZONE = "UTC"
 DEFAULT_WORK_POOL = "maya"
 
 
-class OrchestrationError(Exception):
+class OrchestrationError(MayaUsageError):
     """A setup problem the user can fix (no server configured, unknown deployment): exit 2, one line."""
 
 

@@ -21,6 +21,8 @@ manifest of a run that was interrupted half way (it restores what was done, skip
 
 from __future__ import annotations
 
+from maya.errors import MayaUsageError
+
 import errno
 import json
 import os
@@ -31,12 +33,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-from maya.dedup.engine import give_new_file_mode
+from maya.io.atomic import atomic_file
 
 MANIFEST_VERSION = 1
 
 
-class ActionError(ValueError):
+class ActionError(MayaUsageError, ValueError):
     """A request that cannot be carried out as a whole (bad manifest, missing destination)."""
 
 
@@ -269,12 +271,7 @@ def _is_our_link(a: Action) -> bool:
 
 
 def _write_manifest(path: str, actions: Sequence[Action]) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     data = {"version": MANIFEST_VERSION, "tool": "maya dedup",
             "undo": f"maya dedup --undo {path}", "actions": [asdict(a) for a in actions]}
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".maya-tmp-")
-    give_new_file_mode(fd)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
+    with atomic_file(path, text=True, encoding="ascii") as f:
         json.dump(data, f, indent=1, ensure_ascii=True)
-    os.replace(tmp, path)

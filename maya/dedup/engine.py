@@ -38,6 +38,8 @@ Paths are exactly as the walk produced them.
 
 from __future__ import annotations
 
+from maya.errors import MayaUsageError
+
 import os
 import re
 import sys
@@ -48,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 from maya.io import ingest
+from maya.io.atomic import write_atomically
 
 MODES = ("hybrid", "clip", "phash")
 
@@ -74,7 +77,7 @@ PHASH_BATCH = 256
 FILE_LEVEL_REASONS = frozenset({"missing", "unreadable", "is_directory", "changed"})
 
 
-class DedupUsageError(ValueError):
+class DedupUsageError(MayaUsageError, ValueError):
     """A problem with what the caller asked for (missing folder, bad threshold, unknown mode)."""
 
 
@@ -1007,48 +1010,7 @@ def write_json(report: dict, path: str | os.PathLike) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    _write_atomically(path, text.encode("ascii"))
-
-
-def new_file_mode() -> int:
-    """The permission bits an ordinary new file gets here (0o666 less the umask).
-
-    Reports are written to a ``tempfile.mkstemp`` file (mode 0o600) and renamed; they are set to this
-    first, so that they end up readable like any file the user creates.
-    """
-    global _NEW_FILE_MODE
-    if _NEW_FILE_MODE is None:
-        mask = os.umask(0o022)
-        os.umask(mask)
-        _NEW_FILE_MODE = 0o666 & ~mask
-    return _NEW_FILE_MODE
-
-
-_NEW_FILE_MODE: int | None = None
-
-
-def give_new_file_mode(fd: int) -> None:
-    """Set an open (``mkstemp``) file to :func:`new_file_mode`, where the platform has ``fchmod``."""
-    if hasattr(os, "fchmod"):
-        os.fchmod(fd, new_file_mode())
-
-
-def _write_atomically(path: str | os.PathLike, data: bytes) -> None:
-    import tempfile
-
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".maya-tmp-")
-    give_new_file_mode(fd)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, text.encode("ascii"))
 
 
 def write_outputs(report: dict, groups: Sequence[DuplicateGroup], *, json_path=None, csv_path=None,

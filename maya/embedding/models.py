@@ -21,6 +21,8 @@ Heavy imports (torch, transformers, the EfficientNet package) happen inside func
 
 from __future__ import annotations
 
+from maya.errors import MayaUsageError
+
 import contextlib
 import hashlib
 import itertools
@@ -61,7 +63,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(MayaUsageError):
     """A model could not be loaded; the message names the model and what to do about it."""
 
 

@@ -84,6 +84,8 @@ read into memory (needed anyway for the sha256 and the decode).
 
 from __future__ import annotations
 
+from maya.errors import MayaError
+
 import errno
 import hashlib
 import io
@@ -122,7 +124,7 @@ REASONS = frozenset({
 _READ_CHUNK = 1 << 20  # bytes per read() when hashing a file
 
 
-class ImageLoadError(Exception):
+class ImageLoadError(MayaError):
     """A file that could not be turned into an RGB image.
 
     Attributes:

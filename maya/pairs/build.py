@@ -35,12 +35,14 @@ Import (:func:`import_pairs`): a CSV of ``a,b,label`` with optional ``kind``, ``
 
 from __future__ import annotations
 
+from maya.errors import MayaUsageError
+from maya.io.atomic import write_atomically
+
 import csv
 import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -71,7 +73,7 @@ NEGATIVE_KINDS = (KIND_HARD_PHASH, KIND_HARD_EMBEDDING, KIND_RANDOM)
 _SURVEY_CHUNK = 64  # originals decoded (and embedded) at a time in the survey
 
 
-class PairsError(ValueError):
+class PairsError(MayaUsageError, ValueError):
     """A problem with the user's input that stops the whole build or import."""
 
 
@@ -171,15 +173,7 @@ def store_derived(images_dir: Path, data: bytes, ext: str) -> tuple[str, Path]:
     sha = hashlib.sha256(data).hexdigest()
     path = Path(images_dir) / sha[:2] / f"{sha}.{ext}"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, data, mode=0o600)
     return sha, path
 
 

@@ -17,12 +17,11 @@ import csv
 import html
 import io
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 from urllib.parse import quote
 
-from maya.dedup.engine import give_new_file_mode
+from maya.io.atomic import atomic_file
 
 #: Longest side of a thumbnail, pixels.
 THUMB_SIDE = 180
@@ -39,25 +38,14 @@ def write_csv(groups: Sequence, path: str | os.PathLike) -> None:
     Bytes of paths that are not UTF-8 are written back as the same bytes (surrogateescape), so the
     CSV names the real files. ``clip_similarity`` is empty when no embedding was used.
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".maya-tmp-", suffix=".csv")
-    give_new_file_mode(fd)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-            w = csv.writer(f)
-            w.writerow(CSV_COLUMNS)
-            for k, g in enumerate(groups, start=1):
-                for i, m in enumerate(g.members):
-                    w.writerow([k, i == 0, m.path, m.sha256, m.phash_distance,
-                                "" if m.clip_similarity is None else f"{m.clip_similarity:.6f}", m.exact,
-                                m.width, m.height, m.size_bytes, g.chained])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, text=True, newline="", errors="surrogateescape") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        for k, g in enumerate(groups, start=1):
+            for i, m in enumerate(g.members):
+                w.writerow([k, i == 0, m.path, m.sha256, m.phash_distance,
+                            "" if m.clip_similarity is None else f"{m.clip_similarity:.6f}", m.exact,
+                            m.width, m.height, m.size_bytes, g.chained])
 
 
 def thumbnail_data_uri(path: str, side: int = THUMB_SIDE) -> str | None:
@@ -83,15 +71,10 @@ def write_html(groups: Sequence, errors: Sequence[dict], path: str | os.PathLike
     """
     from maya.dedup.engine import Progress
 
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".maya-tmp-", suffix=".html")
-    give_new_file_mode(fd)
     shown = list(groups[:max_groups])
     bar = Progress(len(shown), "gallery", progress)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out, ThreadPoolExecutor(max_workers=workers) as pool:
+        with atomic_file(path, text=True) as out, ThreadPoolExecutor(max_workers=workers) as pool:
             out.write(_head(groups, errors))
             for k, g in enumerate(shown, start=1):
                 shas = list(dict.fromkeys(m.sha256 for m in g.members))
@@ -104,11 +87,6 @@ def write_html(groups: Sequence, errors: Sequence[dict], path: str | os.PathLike
                           f"the JSON and CSV list every group.</p>\n")
             out.write(_errors_html(errors))
             out.write("</body>\n</html>\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     finally:
         bar.close()
 

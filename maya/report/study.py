@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from maya.errors import MayaError
+
 import base64
 import html
 import io
@@ -23,7 +25,7 @@ WORST_PER_METHOD = 5
 THUMB_SIDE = 112
 
 
-class ReportError(ValueError):
+class ReportError(MayaError, ValueError):
     """The report cannot be made (no such run, no completed evaluate run, old database, ...)."""
 
 

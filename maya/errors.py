@@ -1,0 +1,26 @@
+"""Maya's one error base: every error a user can meet carries the exit code the CLI returns for it.
+
+``MayaError`` (exit 1): something went wrong that is not the caller's wording (a locked or corrupt
+database, an unreadable image, a report that cannot be built). ``MayaUsageError`` (exit 2): what was
+asked for cannot be done as asked (an unknown dataset, a bad threshold, a model that cannot be loaded,
+a forged manifest). The CLI prints ``str(e)`` as one line and returns ``e.exit_code``; it never looks
+at type names. Classes keep their historical bases too (``ValueError``, ``RuntimeError``) so existing
+``except ValueError`` code still catches them.
+"""
+
+from __future__ import annotations
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class MayaError(Exception):
+    """A failure Maya explains in one line; the CLI exits with :attr:`exit_code`."""
+
+    exit_code = EXIT_FAILED
+
+
+class MayaUsageError(MayaError):
+    """What was asked for cannot be done as asked: exit 2."""
+
+    exit_code = EXIT_USAGE
