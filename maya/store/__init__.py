@@ -172,7 +172,7 @@ def code_version() -> str:
 
     from maya import __version__
 
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parent.parent
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
