@@ -82,7 +82,9 @@ kbd { border:1px solid var(--line); border-bottom-width:2px; border-radius:4px; 
 _SCRIPT = r"""
 "use strict";
 const TOKEN = JSON.parse(document.getElementById("maya-token").textContent);
-let S = null, cur = 0, sel = {};  // state, current group position, selected member index per group
+let S = null, cur = 0, sel = {};
+const CLAUSES = {"phash": "pHash", "phash+clip": "pHash + model", "clip": "model only", "exact": "exact copy",
+                 "via others": "via other members"};  // state, current group position, selected member index per group
 
 function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
@@ -155,8 +157,8 @@ function renderGroup(g) {
       el("div", {class: "scores"},
         kept ? el("span", {class: "tag kept", text: "kept"}) : null,
         rejected ? el("span", {class: "tag no", text: "not a duplicate"}) : null,
-        m.index ? el("span", {class: "tag" + (m.clause === "clip" ? " clip" : ""), title: "the clause that admitted it",
-                             text: m.clause}) : null,
+        m.index ? el("span", {class: "tag" + (m.clause === "clip" ? " clip" : ""),
+                             title: "the clause that admitted it: " + m.clause, text: CLAUSES[m.clause] || m.clause}) : null,
         m.exact ? el("span", {class: "tag", text: "exact"}) : null,
         el("span", {text: "d " + m.phash_distance + sim}),
         m.width ? el("span", {text: " · " + m.width + "×" + m.height}) : null,
