@@ -46,14 +46,27 @@ def _collection(root: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def reviewed(tmp_path):
-    """(photos folder, data dir, dedup run id) of a real phash dedup run recorded in a real store."""
-    photos = _collection(tmp_path / "photos")
-    data = tmp_path / "data"
+@pytest.fixture(scope="module")
+def _recorded(tmp_path_factory):
+    """One real phash dedup run for the module: (photos, pristine copy of them, pristine data dir, run id)."""
+    root = tmp_path_factory.mktemp("review")
+    photos = _collection(root / "photos")
+    data = root / "data"
     run = engine.run_dedup([str(photos)], engine.DedupOptions("phash"), db_path=data / "maya.duckdb")
     assert len(run.groups) == 3
-    return photos, data, run.run_id
+    shutil.copytree(photos, root / "pristine")
+    return photos, root / "pristine", data, run.run_id
+
+
+@pytest.fixture
+def reviewed(_recorded, tmp_path):
+    """(photos folder, data dir, dedup run id): the module's run, its files as the run found them, and a
+    fresh copy of its store (the run's paths stay valid; each test's decisions and moves are its own)."""
+    photos, pristine, data, run_id = _recorded
+    shutil.rmtree(photos)
+    shutil.copytree(pristine, photos)
+    shutil.copytree(data, tmp_path / "data")
+    return photos, tmp_path / "data", run_id
 
 
 def _session(data: Path) -> ReviewSession:
@@ -165,6 +178,28 @@ def test_decisions_that_do_not_apply_are_refused_and_store_nothing(reviewed):
     with pytest.raises(review_store.ReviewError, match="no group 99"):
         s.decide(99, "confirm")
     assert _rows(data, "SELECT count(*) FROM review_decisions") == [(0,)]
+
+
+def test_the_review_holds_no_lock_between_clicks_and_says_who_holds_one(reviewed):
+    from maya.store import StoreLockedError
+
+    _, data, _ = reviewed
+    s = _session(data)
+    gid = next(iter(s.groups))
+    # another process may write the store while the review is open...
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
+                               "sys.stdin.readline()", str(data / "maya.duckdb")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        # ...and while it does, a click is refused with who holds it, and nothing is lost
+        with pytest.raises(StoreLockedError, match=f"in use by process {holder.pid}"):
+            s.decide(gid, "confirm")
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert s.decide(gid, "confirm")["state"]["confirmed"]
+    assert _rows(data, "SELECT count(*) FROM review_decisions") == [(1,)]
 
 
 def test_an_unknown_run_or_a_data_dir_without_dedup_runs_is_a_clear_error(reviewed, tmp_path):

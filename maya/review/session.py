@@ -64,8 +64,10 @@ class ReviewSession:
         with self._lock:
             try:
                 con = duckdb.connect(str(self.db_path))
-            except duckdb.IOException as e:
-                raise store.StoreLockedError(store._lock_message(self.db_path, e)) from None
+            except duckdb.IOException as e:  # another process writes it now (DuckDB: one writing process)
+                if "lock" in str(e).lower():
+                    raise store.StoreLockedError(store._lock_message(self.db_path, e)) from None
+                raise store.StoreError(f"cannot open the database {self.db_path}: {e}") from None
             try:
                 yield con
             finally:
