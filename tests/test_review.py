@@ -164,6 +164,20 @@ def test_decisions_are_stored_as_they_are_made_and_a_new_session_shows_them(revi
     assert _rows(data, "SELECT count(*) FROM review_decisions WHERE withdrawn_at IS NOT NULL") == [(1,)]
 
 
+def test_keep_this_one_instead_replaces_the_earlier_choice_of_its_part_only(reviewed):
+    _, data, _ = reviewed
+    s = _session(data)
+    g = _group_with(s, "astronaut_q40.jpg")
+    q40, small = _member(g, "astronaut_q40.jpg")["path"], _member(g, "astronaut_small.jpg")["path"]
+    assert s.decide(g["group_id"], "keep", q40)["state"]["kept"] == [q40]
+    assert s.decide(g["group_id"], "keep", small)["state"]["kept"] == [small]
+    assert _rows(data, "SELECT paths, withdrawn_at IS NULL FROM review_decisions ORDER BY decision_id") == [
+        ([q40], False), ([small], True)]
+    # split before the small copy: each part keeps its own choice
+    s.decide(g["group_id"], "split", small)
+    assert s.decide(g["group_id"], "keep", q40)["state"]["kept"] == [q40, small]
+
+
 def test_decisions_that_do_not_apply_are_refused_and_store_nothing(reviewed):
     _, data, _ = reviewed
     s = _session(data)

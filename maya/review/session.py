@@ -138,6 +138,13 @@ class ReviewSession:
                 why = review_state.check_decision(g, review_state.group_state(g, decisions), decision, path)
                 if why:
                     raise review_store.ReviewError(why)
+                if decision == "keep":  # "keep this one instead" replaces the earlier choice in its part
+                    st = review_state.group_state(g, decisions)
+                    part = next((p for p in st.parts if any(m["path"] == path for m in p)), [])
+                    for d in decisions:
+                        if (d["group_id"] == group_id and d["decision"] == "keep" and d["paths"]
+                                and any(m["path"] == d["paths"][0] for m in part)):
+                            review_store.withdraw_decision(con, self.run_id, d["decision_id"])
                 review_store.add_decision(con, self.run_id, group_id, decision,
                                           [member["sha256"]] if member else [], [path] if member else [])
         return self.group(group_id)

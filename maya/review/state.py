@@ -8,8 +8,8 @@ A group (``maya.store.review.read_run``) lists its members, the kept file first.
   every other decision in the group is ignored while this one stands.
 * ``split`` at member m: the group is two groups from m on (in the page's order); several splits make
   several parts. Each part keeps its own file.
-* ``keep`` m: m is kept instead, in the part it belongs to (the latest such decision wins). A part with no
-  ``keep`` decision keeps the dedup's kept file (part 1) or its first member that is not rejected.
+* ``keep`` m: m is kept instead, in the part it belongs to (the latest such decision in a part wins). A part
+  with no ``keep`` decision keeps the dedup's kept file (part 1) or its first member that is not rejected.
 * ``not_duplicate`` m: m is not a duplicate of its part's kept file: it stays where it is.
 * ``confirm``: the group was looked at and is right as it stands.
 
@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 @dataclass
 class GroupState:
     """A group after its decisions. ``parts``: lists of member dicts, each part's kept member first, rejected
-    members left out; ``rejected``: paths; ``keep``: path chosen by a ``keep`` decision (or None)."""
+    members left out; ``rejected``: paths; ``keeps``: paths named by ``keep`` decisions, oldest first."""
 
     group_id: int
     reviewed: bool = False
     wrong: bool = False
     confirmed: bool = False
-    keep: str | None = None
+    keeps: list[str] = field(default_factory=list)
     rejected: set[str] = field(default_factory=set)
     splits: list[str] = field(default_factory=list)
     parts: list[list[dict]] = field(default_factory=list)
@@ -76,20 +76,19 @@ def group_state(group: dict, decisions: list[dict]) -> GroupState:
         elif path not in paths:
             continue  # about a file that is not in this group: nothing to apply
         elif kind == "keep":
-            st.keep = path
+            st.keeps.append(path)
         elif kind == "not_duplicate":
             st.rejected.add(path)
         elif kind == "split" and path != paths[0] and path not in st.splits:
             st.splits.append(path)
-    if st.keep in st.rejected:
-        st.keep = None
     cuts = sorted(paths.index(p) for p in st.splits)
     bounds = [0, *cuts, len(members)]
     for lo, hi in zip(bounds, bounds[1:]):
         part = [m for m in members[lo:hi] if m["path"] not in st.rejected]
         if not part:
             continue
-        chosen = next((m for m in part if m["path"] == st.keep), part[0])
+        named = {m["path"]: m for m in part}
+        chosen = next((named[p] for p in reversed(st.keeps) if p in named), part[0])
         st.parts.append([chosen] + [m for m in part if m is not chosen])
         st.kept_for.update((m["path"], chosen) for m in members[lo:hi])
     return st
