@@ -224,6 +224,27 @@ def test_an_unknown_run_or_a_data_dir_without_dedup_runs_is_a_clear_error(review
         ReviewSession(tmp_path / "nowhere" / "maya.duckdb", None, tmp_path / "m")
 
 
+def test_maya_review_without_a_dedup_run_says_what_to_do(tmp_path, capsys):
+    from maya import store
+    from maya.cli.app import main
+
+    store.connect(tmp_path / "maya.duckdb").close()  # a store with no dedup run
+    assert main(["review", "--no-browser", "--data-dir", str(tmp_path)]) == 2
+    assert "no dedup run in this data dir: run `maya dedup DIR` first" in capsys.readouterr().err
+
+
+def test_a_stored_path_with_bytes_that_are_not_utf8_finds_its_file(tmp_path):
+    from maya.io.ingest import path_text
+
+    real = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9 \\x41.jpg")  # a \xe9 byte, and a literal "\x41"
+    Path(real).write_bytes(b"x")
+    stored = path_text(real)
+    assert stored != real and review_state.disk_path(stored) == real
+    plain = tmp_path / "plain \\x41.jpg"  # a real name that merely looks escaped is left as it is
+    plain.write_bytes(b"y")
+    assert review_state.disk_path(str(plain)) == str(plain)
+
+
 def test_previews_are_only_of_the_runs_own_files(reviewed):
     _, data, _ = reviewed
     s = _session(data)

@@ -182,6 +182,7 @@ def disk_path(stored: str) -> str:
     bytes are put back (as the surrogate escapes ``os.fsencode`` understands)."""
     if "\\x" not in stored or os.path.lexists(stored):
         return stored
+    # only bytes >= 0x80 can fail to decode, so a lower \\xNN is a real backslash in the name
     raw = _ESCAPED.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)) if int(m.group(1), 16) >= 0x80
-                       else chr(int(m.group(1), 16)), stored)
+                       else m.group(0), stored)
     return raw if os.path.lexists(raw) else stored
