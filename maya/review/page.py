@@ -58,11 +58,11 @@ figcaption .scores { margin:2px 0; }
 .tag.no { background:#fde2e2; color:var(--bad); }
 .mbtns { display:flex; gap:4px; flex-wrap:wrap; margin-top:4px; }
 .mbtns button { font-size:12px; padding:2px 6px; }
-.overlay { position:fixed; inset:0; background:rgba(10,14,20,.86); z-index:20; display:none; color:#fff; }
+.overlay { position:fixed; inset:0; background:rgba(10,14,20,.95); z-index:20; display:none; color:#fff; }
 .overlay.open { display:flex; flex-direction:column; }
 .overlay .bar { display:flex; gap:10px; align-items:center; padding:8px 14px; }
 .overlay .bar .spacer { flex:1; }
-.overlay button { background:#fff; }
+.overlay .bar button { background:#fff; }
 #compare .pair { flex:1; display:flex; gap:8px; padding:0 8px 8px; min-height:0; }
 #compare .side { flex:1; display:flex; flex-direction:column; min-width:0; }
 #compare .side .img { flex:1; overflow:auto; background:#111; border-radius:6px; }
@@ -252,7 +252,7 @@ async function plan(kind) {
   try { PLAN = await api("api/plan", {kind}); } catch (e) { return toast(e.message, true); }
   const o = document.getElementById("plan"), box = o.querySelector(".box"); box.textContent = "";
   const verb = kind === "move" ? "move" : "replace by links";
-  box.append(el("h2", {text: "Dry run: " + verb + " " + PLAN.files + " files (" + size(PLAN.bytes) + ") from " + PLAN.groups + " reviewed group parts"}),
+  box.append(el("h2", {text: "Dry run: " + verb + " " + PLAN.files + " files (" + size(PLAN.bytes) + ") of " + PLAN.groups + " reviewed group" + (PLAN.groups === 1 ? "" : "s")}),
     el("p", {text: "Nothing has changed yet. Files go to " + PLAN.dest + " (their full path mirrored), and an undo manifest is written first." +
                    (PLAN.gone ? " " + PLAN.gone + " planned files are gone already (moved before?) and are left out." : "")}));
   const t = el("table");
