@@ -199,15 +199,27 @@ function renderHeader() {
 function render() {
   renderHeader();
   const main = document.getElementById("groups"); main.textContent = "";
+  document.body.removeAttribute("data-ready");
   if (!S.groups.length) main.append(el("p", {text: "This run found no groups: nothing to review."}));
-  for (const g of S.groups) main.append(renderGroup(g));
+  // in batches, so the riskiest groups are on screen at once even when a run has thousands
+  const todo = S.groups.slice(), mine = render.calls = (render.calls || 0) + 1;
+  const batch = () => {
+    if (mine !== render.calls) return;  // a newer render started
+    const frag = document.createDocumentFragment();
+    for (const g of todo.splice(0, 150)) frag.append(renderGroup(g));
+    main.append(frag);
+    if (todo.length) return setTimeout(batch, 0);
+    focusGroup(cur, false);
+    document.body.setAttribute("data-ready", "1");
+  };
+  batch();
   focusGroup(cur, false);
-  document.body.setAttribute("data-ready", "1");
 }
 function replaceGroup(g) {
   const i = S.groups.findIndex(x => x.group_id === g.group_id);
   S.groups[i] = g;
-  document.getElementById("g-" + g.group_id).replaceWith(renderGroup(g));
+  const drawn = document.getElementById("g-" + g.group_id);
+  if (drawn) drawn.replaceWith(renderGroup(g));
   focusGroup(cur, false); renderHeader();
 }
 async function decide(g, decision, path) {
@@ -219,7 +231,9 @@ function focusGroup(i, scroll) {
   if (!S.groups.length) return;
   cur = Math.max(0, Math.min(S.groups.length - 1, i));
   document.querySelectorAll("section.group.current").forEach(s => s.classList.remove("current"));
-  const s = document.getElementById("g-" + S.groups[cur].group_id); s.classList.add("current");
+  const s = document.getElementById("g-" + S.groups[cur].group_id);
+  if (!s) return;
+  s.classList.add("current");
   if (scroll) s.scrollIntoView({block: "nearest", behavior: "smooth"});
 }
 function select(g, index) {
