@@ -57,8 +57,21 @@ def cmd_review(args) -> int:
             webbrowser.open(url)
 
     serve(session, port=args.port, on_ready=ready)
-    print("maya review: stopped", file=sys.stderr, flush=True)
+    print(f"maya review: stopped; {_decisions_line(session)}", file=sys.stderr, flush=True)
     return 0
+
+
+def _decisions_line(session) -> str:
+    from maya.errors import MayaError
+
+    try:
+        n = session.decisions_in_force()
+    except MayaError:
+        return "decisions are in review_decisions"
+    if not n:
+        return "no decisions in force"
+    return (f"{n} decision{'s' if n != 1 else ''} in force (table review_decisions); turn them into labelled "
+            f"pairs with: maya pairs import --from-review --run {session.run_id} --dataset NAME")
 
 
 def add_from_review_flags(parser: argparse.ArgumentParser) -> None:

@@ -206,10 +206,17 @@ def serve(session: ReviewSession, *, port: int = 0, on_ready: Callable[[str], No
     server = _Server(config)
     if on_ready is not None:
         threading.Thread(target=_when_started, args=(server, on_ready, url), daemon=True).start()
+    # uvicorn listens for signals only while it serves; before and after that a signal also means "stop"
+    # (a SIGTERM in those moments would otherwise kill the process instead of ending it cleanly)
+    main = threading.current_thread() is threading.main_thread()
+    old = {s: signal.signal(s, lambda *_: setattr(server, "should_exit", True))
+           for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 class _Server:

@@ -115,6 +115,10 @@ class ReviewSession:
 
     # ------------------------------------------------------------------------------------------ decisions
 
+    def decisions_in_force(self) -> int:
+        with self._store() as con:
+            return len(review_store.read_decisions(con, self.run_id))
+
     def decide(self, group_id: int, decision: str, path: str | None = None, *, withdraw: bool = False) -> dict:
         """Record ``decision`` (about member ``path`` for per-member decisions), or with ``withdraw`` take
         back every decision in force of that kind about that member; returns the group as the page shows it."""
