@@ -264,7 +264,7 @@ def test_run_without_a_server_is_a_one_line_usage_error(tmp_path):
 
 _EARLY = """
 import os, sys, time
-from maya.cli.orchestration import prefect_api
+from maya.cli.prefect_server import prefect_api
 with prefect_api() as url:
     from prefect import flow
     from prefect.settings import PREFECT_API_URL

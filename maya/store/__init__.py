@@ -206,6 +206,20 @@ def dataset_info(con, name: str) -> dict | None:
             "params": json.loads(row[4]) if row[4] else None, "pairs": row[5]}
 
 
+def dataset_names(con) -> list[str]:
+    """Names of the stored datasets, sorted."""
+    return [r[0] for r in con.execute("SELECT name FROM datasets ORDER BY name").fetchall()]
+
+
+def run_of_flow_run(con, flow_run_id: str) -> dict | None:
+    """The Maya run a Prefect flow run wrote (its counts), or None when there is none."""
+    cur = con.execute(
+        "SELECT run_id, status, hashes_computed, hashes_reused, embeddings_computed, embeddings_reused, "
+        "images_failed FROM runs WHERE flow_run_id = ?", [str(flow_run_id)])
+    row = cur.fetchone()
+    return None if row is None else dict(zip([d[0] for d in cur.description], row))
+
+
 def save_files(con, files) -> None:
     """Upsert file rows (path -> sha256); a later sighting replaces the earlier row."""
     if not files:
