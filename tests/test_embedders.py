@@ -157,6 +157,7 @@ class _SilentServer:
         self.sock.close()
 
 
+@pytest.mark.slow
 def test_uncached_hub_id_with_a_stalled_hub_fails_in_seconds(monkeypatch, tmp_path):
     from huggingface_hub import constants
 
@@ -268,6 +269,7 @@ def _skimage_files():
     return sorted(p for p in SKIMAGE_DATA.iterdir() if p.suffix in (".png", ".jpg"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size,crop", [(224, 224), (256, 224), (200, 224)])
 def test_torch_preprocessing_matches_clip_image_processor(size, crop):
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil

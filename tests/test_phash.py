@@ -79,6 +79,7 @@ def test_matches_imagehash_on_real_images():
     _assert_same_as_imagehash(real)
 
 
+@pytest.mark.slow
 def test_matches_imagehash_on_edited_photos():
     real = dict(_real_images())
     edited = []
