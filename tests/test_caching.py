@@ -79,6 +79,7 @@ def test_content_key_separates_tasks_and_unifies_numpy_views():
         _Ctx(double), {"options": {"groups": "/nope/b"}})
 
 
+@pytest.mark.slow
 def test_equal_inputs_of_two_tasks_do_not_share_a_cache_entry(prefect_server, tmp_path):
     from prefect import flow, task
 
@@ -101,6 +102,7 @@ def test_equal_inputs_of_two_tasks_do_not_share_a_cache_entry(prefect_server, tm
     assert both() == (10, 15, "Cached")
 
 
+@pytest.mark.slow
 def test_transient_io_errors_are_retried_and_missing_files_are_not(prefect_server):
     from prefect import flow, task
 

@@ -386,6 +386,7 @@ def test_cli_usage_errors_are_one_line_and_exit_2(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------- outputs
 
 
+@pytest.mark.slow
 def test_cli_writes_json_csv_and_html(corpus, tmp_path, capsys):
     from maya.cli.dedup import main
 

@@ -254,6 +254,7 @@ def test_deployment_specs_and_parameters(tmp_path, monkeypatch):
         parse_params(["no-equals-sign"])
 
 
+@pytest.mark.slow
 def test_run_without_a_server_is_a_one_line_usage_error(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path)

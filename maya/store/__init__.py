@@ -224,7 +224,7 @@ def save_files(con, files) -> None:
     """Upsert file rows (path -> sha256); a later sighting replaces the earlier row."""
     if not files:
         return
-    from maya.io.ingest import path_text  # a name that is not UTF-8 is stored with \xNN escapes
+    from maya.io.walk import path_text  # a name that is not UTF-8 is stored with \xNN escapes
 
     cols = {
         "path": [path_text(f.path) for f in files],
