@@ -93,3 +93,44 @@ def test_the_study_without_prefect_records_a_completed_evaluate_run_with_its_sco
     assert study_run[1:] == flow_run[1:]  # same dataset, model id, counts and number of scores
     scores = "SELECT pair_id, phash_distance, round(clip_similarity, 5) FROM scores WHERE run_id = ? ORDER BY pair_id"
     assert _rows(study_data, study_summary["run_id"], scores) == _rows(flow_data, flow_summary["run_id"], scores)
+
+
+def test_pluggable_steps_are_what_the_study_calls_and_a_cached_pairset_with_gone_files_is_rebuilt(
+        flow_and_study, photo_dir, tiny_clip_dir):
+    import shutil
+
+    from maya.evaluation import study
+
+    _, _, study_data, first = flow_and_study
+    built = {}
+    pair_calls, eval_calls, submitted = [], [], []
+
+    def cached_pairs(source, images_dir, seed, options, *, results, refresh):
+        pair_calls.append(refresh)
+        if refresh or "pairset" not in built:
+            built["pairset"], _ = study.build_pairs_step(source, images_dir, seed, options, results=results)
+            return built["pairset"], "computed"
+        return built["pairset"], "cached"
+
+    def cached_evaluation(*scores, results, refresh):
+        eval_calls.append(results)
+        evaluated, _ = study.evaluate_scores_step(*scores, results=results)
+        return evaluated, "cached"
+
+    def submit(*args):
+        submitted.append(args)
+        raise AssertionError("every feature is stored: no batch should be submitted")
+
+    steps = study.StudySteps(submit_features=submit, generate_pairs=cached_pairs, evaluate_scores=cached_evaluation,
+                             task_runner="mine")
+    kw = dict(dataset="w", source=str(photo_dir), seed=SEED, model=str(tiny_clip_dir), data_dir=str(study_data),
+              pair_options=dict(OPTIONS), steps=steps)
+    assert study.run_study(**kw)["cache"]["pairs"] == "computed" and pair_calls == [False]
+    shutil.rmtree(study_data / "images")  # the cached PairSet now points at derived images that are gone
+    again = study.run_study(**kw)
+    assert pair_calls == [False, False, True]  # asked the cache, found files gone, asked again with refresh
+    assert again["cache"] == {"pairs": "computed", "features": "stored", "evaluation": "cached",
+                              "model_loaded": False}
+    assert again["task_runner"] == "mine" and not submitted
+    assert eval_calls == [study.task_results_dir(study_data)] * 2
+    assert (_rows(study_data, again["run_id"], METRIC_ROWS) == _rows(study_data, first["run_id"], METRIC_ROWS))

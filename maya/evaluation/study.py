@@ -26,7 +26,9 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -381,12 +383,6 @@ def run_study(
     """
     steps = steps or StudySteps()
     log = log or _LOG
-    if steps.submit_features is None:
-        with ThreadPoolExecutor(max_workers=max(1, steps.in_flight), thread_name_prefix="maya-features") as pool:
-            threaded = StudySteps(lambda *args: pool.submit(features.compute_batch, *args), steps.in_flight,
-                                  steps.generate_pairs, steps.evaluate_scores, steps.task_runner)
-            return run_study(dataset, source, seed, model, data_dir, device, precision, batch_size, methods,
-                             pair_options, replace, refresh, steps=threaded, flow_run_id=flow_run_id, log=log)
     clock = _Clock()
     settings = load_settings(data_dir=data_dir, model=model, device=device, precision=precision,
                              batch_size=batch_size)
@@ -410,9 +406,14 @@ def run_study(
                                              "refresh": refresh, "task_runner": steps.task_runner},
                                  flow_run_id=flow_run_id or "")
         try:
-            counts = _compute_features(con, shas, spec if embedder is not None else None, model_id, batch,
-                                       settings.max_pixels, log, submit=steps.submit_features,
-                                       in_flight=steps.in_flight, retry_failed=refresh)
+            with ExitStack() as stack:
+                submit = steps.submit_features
+                if submit is None:  # the default runner: a pool of in_flight threads in this process
+                    pool = stack.enter_context(ThreadPoolExecutor(max(1, steps.in_flight), "maya-features"))
+                    submit = partial(pool.submit, features.compute_batch)
+                counts = _compute_features(con, shas, spec if embedder is not None else None, model_id, batch,
+                                           settings.max_pixels, log, submit=submit, in_flight=steps.in_flight,
+                                           retry_failed=refresh)
             clock.lap("features")
             scores = score_pairs(con, pairs, model_id)
             clock.lap("scores")
