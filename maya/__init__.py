@@ -9,4 +9,8 @@ def __getattr__(name):
         from maya.dedup.engine import find_duplicates
 
         return find_duplicates
+    if name == "evaluate_dataset":  # the study, without Prefect (maya.evaluation.study.run_study)
+        from maya.evaluation.study import run_study
+
+        return run_study
     raise AttributeError(name)

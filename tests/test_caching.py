@@ -261,7 +261,7 @@ def test_edited_source_folder_is_not_answered_from_the_cache(two_runs, photo_dir
 
 @pytest.mark.slow
 def test_predicted_model_id_matches_the_loaded_model(tiny_clip_dir):
-    from maya.flows.evaluate import predicted_model_id
+    from maya.evaluation.study import predicted_model_id
     from maya import features
     from maya.embedding.models import EFFICIENTNET_NAME, load_embedder
 
