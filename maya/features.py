@@ -220,6 +220,12 @@ STUDY_POLICY = FeaturePolicy(skip_stored=PERMANENT_IMAGE_ERRORS, retry_raised_li
                              transient_retry_delays=())
 
 
+#: The feature counts each caller reports (``FeatureOutcome.counts_of``), in its order.
+DEDUP_COUNTS = ("images", "hashes_computed", "embeddings_computed", "decoded", "hashes_reused", "embeddings_reused")
+STUDY_COUNTS = ("hashes_computed", "embeddings_computed", "images_failed", "hashes_reused", "embeddings_reused",
+                "batches", "worker_pids")
+
+
 @dataclass
 class FeatureOutcome:
     """Per content: the problem, if any (``reason``, ``"reason: detail"``); and the counts of the run:

@@ -32,11 +32,6 @@ from maya.dedup.outputs import build_report
 from maya.io import ingest
 from maya.progress import Progress
 
-#: The feature counts a dedup run reports (of ``maya.features.FeatureOutcome.counts``), in this order.
-FEATURE_COUNTS = ("images", "hashes_computed", "embeddings_computed", "decoded", "hashes_reused",
-                  "embeddings_reused")
-
-
 @dataclass(frozen=True)
 class Runner:
     """Where the pipeline's work runs. ``sha256_files(paths)`` and ``image_features(items, want_hash,
@@ -70,8 +65,10 @@ class DedupRun:
 
 def summarise_counts(identified: Identified, outcome, errors, groups) -> dict:
     """All the counts of a run in one flat dict (what the CLI prints and the tests check)."""
+    from maya.features import DEDUP_COUNTS
+
     return {
-        **identified.counts, **outcome.counts_of(FEATURE_COUNTS),
+        **identified.counts, **outcome.counts_of(DEDUP_COUNTS),
         "files_failed": len(errors), "groups": len(groups),
         "duplicate_files": sum(len(g.members) - 1 for g in groups),
         "reclaimable_bytes": sum(m.size_bytes for g in groups for m in g.members[1:]),
