@@ -29,6 +29,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Clause labels, in the order they are tried (dedup reports the first that accepted a pair).
 CLAUSES = ("phash", "phash+clip", "clip")
