@@ -21,7 +21,7 @@ from maya.cli.options import common_parser, model_parser, settings_from_args as 
 
 def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
     """Add the ``dedup`` sub-command to ``subparsers`` (flags listed in the README); returns its parser."""
-    from maya.dedup import engine as lib  # light: numpy and the models are imported when a run starts
+    from maya import dedup as lib  # light: numpy and the models are imported when a run starts
 
     p = subparsers.add_parser(
         "dedup", parents=list(common_parents),
@@ -89,7 +89,7 @@ def cmd_dedup(args) -> int:
 
 
 def _cmd_dedup(args) -> int:
-    from maya.dedup import engine as lib
+    from maya import dedup as lib
 
     if args.undo:
         if args.dirs or args.move_to or args.link:
