@@ -271,7 +271,7 @@ def compute_missing(
     and a warning naming a failure.
     """
     from maya import store
-    from maya.hashing.phash import ALGORITHM
+    from maya.hashing import DEFAULT
     from maya.store import dedup as dedup_store
 
     shas = list(dict.fromkeys(shas))
@@ -285,7 +285,7 @@ def compute_missing(
         if policy.retry_raised_limit and limit is not None and max_pixels and max_pixels > limit:
             continue  # the limit was raised since: try again
         out.problems[sha] = (reason, error)
-    have_h = store.load_hashes(con, shas, ALGORITHM)
+    have_h = store.load_hashes(con, shas, DEFAULT.name)
     have_e = dedup_store.embedded_shas(con, shas, model_id) if model_id is not None else set()
     wanted = [s for s in shas if s not in out.problems]
     todo = [s for s in wanted if s not in have_h or (model is not None and s not in have_e)]
@@ -322,7 +322,7 @@ def compute_missing(
         new_h = [k for k, s in enumerate(result.hash_shas) if s not in have_h]
         new_e = [k for k, s in enumerate(result.embed_shas) if s not in have_e]
         store.save_features(
-            con, keep_records, ALGORITHM,
+            con, keep_records, DEFAULT.name,
             ([result.hash_shas[k] for k in new_h], result.hash_bits[new_h]),
             model_id, ([result.embed_shas[k] for k in new_e],
                        result.vectors[new_e] if new_e else np.zeros((0, 1), np.float32)),

@@ -28,23 +28,9 @@ PREFECT = ("prefect", "prefect_dask")
 MAX_LIBRARY_LINES = 650
 MAX_FLOW_LINES = 120
 
-# Findings in other helpers' areas that the issue-12 branches fix; the lead empties this list after
-# merging them. An entry here that no longer occurs fails the test too, so the list only shrinks.
-# Never add to it to get a new violation past the rules.
-ALLOWED = frozenset({
-    # maya/dedup/engine.py (dedup helper): over 650 lines
-    "module maya.dedup.engine has 1035 lines (> 650)",
-    # flows/* (flows helper): flow modules over 120 lines
-    "flow module maya.flows.dedup has 127 lines (> 120)",
-    "flow module maya.flows.evaluate has 428 lines (> 120)",
-    "flow module maya.flows.stability has 137 lines (> 120)",
-    # maya/evaluation/ranking.py <-> maya/store (evaluation/store helpers)
-    "import cycle: maya.evaluation.ranking <-> maya.store",
-    # maya/dedup/engine.py <-> maya/report/gallery.py (dedup helper)
-    "import cycle: maya.dedup.engine <-> maya.report.gallery",
-    # maya/cli/app.py <-> maya/cli/dedup.py (CLI helper)
-    "import cycle: maya.cli.app <-> maya.cli.dedup",
-})
+# Known violations, none today. An entry here that no longer occurs fails the test too, so the list only
+# shrinks. Never add to it to get a new violation past the rules.
+ALLOWED: frozenset[str] = frozenset()
 
 
 def _in(module: str, packages) -> bool:

@@ -34,11 +34,11 @@ def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 
     """Read the features of ``shas`` from the store (vectors in chunks, straight into one matrix)."""
     import numpy as np
     from maya import store
-    from maya.hashing.phash import ALGORITHM
+    from maya.hashing import DEFAULT
     from maya.store import dedup as dedup_store
 
     shas = list(shas)
-    hashes_by = store.load_hashes(con, shas, ALGORITHM)
+    hashes_by = store.load_hashes(con, shas, DEFAULT.name)
     hashes = np.array([hashes_by[s] for s in shas], dtype=np.uint64)
     width, height = dedup_store.image_sizes(con, shas)
     vectors = None
@@ -139,7 +139,7 @@ def decide(d: np.ndarray, sim: np.ndarray | None, options: DedupOptions) -> np.n
 def verify_pairs(images: Images, a: np.ndarray, b: np.ndarray, options: DedupOptions) -> Pairs:
     """Score candidates (pHash distance; similarity when there are embeddings) and keep those the rule accepts."""
     import numpy as np
-    from maya.hashing.phash import hamming
+    from maya.hashing import hamming
 
     d = hamming(images.hashes[a], images.hashes[b]).astype(np.int64)
     use_sim = options.uses_embeddings and images.vectors is not None

@@ -50,7 +50,7 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     Sorted by the kept file's path.
     """
     import numpy as np
-    from maya.hashing.phash import hamming
+    from maya.hashing import DEFAULT, hamming
 
     index_of = {s: k for k, s in enumerate(images.sha256)}
     files_of: list[list[ingest.IngestedFile]] = [[] for _ in images.sha256]
@@ -73,7 +73,7 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     def strength(a, b):
         if use_sim:
             return pair_similarity(images.vectors, a, b)
-        return 1.0 - hamming(images.hashes[a], images.hashes[b]).astype(np.float64) / 64.0
+        return 1.0 - hamming(images.hashes[a], images.hashes[b]).astype(np.float64) / float(DEFAULT.bits)
 
     def accepts(x, y):
         d = hamming(images.hashes[x], images.hashes[y]).astype(np.int64)
@@ -98,7 +98,7 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
 
 def _file_group(images: Images, files_of, items, chained, split, weakest, use_sim) -> DuplicateGroup:
     import numpy as np
-    from maya.hashing.phash import hamming
+    from maya.hashing import DEFAULT, hamming
 
     rep = int(items[0])
     keep_file = files_of[rep][0]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from maya.errors import MayaUsageError
+from maya.hashing import DEFAULT
 from maya.rule import Rule
 
 MODES = ("hybrid", "clip", "phash")
@@ -90,8 +91,8 @@ class DedupOptions:
             raise DedupUsageError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
         for name in ("phash_accept", "phash_radius"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= 64:
-                raise DedupUsageError(f"{name.replace('_', '-')} must be a whole number of bits in 0..64, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= DEFAULT.bits:
+                raise DedupUsageError(f"{name.replace('_', '-')} must be a whole number of bits in 0..{DEFAULT.bits}, got {v!r}")
         if self.mode == "hybrid" and self.phash_radius < self.phash_accept:
             raise DedupUsageError(f"phash-radius ({self.phash_radius}) must be >= phash-accept ({self.phash_accept})")
         for name in ("clip_verify", "clip_strict"):

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-HASH_BITS = 64
+from maya.hashing import DEFAULT
+
+HASH_BITS = DEFAULT.bits  # 64 for pHash
 NO_ACCEPT = -1
 NO_REJECT = HASH_BITS
 #: Fixed similarity grid (cosine similarity, step 0.005) so curves compare across runs and models.

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -41,11 +40,6 @@ from maya.store import study as study_store
 
 #: Folder (under the data folder) of cached step results: next to the derived images they refer to.
 TASK_RESULTS = "task-results"
-
-#: Image errors that depend only on the file's bytes (its identity): retrying cannot help, so a rerun
-#: leaves these images out (``refresh`` tries them again). Other reasons (missing, unreadable, too_large,
-#: unsupported, a changed file) depend on the path, a setting or the installation, and are retried.
-PERMANENT_IMAGE_ERRORS = ("not_an_image", "truncated", "corrupt", "empty")
 
 #: Feature batches in flight at once: with threads, one decodes while another is hashed and embedded.
 IN_FLIGHT_THREADS = 2
@@ -206,7 +200,7 @@ def _device_and_precision(spec: features.ModelSpec) -> tuple[str, str]:
 
 
 def _failed_for_good(failed: dict[str, str]) -> set[str]:
-    return {s for s, err in failed.items() if (err or "").split(":", 1)[0] in PERMANENT_IMAGE_ERRORS}
+    return {s for s, err in failed.items() if (err or "").split(":", 1)[0] in features.PERMANENT_IMAGE_ERRORS}
 
 
 def _model_for(con, spec: features.ModelSpec, shas: list[str], refresh: bool):
@@ -236,82 +230,11 @@ def _default_batch(device: str) -> int:
 # ---------------------------------------------------------------------------------------------- features
 
 
-def _progress(total: int, desc: str):
+def _progress(total: int):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="img", mininterval=1.0, leave=False, disable=None if total else True)
-
-
-def _compute_features(con, shas: list[str], model: features.ModelSpec | None, model_id: str | None,
-                      batch_size: int, max_pixels: int | None, log, *, submit: Callable,
-                      in_flight: int = IN_FLIGHT_THREADS, retry_failed: bool = False) -> dict:
-    """Hash and embed whatever ``shas`` lack, a batch at a time, each batch committed in one transaction.
-
-    ``in_flight`` batches are submitted at once (threads: one decodes while another embeds; Dask: one or
-    two per worker); results are committed in order, so memory is bounded by ``in_flight`` batches
-    whatever the dataset size. Images whose earlier failure depends only on their bytes
-    (:data:`PERMANENT_IMAGE_ERRORS`) are not tried again unless ``retry_failed``.
-    Returns counts: hashes/embeddings computed and reused, images failed, batches, worker processes.
-    """
-    from maya.hashing.phash import ALGORITHM
-
-    have_h = store.load_hashes(con, shas, ALGORITHM)
-    have_e = set(store.load_embeddings(con, shas, model_id).keys()) if model_id else set()
-    skip = set() if retry_failed else _failed_for_good(store.failed_images(con, shas))
-    todo = [s for s in shas if s not in skip and (s not in have_h or (model is not None and s not in have_e))]
-    paths = store.image_paths(con, todo)
-    counts = {"hashes_computed": 0, "embeddings_computed": 0, "images_failed": 0,
-              "hashes_reused": len(set(shas) & set(have_h)),
-              "embeddings_reused": len(set(shas) & have_e),
-              "batches": 0, "worker_pids": set()}
-    missing_path = [s for s in todo if s not in paths]
-    items = [(s, paths[s]) for s in todo if s in paths]
-    batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
-    pending: deque = deque()
-    bar = _progress(len(items), "features")
-    done = 0
-    for batch in batches:
-        need_h = any(s not in have_h for s, _ in batch)
-        need_e = model is not None and any(s not in have_e for s, _ in batch)
-        pending.append((batch, submit(batch, need_h, model if need_e else None, max_pixels)))
-        while len(pending) >= max(1, in_flight):
-            done += _commit_batch(con, *pending.popleft(), have_h, have_e, model_id, counts, bar, log,
-                                  len(batches), len(items), done)
-    while pending:
-        done += _commit_batch(con, *pending.popleft(), have_h, have_e, model_id, counts, bar, log,
-                              len(batches), len(items), done)
-    bar.close()
-    failed = store.failed_images(con, shas)
-    counts["images_failed"] = len(failed) + len(missing_path)
-    if failed:
-        log.warning("%d image(s) could not be used, e.g. %s", len(failed), next(iter(failed.values())))
-    counts["worker_pids"] = sorted(counts["worker_pids"])
-    return counts
-
-
-def _commit_batch(con, batch, future, have_h, have_e, model_id, counts, bar, log, n_batches, n_items,
-                  done_before) -> int:
-    from maya.hashing.phash import ALGORITHM
-
-    out: features.FeatureBatch = future.result()
-    # only what was missing counts as computed (a batch may mix cached and new images)
-    new_h = [i for i, s in enumerate(out.hash_shas) if s not in have_h]
-    new_e = [i for i, s in enumerate(out.embed_shas) if s not in have_e]
-    store.save_features(
-        con, out.records, ALGORITHM,
-        ([out.hash_shas[i] for i in new_h], out.hash_bits[new_h] if new_h else []),
-        model_id, ([out.embed_shas[i] for i in new_e], out.vectors[new_e] if new_e else None),
-    )
-    have_h.update({out.hash_shas[i]: 0 for i in new_h})
-    have_e.update(out.embed_shas[i] for i in new_e)
-    counts["hashes_computed"] += len(new_h)
-    counts["embeddings_computed"] += len(new_e)
-    counts["batches"] += 1
-    counts["worker_pids"].add(out.worker_pid)
-    bar.update(len(batch))
-    log.info("features: batch %d/%d committed (%d/%d images)", counts["batches"], n_batches,
-             done_before + len(batch), n_items)
-    return len(batch)
+    return tqdm(total=total, desc="features", unit="img", mininterval=1.0, leave=False,
+                disable=None if total else True)
 
 
 # ---------------------------------------------------------------------------------------------- scores
@@ -319,10 +242,10 @@ def _commit_batch(con, batch, future, have_h, have_e, model_id, counts, bar, log
 
 def score_pairs(con, pairs: dict, model_id: str | None) -> dict[str, np.ndarray]:
     """pHash distance (N,) int64 and embedding similarity (N,) float64 per pair (-1 / NaN where an image failed)."""
-    from maya.hashing.phash import ALGORITHM, hamming
+    from maya.hashing import DEFAULT, hamming
 
     shas = sorted(set(pairs["a"]) | set(pairs["b"]))
-    hashes = store.load_hashes(con, shas, ALGORITHM)
+    hashes = store.load_hashes(con, shas, DEFAULT.name)
     embs = store.load_embeddings(con, shas, model_id) if model_id else {}
     has_h = np.array([a in hashes and b in hashes for a, b in zip(pairs["a"], pairs["b"])], dtype=bool)
     ha = np.array([hashes.get(a, 0) for a in pairs["a"]], dtype=np.uint64)
@@ -411,9 +334,11 @@ def run_study(
                 if submit is None:  # the default runner: a pool of in_flight threads in this process
                     pool = stack.enter_context(ThreadPoolExecutor(max(1, steps.in_flight), "maya-features"))
                     submit = partial(pool.submit, features.compute_batch)
-                counts = _compute_features(con, shas, spec if embedder is not None else None, model_id, batch,
-                                           settings.max_pixels, log, submit=submit, in_flight=steps.in_flight,
-                                           retry_failed=refresh)
+                counts = features.compute_missing(
+                    con, shas, model=spec if embedder is not None else None, model_id=model_id, batch_size=batch,
+                    max_pixels=settings.max_pixels, submit=submit, in_flight=steps.in_flight,
+                    policy=features.STUDY_POLICY, retry_failed=refresh, progress=_progress,
+                    log=log).counts_of(features.STUDY_COUNTS)
             clock.lap("features")
             scores = score_pairs(con, pairs, model_id)
             clock.lap("scores")
