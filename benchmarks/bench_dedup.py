@@ -5,7 +5,7 @@
 
 For each N, N synthetic images are made by code (smooth random colour fields, ``--side`` pixels square,
 PNG; one in ten also saved as a JPEG copy, so there are duplicates to find) and one dedup runs in a
-fresh child process (``maya.dedup.engine.run_dedup`` with a DuckDB file: walk, sha256, decode, pHash [+ embed],
+fresh child process (``maya.dedup.pipeline.run_dedup`` with a DuckDB file: walk, sha256, decode, pHash [+ embed],
 candidates, groups, all tables written). The child reports its own peak resident memory
 (``ru_maxrss``) and the time of each phase; a second run over the same folder (everything reused)
 is timed too. With ``--mode hybrid`` or ``clip`` give ``--model`` (e.g. ``efficientnet-lite0``, or a
@@ -64,7 +64,8 @@ def make_images(folder: Path, count: int, side: int, seed: int = 0) -> int:
 _CHILD = r"""
 import json, os, resource, sys, time
 sys.path.insert(0, {root!r})
-from maya.dedup.engine import DedupOptions, run_dedup
+from maya.dedup.options import DedupOptions
+from maya.dedup.pipeline import run_dedup
 import numpy, duckdb, PIL.Image, scipy.sparse.csgraph  # the same imports as a run, for the baseline
 if {mode!r} != "phash":
     import torch, transformers  # noqa: F401

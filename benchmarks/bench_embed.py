@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from maya.embedding.models import _default_workers, embed_stream
+    from maya.embedding.embedder import _default_workers, embed_stream
     from maya.io.images import load_image
 
     tmp = None

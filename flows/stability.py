@@ -2,40 +2,17 @@
 
     for each seed: pairs "<dataset>@seed<k>" from the same source -> evaluate (a subflow, its own run)
     -> stability rows (split = 'stability') under one parent run (flow 'evaluate-repeats')
+
+The logic is :func:`maya.evaluation.stability.run_repeats`; this flow gives it the ``evaluate`` subflow.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
-
 from prefect import flow, get_run_logger
 
+from maya.evaluation.stability import N_BOOTSTRAP, run_repeats
+from maya.evaluation.stability import recorded_source, repeat_dataset_name  # noqa: F401  (importable from here)
 from maya.flows.evaluate import evaluate
-from maya import store
-from maya.settings import load_settings
-from maya.evaluation.stability import N_BOOTSTRAP, stability_rows
-
-
-def repeat_dataset_name(dataset: str, seed: int) -> str:
-    """Name of the dataset built for one repeat."""
-    return f"{dataset}@seed{seed}"
-
-
-def recorded_source(con, dataset: str) -> tuple[str, dict]:
-    """(source folder, pair options) a built dataset was made with, from the ``datasets`` table."""
-    from maya.pairs.build import PairsError
-
-    info = store.dataset_info(con, dataset)
-    if info is None:
-        raise PairsError(f"unknown dataset {dataset!r}: build it first, or pass the source folder of the originals")
-    if info["origin"] != "build" or not info["source"]:
-        raise PairsError(
-            f"dataset {dataset!r} was imported ({info['source']}); repeats regenerate pairs with other seeds, "
-            f"which needs a dataset built from a folder of originals")
-    options = {k: v for k, v in (info["params"] or {}).items() if k != "kind"}
-    return info["source"], options
 
 
 @flow(name="evaluate-repeats", log_prints=True)
@@ -65,72 +42,8 @@ def evaluate_repeats(
     Returns: {"run_id", "dataset", "seeds", "runs": [per repeat: run_id, dataset, seed, results],
     "stability": stability rows as a list of dicts}.
     """
-    log = get_run_logger()
-    seeds = [int(s) for s in (seeds if seeds is not None else [0, 1, 2])]
-    if not seeds:
-        raise ValueError("evaluate_repeats needs at least one seed")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds repeat: {seeds}")
-    settings = load_settings(data_dir=data_dir, model=model, device=device, precision=precision,
-                             batch_size=batch_size)
-    con = store.connect(settings.db_path)
-    try:
-        if source is None:
-            source, recorded = recorded_source(con, dataset)
-            options = {**recorded, **(pair_options or {})}
-        else:
-            source = str(Path(source).resolve())
-            options = dict(pair_options or {})
-        from prefect.runtime import flow_run
+    params = dict(locals())
+    from prefect.runtime import flow_run
 
-        parent = store.start_run(
-            con, flow="evaluate-repeats", dataset=dataset, model=None,
-            parameters={"dataset": dataset, "source": source, "seeds": seeds, "model": settings.model,
-                        "methods": methods, "pair_options": options, "confidence": confidence,
-                        "n_boot": n_boot, "bootstrap_seed": bootstrap_seed,
-                        "datasets": [repeat_dataset_name(dataset, s) for s in seeds]},
-            flow_run_id=str(flow_run.get_id() or ""))
-    finally:
-        con.close()  # the subflows open the store themselves
-
-    children: list[dict] = []
-    try:
-        for seed in seeds:
-            name = repeat_dataset_name(dataset, seed)
-            log.info("repeat %d/%d: dataset %s", len(children) + 1, len(seeds), name)
-            summary = evaluate(dataset=name, source=source, seed=seed, model=settings.model,
-                               data_dir=str(settings.data_dir), device=settings.device,
-                               precision=settings.precision, batch_size=settings.batch_size, methods=methods,
-                               pair_options=options)
-            children.append({"run_id": summary["run_id"], "dataset": name, "seed": seed,
-                             "model": summary["model"], "pairs": summary["pairs"], "results": summary["results"]})
-        rows = stability_rows([c["results"] for c in children], confidence=confidence, n_boot=n_boot,
-                              seed=bootstrap_seed)
-    except BaseException:
-        con = store.connect(settings.db_path)
-        try:
-            _link_children(con, parent, children)
-            store.finish_run(con, parent, status="failed")
-        finally:
-            con.close()
-        raise
-
-    con = store.connect(settings.db_path)
-    try:
-        with store.transaction(con):
-            _link_children(con, parent, children)
-            con.execute("UPDATE runs SET model = ? WHERE run_id = ?", [children[0]["model"], parent])
-            n = len(rows["method"])
-            store.insert_rows(con, "metrics", {"run_id": np.full(n, parent, dtype=np.int64), **rows})
-        store.finish_run(con, parent, status="completed")
-    finally:
-        con.close()
-    stability = [{k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in rows.items()}
-                 for i in range(len(rows["method"]))]
-    return {"run_id": parent, "dataset": dataset, "source": source, "seeds": seeds, "runs": children,
-            "stability": stability}
-
-
-def _link_children(con, parent: int, children: list[dict]) -> None:
-    for c in children:
-        con.execute("UPDATE runs SET parent_run_id = ? WHERE run_id = ?", [parent, c["run_id"]])
+    return run_repeats(**params, evaluate_one=evaluate, flow_run_id=str(flow_run.get_id() or ""),
+                       log=get_run_logger())

@@ -1,19 +1,30 @@
-"""Features per image, decoded once: pHash bits and embeddings, computed in batches.
+"""Features per image, decoded once: pHash bits and embeddings, computed in batches; the one loop that
+computes what a set of contents is missing (:func:`compute_missing`, for dedup and the study).
 
 A batch is prepared once (read, decode at reduced scale, EXIF-orient, RGB) and both stages use it:
 pHash takes the 32x32 grey thumbnails, the embedder takes its model input tensor. Failures become
 records with a reason; they never stop the batch.
+
+:func:`compute_missing` asks the store which contents lack a hash (or an embedding of the model), sends
+them in batches to a runner (``submit``: threads by default, a Prefect task, a Dask worker), and writes
+each batch's results in one transaction in the calling process (the one writer), so an interrupted run
+keeps what it finished. What its callers differ in is a :class:`FeaturePolicy`, stated, not coded apart.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from concurrent.futures import ThreadPoolExecutor
+import re
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
+
+from maya.io import ingest
 
 #: Decoded images keep at least this shorter side (covers 224-px model inputs; pHash needs 32).
 DECODE_MIN_SIDE = 256
@@ -138,9 +149,31 @@ class FeatureBatch:
 
 
 def compute_batch(items: Sequence[tuple[str, str]], want_hash: bool, model: ModelSpec | None,
-                  max_pixels: int | None) -> FeatureBatch:
+                  max_pixels: int | None, retry_delays: Sequence[float] = ()) -> FeatureBatch:
     """Decode ``items`` ((sha256, path) pairs) once; pHash them (if ``want_hash``) and embed them with
-    ``model`` (if not None). Files that cannot be used are records with a reason, never exceptions."""
+    ``model`` (if not None). Files that cannot be used are records with a reason, never exceptions.
+
+    Files that failed with a transient I/O error (``maya.io.ingest.is_transient``) are tried again after
+    each of ``retry_delays`` seconds (none by default)."""
+    result = _compute_once(items, want_hash, model, max_pixels)
+    for delay in retry_delays:
+        retry = [k for k, r in enumerate(result.records)
+                 if r.status == "error" and ingest.is_transient(*_content_error(r.error, items[k][1]))]
+        if not retry:
+            break
+        time.sleep(delay)
+        again = _compute_once([items[k] for k in retry], want_hash, model, max_pixels)
+        for k, rec in zip(retry, again.records):
+            result.records[k] = rec
+        result.hash_shas += again.hash_shas
+        result.hash_bits = np.concatenate([result.hash_bits, again.hash_bits])
+        result.embed_shas += again.embed_shas
+        if again.vectors is not None:
+            result.vectors = again.vectors if result.vectors is None else np.concatenate([result.vectors, again.vectors])
+    return result
+
+
+def _compute_once(items, want_hash, model, max_pixels) -> FeatureBatch:
     prepared = prepare_batch(items, want_hash=want_hash, model=model, max_pixels=max_pixels)
     h_shas, bits = hash_batch(prepared) if want_hash else ([], np.zeros(0, dtype=np.uint64))
     e_shas, vecs = embed_batch(prepared, model) if model is not None else ([], None)
@@ -149,3 +182,210 @@ def compute_batch(items: Sequence[tuple[str, str]], want_hash: bool, model: Mode
         embed_shas=list(e_shas),
         vectors=None if vecs is None or len(e_shas) == 0 else np.ascontiguousarray(vecs, dtype=np.float32),
     )
+
+
+# ---------------------------------------------------------------------------------------------- missing features
+
+#: Error reasons that belong to a path at one moment, not to the content (see ``content_errors``).
+FILE_LEVEL_REASONS = frozenset({"missing", "unreadable", "is_directory", "changed"})
+#: Error reasons that depend only on a file's bytes: trying again cannot help.
+PERMANENT_IMAGE_ERRORS = frozenset({"not_an_image", "truncated", "corrupt", "empty"})
+
+
+@dataclass(frozen=True)
+class FeaturePolicy:
+    """How :func:`compute_missing` treats failures, before and now.
+
+    ``skip_stored``: reasons of stored failures (``images.status = 'error'``) that are not tried again
+    (the content is reported with its stored error); None: every reason. ``retry_raised_limit``: a stored
+    ``too_large`` failure is tried again when ``max_pixels`` is now above the limit it failed under.
+    ``content_errors``: errors are facts about the content (what dedup reports per file): the path is cut
+    out of the message, and path-level reasons (:data:`FILE_LEVEL_REASONS`) are reported but not stored;
+    False: every record is stored as the decoder wrote it. ``transient_retry_delays``: seconds after which
+    files that failed with a transient I/O error are tried again inside their batch.
+    """
+
+    skip_stored: frozenset[str] | None = None
+    retry_raised_limit: bool = True
+    content_errors: bool = True
+    transient_retry_delays: tuple[float, ...] = ingest.TRANSIENT_RETRY_DELAYS
+
+
+#: dedup: known-bad content is not decoded again (except ``too_large`` under a raised limit); errors are
+#: stored per content, without paths; transient read errors are retried in the batch.
+DEDUP_POLICY = FeaturePolicy()
+#: the study: only failures that depend on the bytes are not tried again; records are stored as they are
+#: (path-level reasons too); retries of transient errors are the feature task's (Prefect retries).
+STUDY_POLICY = FeaturePolicy(skip_stored=PERMANENT_IMAGE_ERRORS, retry_raised_limit=False, content_errors=False,
+                             transient_retry_delays=())
+
+
+#: The feature counts each caller reports (``FeatureOutcome.counts_of``), in its order.
+DEDUP_COUNTS = ("images", "hashes_computed", "embeddings_computed", "decoded", "hashes_reused", "embeddings_reused")
+STUDY_COUNTS = ("hashes_computed", "embeddings_computed", "images_failed", "hashes_reused", "embeddings_reused",
+                "batches", "worker_pids")
+
+
+@dataclass
+class FeatureOutcome:
+    """Per content: the problem, if any (``reason``, ``"reason: detail"``); and the counts of the run:
+    ``images`` (distinct contents asked about), ``hashes_computed`` / ``embeddings_computed``,
+    ``decoded`` (contents sent to a batch), ``hashes_reused`` / ``embeddings_reused`` (stored before, among
+    the contents not skipped), ``images_failed`` (stored failures among the contents after the run, plus
+    contents with no path to read), ``batches``, ``worker_pids`` (sorted: processes that computed)."""
+
+    problems: dict[str, tuple[str, str]] = field(default_factory=dict)  # sha256 -> (reason, error)
+    counts: dict = field(default_factory=dict)
+
+    def counts_of(self, keys: Sequence[str]) -> dict:
+        """The counts named by ``keys``, in that order (each caller reports its own set)."""
+        return {k: self.counts[k] for k in keys}
+
+
+def compute_missing(
+    con,
+    shas: Sequence[str],
+    *,
+    paths: Mapping[str, str] | None = None,
+    model: ModelSpec | None = None,
+    model_id: str | None = None,
+    batch_size: int = 256,
+    max_pixels: int | None = None,
+    submit: Callable[..., Future] | None = None,
+    in_flight: int = 2,
+    policy: FeaturePolicy = DEDUP_POLICY,
+    retry_failed: bool = False,
+    progress: Callable[[int], object] | None = None,
+    log=None,
+) -> FeatureOutcome:
+    """pHash every content of ``shas`` that lacks it and, when ``model`` is given, embed those that lack an
+    embedding of ``model_id``; write each batch in one transaction.
+
+    ``paths``: a readable path per sha256 (None: the store's most recently seen file of each content to
+    compute). ``model_id``: the embeddings looked up (may be given without ``model``: then they are only
+    counted). ``submit(items, want_hash, model, max_pixels, retry_delays)`` returns a future of
+    :func:`compute_batch` (a Prefect task in a flow); default: a local thread pool. ``in_flight`` batches
+    are submitted ahead (2: decoding the next batch overlaps the model on this one; memory holds that many
+    batches). ``policy``: see :class:`FeaturePolicy`; ``retry_failed``: try every stored failure again.
+    ``progress(total)``: a bar with ``update(n)`` and ``close()``. ``log``: a logger for a line per batch
+    and a warning naming a failure.
+    """
+    from maya import store
+    from maya.hashing import DEFAULT
+    from maya.store import dedup as dedup_store
+
+    shas = list(dict.fromkeys(shas))
+    out = FeatureOutcome()
+    for sha, error in store.failed_images(con, shas).items():
+        error = error or "corrupt: unknown"
+        reason = error.split(":", 1)[0]
+        if retry_failed or (policy.skip_stored is not None and reason not in policy.skip_stored):
+            continue
+        limit = _bomb_limit(error) if reason == "too_large" else None
+        if policy.retry_raised_limit and limit is not None and max_pixels and max_pixels > limit:
+            continue  # the limit was raised since: try again
+        out.problems[sha] = (reason, error)
+    have_h = store.load_hashes(con, shas, DEFAULT.name)
+    have_e = dedup_store.embedded_shas(con, shas, model_id) if model_id is not None else set()
+    wanted = [s for s in shas if s not in out.problems]
+    todo = [s for s in wanted if s not in have_h or (model is not None and s not in have_e)]
+    path_of = dict(paths) if paths is not None else store.image_paths(con, todo)
+    no_path = [s for s in todo if s not in path_of]
+    for s in no_path:
+        out.problems[s] = ("missing", "missing: no readable file of this content is registered")
+    todo = [s for s in todo if s in path_of]
+    counts = {"images": len(shas), "hashes_computed": 0, "embeddings_computed": 0, "decoded": 0,
+              "hashes_reused": sum(s in have_h for s in wanted),
+              "embeddings_reused": sum(s in have_e for s in wanted),
+              "images_failed": 0, "batches": 0, "worker_pids": set()}
+    n_batches = -(-len(todo) // max(1, batch_size))
+
+    pool = None
+    if submit is None:
+        pool = ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="maya-features")
+        submit = lambda *a: pool.submit(compute_batch, *a)  # noqa: E731
+    bar = progress(len(todo)) if progress is not None else None
+
+    def finish(batch, future):
+        result: FeatureBatch = future.result()
+        keep_records = []
+        for rec in result.records:
+            if rec.status == "error":
+                reason, error = _content_error(rec.error, path_of[rec.sha256])
+                out.problems[rec.sha256] = (reason, error)
+                if policy.content_errors:
+                    if reason in FILE_LEVEL_REASONS:
+                        continue  # about the path, not the bytes: do not remember it for this content
+                    rec.error = error
+            keep_records.append(rec)
+        # only what was missing counts as computed (a batch may mix stored and new contents)
+        new_h = [k for k, s in enumerate(result.hash_shas) if s not in have_h]
+        new_e = [k for k, s in enumerate(result.embed_shas) if s not in have_e]
+        store.save_features(
+            con, keep_records, DEFAULT.name,
+            ([result.hash_shas[k] for k in new_h], result.hash_bits[new_h]),
+            model_id, ([result.embed_shas[k] for k in new_e],
+                       result.vectors[new_e] if new_e else np.zeros((0, 1), np.float32)),
+        )
+        have_h.update({result.hash_shas[k]: int(result.hash_bits[k]) for k in new_h})
+        have_e.update(result.embed_shas[k] for k in new_e)
+        counts["hashes_computed"] += len(new_h)
+        counts["embeddings_computed"] += len(new_e)
+        counts["decoded"] += len(batch)
+        counts["batches"] += 1
+        counts["worker_pids"].add(result.worker_pid)
+        if bar is not None:
+            bar.update(len(batch))
+        if log is not None:
+            log.info("features: batch %d/%d committed (%d/%d images)", counts["batches"], n_batches,
+                     counts["decoded"], len(todo))
+
+    try:
+        pending: deque = deque()
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            need_h = any(s not in have_h for s in batch)
+            need_e = model is not None and any(s not in have_e for s in batch)
+            items = [(s, path_of[s]) for s in batch]
+            pending.append((batch, submit(items, need_h, model if need_e else None, max_pixels,
+                                          tuple(policy.transient_retry_delays))))
+            if len(pending) >= max(1, in_flight):
+                finish(*pending.popleft())
+        while pending:
+            finish(*pending.popleft())
+    finally:
+        if bar is not None:
+            bar.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    for s in wanted:
+        if s not in out.problems and (s not in have_h or (model is not None and s not in have_e)):
+            out.problems[s] = ("corrupt", "corrupt: no features could be computed for this image")
+    failed = store.failed_images(con, shas)
+    counts["images_failed"] = len(failed) + len(no_path)
+    if failed and log is not None:
+        log.warning("%d image(s) could not be used, e.g. %s", len(failed), next(iter(failed.values())))
+    counts["worker_pids"] = sorted(counts["worker_pids"])
+    out.counts = counts
+    return out
+
+
+def _bomb_limit(error: str) -> int | None:
+    """The ``max_pixels`` a stored ``too_large`` error was decoded under, if it says."""
+    m = re.search(r"max_pixels=([\d,]+)", error)
+    return int(m.group(1).replace(",", "")) if m else None
+
+
+def _content_error(text: str | None, path: str) -> tuple[str, str]:
+    """``(reason, "reason: detail")`` from a record's error, without the path it was read from."""
+    from maya.io.images import REASONS, ImageLoadError
+
+    text = text or "corrupt: unknown error"
+    reason = text.split(":", 1)[0].strip()
+    prefixes = [f"{reason}: {path}: "]
+    if reason in REASONS:
+        prefixes.insert(0, str(ImageLoadError(reason, path, "")))
+    for prefix in prefixes:
+        if text.startswith(prefix):
+            return reason, f"{reason}: {text[len(prefix):]}"
+    return reason, text

@@ -11,8 +11,7 @@ from datetime import timedelta
 
 from prefect import task
 
-from maya.evaluation.selection import evaluate_pairs
-from maya.evaluation.ranking import method_summary
+from maya.evaluation import selection
 from maya.tasks.policies import content_key_with
 
 _EVALUATION_CODE = ("maya.evaluation.selection", "maya.evaluation.metrics", "maya.evaluation.ranking")
@@ -21,7 +20,6 @@ _EVALUATION_CODE = ("maya.evaluation.selection", "maya.evaluation.metrics", "may
 @task(name="evaluate-scores", cache_key_fn=content_key_with(code=_EVALUATION_CODE),
       cache_expiration=timedelta(days=30), persist_result=True)
 def evaluate_scores(phash_distance, similarity, label, split, methods):
-    """Per-method sweeps, thresholds chosen on 'val', reported on 'test', and the field's ranking measures:
+    """Task form of :func:`maya.evaluation.selection.evaluate_scores`:
     (metric columns, MethodResults, method_summary columns)."""
-    metrics, results = evaluate_pairs(phash_distance, similarity, label, split, methods=tuple(methods))
-    return metrics, results, method_summary(phash_distance, similarity, label, split, results)
+    return selection.evaluate_scores(phash_distance, similarity, label, split, methods)

@@ -79,6 +79,7 @@ def test_content_key_separates_tasks_and_unifies_numpy_views():
         _Ctx(double), {"options": {"groups": "/nope/b"}})
 
 
+@pytest.mark.slow
 def test_equal_inputs_of_two_tasks_do_not_share_a_cache_entry(prefect_server, tmp_path):
     from prefect import flow, task
 
@@ -101,6 +102,7 @@ def test_equal_inputs_of_two_tasks_do_not_share_a_cache_entry(prefect_server, tm
     assert both() == (10, 15, "Cached")
 
 
+@pytest.mark.slow
 def test_transient_io_errors_are_retried_and_missing_files_are_not(prefect_server):
     from prefect import flow, task
 
@@ -259,7 +261,7 @@ def test_edited_source_folder_is_not_answered_from_the_cache(two_runs, photo_dir
 
 @pytest.mark.slow
 def test_predicted_model_id_matches_the_loaded_model(tiny_clip_dir):
-    from maya.flows.evaluate import predicted_model_id
+    from maya.evaluation.study import predicted_model_id
     from maya import features
     from maya.embedding.models import EFFICIENTNET_NAME, load_embedder
 

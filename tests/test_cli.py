@@ -66,6 +66,7 @@ def test_repeats_print_mean_std_and_interval(demo):
     assert rows == [{"method": m, "repeats": 2} for m in ("cascade", "clip", "hybrid", "phash")]
 
 
+@pytest.mark.slow
 def test_usage_errors_are_one_line_and_exit_2(tmp_path):
     out = run(["evaluate", "--dataset", "nope", "--data-dir", str(tmp_path)])
     assert out.returncode == 2

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maya.dedup import engine as dedup
+from maya import dedup
 from maya.dedup import grouping
 from maya.io import ingest
 from maya.embedding import knn
-from maya.dedup.engine import DedupOptions, DedupUsageError, find_duplicates, run_dedup
+from maya.dedup.options import DedupOptions, DedupUsageError
+from maya.dedup.pipeline import find_duplicates, run_dedup
 from tests.dedup_corpus import build_dedup_corpus, precision_recall
 
 
@@ -386,6 +387,7 @@ def test_cli_usage_errors_are_one_line_and_exit_2(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------- outputs
 
 
+@pytest.mark.slow
 def test_cli_writes_json_csv_and_html(corpus, tmp_path, capsys):
     from maya.cli.dedup import main
 

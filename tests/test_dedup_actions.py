@@ -8,7 +8,7 @@ import pytest
 
 from maya.dedup import actions
 from maya.cli.dedup import main
-from maya.dedup.engine import find_duplicates
+from maya.dedup.pipeline import find_duplicates
 from tests.dedup_corpus import build_dedup_corpus
 
 

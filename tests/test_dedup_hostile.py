@@ -15,7 +15,8 @@ import pytest
 
 from maya import store
 from maya.io import ingest
-from maya.dedup.engine import DedupOptions, run_dedup
+from maya.dedup.options import DedupOptions
+from maya.dedup.pipeline import run_dedup
 from tests.hostile import ORIENTATION_NAMES, build_hostile_corpus, restore_permissions
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,11 +20,11 @@ from PIL import Image  # noqa: E402
 
 from maya.embedding import models as embedders  # noqa: E402
 from maya.embedding.devices import cpu_supports_bf16, pick_device, resolve_precision  # noqa: E402
+from maya.embedding.embedder import _is_out_of_memory, _run_with_backoff  # noqa: E402
 from maya.embedding.models import (  # noqa: E402
     EFFICIENTNET_NAME,
     ImagePreprocessing,
     ModelLoadError,
-    _run_with_backoff,
     default_batch_size,
     embed_stream,
     load_embedder,
@@ -157,6 +157,7 @@ class _SilentServer:
         self.sock.close()
 
 
+@pytest.mark.slow
 def test_uncached_hub_id_with_a_stalled_hub_fails_in_seconds(monkeypatch, tmp_path):
     from huggingface_hub import constants
 
@@ -268,6 +269,7 @@ def _skimage_files():
     return sorted(p for p in SKIMAGE_DATA.iterdir() if p.suffix in (".png", ".jpg"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size,crop", [(224, 224), (256, 224), (200, 224)])
 def test_torch_preprocessing_matches_clip_image_processor(size, crop):
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
@@ -349,9 +351,9 @@ def test_backoff_reraises_at_size_one_and_passes_other_errors_through():
 
 
 def test_oom_classifier_knows_torch_oom():
-    assert embedders._is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
-    assert embedders._is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"))
-    assert not embedders._is_out_of_memory(RuntimeError("shape mismatch"))
+    assert _is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
+    assert _is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"))
+    assert not _is_out_of_memory(RuntimeError("shape mismatch"))
 
 
 def test_embedder_remembers_the_batch_that_fits(tiny_clip_dir, tiny, photos):

@@ -99,6 +99,7 @@ def test_identical_hashes_expand_to_all_their_pairs():
     assert np.all(i < j) and np.all(np.diff(i * 1000 + j) > 0)  # sorted by (i, j), no repeats
 
 
+@pytest.mark.slow
 def test_crowded_buckets_are_joined_recursively(monkeypatch):
     # Low-entropy hashes: only 24 bits vary, so substrings share values across thousands of
     # hashes. With a tiny huge-bucket limit those bucket pairs go through the recursive join.
@@ -120,6 +121,7 @@ def test_crowded_buckets_are_joined_recursively(monkeypatch):
     assert calls, "the recursive join was not exercised"
 
 
+@pytest.mark.slow
 def test_small_chunks_and_threads_do_not_change_the_result(monkeypatch):
     monkeypatch.setattr(hash_index, "_MIN_THREADED_SECONDS", 0.0)  # use threads even on small input
     h = clustered(2000, 11)

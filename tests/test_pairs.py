@@ -452,3 +452,22 @@ def test_derived_images_inside_the_source_are_not_taken_for_originals(tmp_path):
     first = build_pairs(src, images, seed=0, positives_per_original=2, chains_per_original=0)
     second = build_pairs(src, images, seed=0, positives_per_original=2, chains_per_original=0)
     assert _rows(second) == _rows(first) and sum(p.label for p in second.pairs) == 6
+
+
+def test_pairs_build_sees_the_files_dedup_sees_and_reports_a_broken_link(tmp_path):
+    """One walker: a .jfif and a .jpe original are taken (dedup's extension list); a hidden file and a
+    link are not; a link named like an image whose target is gone is a reported problem."""
+    from maya.io.walk import walk_images
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, ext in (("astronaut", "jfif"), ("chelsea", "jpe"), ("coffee", "jpg")):
+        photo(name, 128).save(src / f"{name}.{ext}", format="JPEG", quality=90)
+    photo("rocket", 128).save(src / ".hidden.jpg", format="JPEG")
+    (src / "gone.jpg").symlink_to(src / "nothing-here.jpg")
+    ps = build_pairs(src, tmp_path / "images", seed=0, positives_per_original=1, chains_per_original=0, workers=1)
+    originals = {Path(f.path).name for f in ps.files if Path(f.path).parent == src and f.status == "ok"}
+    assert originals == {p.name for p in (src / "astronaut.jfif", src / "chelsea.jpe", src / "coffee.jpg")}
+    assert originals == {Path(f.path).name for f in walk_images([src]).files}
+    assert any("gone.jpg" in e and "missing" in e for e in ps.errors)
+    assert [f.status for f in ps.files if Path(f.path).name == "gone.jpg"] == ["error"]

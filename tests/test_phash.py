@@ -79,6 +79,7 @@ def test_matches_imagehash_on_real_images():
     _assert_same_as_imagehash(real)
 
 
+@pytest.mark.slow
 def test_matches_imagehash_on_edited_photos():
     real = dict(_real_images())
     edited = []
@@ -202,3 +203,21 @@ def test_hex_round_trip_with_imagehash_strings():
 
 def test_algorithm_key():
     assert ALGORITHM == "phash64-v1"
+
+
+def test_the_default_hasher_is_this_phash_behind_the_small_interface():
+    import maya.hashing as hashing
+
+    images = [im for _, im in _real_images()]
+    assert hashing.DEFAULT.name == ALGORITHM and hashing.DEFAULT.bits == 64
+    assert hashing.get(ALGORITHM) is hashing.DEFAULT and ALGORITHM in hashing.names()
+    bits = hashing.DEFAULT.compute(images)
+    assert bits.dtype == np.uint64 and np.array_equal(bits, phash_bits(images))
+    gray = np.stack([hashing.DEFAULT.gray(im) for im in images])
+    assert np.array_equal(hashing.DEFAULT.compute_gray(gray), bits)
+    assert np.array_equal(hashing.DEFAULT.distance(bits[:, None], bits[None, :]),
+                          hamming(bits[:, None], bits[None, :]))
+    with pytest.raises(KeyError, match="unknown hash algorithm"):
+        hashing.get("dhash64-v0")
+    with pytest.raises(ValueError, match="already registered"):
+        hashing.register(hashing.Hasher(name=ALGORITHM, bits=64, compute=phash_bits))

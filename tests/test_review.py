@@ -21,7 +21,8 @@ import duckdb
 import pytest
 from PIL import ImageEnhance
 
-from maya.dedup import engine
+from maya.dedup.options import DedupOptions
+from maya.dedup.pipeline import run_dedup
 from maya.review import state as review_state
 from maya.review.session import ReviewSession
 from maya.store import review as review_store
@@ -52,7 +53,7 @@ def _recorded(tmp_path_factory):
     root = tmp_path_factory.mktemp("review")
     photos = _collection(root / "photos")
     data = root / "data"
-    run = engine.run_dedup([str(photos)], engine.DedupOptions("phash"), db_path=data / "maya.duckdb")
+    run = run_dedup([str(photos)], DedupOptions("phash"), db_path=data / "maya.duckdb")
     assert len(run.groups) == 3
     shutil.copytree(photos, root / "pristine")
     return photos, root / "pristine", data, run.run_id
@@ -234,7 +235,7 @@ def test_maya_review_without_a_dedup_run_says_what_to_do(tmp_path, capsys):
 
 
 def test_a_stored_path_with_bytes_that_are_not_utf8_finds_its_file(tmp_path):
-    from maya.io.ingest import path_text
+    from maya.io.walk import path_text
 
     real = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9 \\x41.jpg")  # a \xe9 byte, and a literal "\x41"
     Path(real).write_bytes(b"x")

@@ -254,6 +254,7 @@ def test_deployment_specs_and_parameters(tmp_path, monkeypatch):
         parse_params(["no-equals-sign"])
 
 
+@pytest.mark.slow
 def test_run_without_a_server_is_a_one_line_usage_error(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path)
@@ -264,7 +265,7 @@ def test_run_without_a_server_is_a_one_line_usage_error(tmp_path):
 
 _EARLY = """
 import os, sys, time
-from maya.cli.orchestration import prefect_api
+from maya.cli.prefect_server import prefect_api
 with prefect_api() as url:
     from prefect import flow
     from prefect.settings import PREFECT_API_URL

@@ -147,8 +147,9 @@ def test_same_seed_from_scratch_gives_identical_metric_rows(demo_store, tmp_path
     assert a == b
 
 
+@pytest.mark.slow
 def test_repeats_read_the_source_of_a_built_dataset_and_refuse_an_imported_one(tmp_path):
-    from maya.flows.stability import recorded_source
+    from maya.evaluation.stability import recorded_source
     from maya.pairs.build import PairsError
 
     con = store.connect(tmp_path / "maya.duckdb")

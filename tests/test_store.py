@@ -89,3 +89,44 @@ def test_second_process_gets_a_clear_message_naming_the_holder(tmp_path):
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)
+
+
+def test_a_flow_runs_maya_run_is_found_by_its_flow_run_id(tmp_path):
+    con = store.connect(tmp_path / "m.duckdb")
+    assert store.run_of_flow_run(con, "abc") is None
+    run = store.start_run(con, flow="evaluate", dataset="d", model=None, parameters={}, flow_run_id="abc")
+    store.start_run(con, flow="dedup", dataset=None, model=None, parameters={}, flow_run_id="other")
+    store.finish_run(con, run, status="completed", counts={"hashes_computed": 3, "hashes_reused": 1,
+                                                           "embeddings_computed": 2, "embeddings_reused": 0,
+                                                           "images_failed": 1})
+    assert store.run_of_flow_run(con, "abc") == {
+        "run_id": run, "status": "completed", "hashes_computed": 3, "hashes_reused": 1,
+        "embeddings_computed": 2, "embeddings_reused": 0, "images_failed": 1}
+    con.close()
+
+
+def test_dataset_names_are_sorted_and_empty_for_a_new_store(tmp_path):
+    con = store.connect(tmp_path / "m.duckdb")
+    assert store.dataset_names(con) == []
+    for name in ("zeta", "alpha"):
+        con.execute("INSERT INTO datasets (name, origin, source, seed, params) VALUES (?, 'import', '', 0, '{}')",
+                    [name])
+    assert store.dataset_names(con) == ["alpha", "zeta"]
+    con.close()
+
+
+def test_user_sql_gives_columns_and_rows_or_a_one_line_usage_error(tmp_path):
+    from maya.errors import EXIT_USAGE
+    from maya.store.queries import QueryError, named_query, run_query
+
+    con = store.connect(tmp_path / "m.duckdb")
+    got = run_query(con, "SELECT 1 AS a, 'x' AS b UNION ALL SELECT 2, 'y' ORDER BY a")
+    assert (got.columns, got.rows) == (["a", "b"], [(1, "x"), (2, "y")])
+    with pytest.raises(QueryError) as exc:
+        run_query(con, "SELECT * FROM nowhere")
+    assert str(exc.value).startswith("query failed: ") and "\n" not in str(exc.value)
+    assert exc.value.exit_code == EXIT_USAGE
+    assert "SELECT" in named_query("best_f1_per_method").upper()
+    assert named_query("no_such_query") is None and named_query("select 1") is None
+    assert named_query("queries/../schema") is None
+    con.close()

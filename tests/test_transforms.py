@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import statistics
-import time
 
 import numpy as np
 import pytest
@@ -448,39 +447,3 @@ def test_contact_sheet_writes_a_png_with_one_row_per_pair(tmp_path, astronaut, c
 def test_contact_sheet_with_no_rows_is_a_header(tmp_path):
     path = contact_sheet([], tmp_path / "empty.png")
     assert Image.open(path).format == "PNG"
-
-
-# --------------------------------------------------------------------------- timing (printed)
-
-
-@pytest.mark.slow
-def test_print_median_milliseconds_per_kind_on_a_1mp_photo(coffee):
-    """Measures, does not assert: the per-kind median CPU time on this machine, for the report.
-
-    CPU time of this thread (time.thread_time), not wall time, so that other processes on a
-    shared box do not inflate it; the edits and encoders run in the calling thread.
-    """
-    scale = (1_000_000 / (coffee.width * coffee.height)) ** 0.5
-    photo = coffee.resize((round(coffee.width * scale), round(coffee.height * scale)))
-    make_variant(photo, "noise", np.random.default_rng(0))  # warm caches (font, noise table)
-
-    def cpu_ms(make) -> float:  # CPU milliseconds of one call
-        start = time.thread_time()
-        make()
-        return (time.thread_time() - start) * 1000
-
-    lines, medians = [], {}
-    for kind in KINDS:
-        times = [
-            cpu_ms(lambda: make_variant(photo, kind, np.random.default_rng(seed), LEVELS[seed]))
-            for seed in range(3)
-        ]
-        medians[kind] = statistics.median(times)
-        lines.append(f"{kind:14s} {medians[kind]:6.1f} ms")
-    chain_rngs = [np.random.default_rng(seed) for seed in range(3)]
-    chain = [cpu_ms(lambda: make_chain(photo, rng, "medium")) for rng in chain_rngs]
-    lines.append(f"{'chain (medium)':14s} {statistics.median(chain):6.1f} ms")
-    lines.append(f"{'all kinds':14s} {statistics.median(medians.values()):6.1f} ms (median)")
-    size = f"{photo.size[0]}x{photo.size[1]}"
-    print(f"\nmedian CPU ms per variant (light, medium, strong), {size} photo, incl. encoding:")
-    print("\n".join(lines))

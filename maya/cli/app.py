@@ -1,8 +1,12 @@
-"""The ``maya`` command line. Read-only commands never import Prefect, torch or transformers."""
+"""The ``maya`` command line: the parser of every command, and the study's, pairs', sql and config commands.
+
+``maya dedup`` lives in :mod:`maya.cli.dedup`, ``maya report`` in :mod:`maya.cli.report`, ``maya
+serve|deploy|run`` in :mod:`maya.cli.orchestration`. Read-only commands (``--help``, ``sql``, ``report``,
+``config``, ``pairs show``) never import Prefect, torch or transformers: flows are imported inside the
+commands that run one.
+"""
 
 from __future__ import annotations
-
-from maya.errors import EXIT_FAILED, MayaError, MayaUsageError
 
 import argparse
 import json
@@ -10,32 +14,12 @@ import os
 import sys
 from pathlib import Path
 
-
-
-class UsageError(MayaUsageError):
-    """A problem with what the user asked for (exit 2, one line, no traceback)."""
-
-
-def _quiet_prefect(verbose: bool) -> None:
-    # Read by Prefect at import time, so set before any flow module is imported.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    if not verbose:
-        # The CLI prints its own summary and one line per problem; a failed flow's traceback (an ERROR log)
-        # would otherwise reach the console. Everything still goes to the Prefect API when one is set.
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-
-
-def _settings(args):
-    from maya.settings import load_settings
-
-    return load_settings(
-        data_dir=getattr(args, "data_dir", None), model=getattr(args, "model", None),
-        device=getattr(args, "device", None), precision=getattr(args, "precision", None),
-        batch_size=getattr(args, "batch_size", None),
-    )
-
+from maya.cli.dedup import add_dedup_parser
+from maya.cli.exit_status import run_command
+from maya.cli.orchestration import add_orchestration_parsers
+from maya.cli.options import UsageError, common_parser, flow_parser, model_parser, settings_from_args as _settings
+from maya.cli.prefect_server import prefect_api, quiet_prefect as _quiet_prefect
+from maya.cli.report import add_report_parser
 
 # ---------------------------------------------------------------------------------------------- output
 
@@ -115,8 +99,6 @@ def _check_model(s) -> None:
 
 def _run_evaluate_flow(args, **kw) -> dict:
     _quiet_prefect(args.verbose)
-    from maya.cli.orchestration import prefect_api
-
     s = _settings(args)
     _check_model(s)
     with prefect_api():
@@ -139,7 +121,7 @@ def _require_dataset(args) -> None:
     try:
         info = store.dataset_info(con, args.dataset)
         if info is None:
-            names = [r[0] for r in con.execute("SELECT name FROM datasets ORDER BY name").fetchall()]
+            names = store.dataset_names(con)
             raise UsageError(f"unknown dataset {args.dataset!r}; known: {', '.join(names) or 'none'}")
     finally:
         con.close()
@@ -159,7 +141,6 @@ def cmd_evaluate(args) -> int:
 def _evaluate_repeats(args) -> int:
     """Regenerate the dataset's pairs with K seeds, evaluate each, report mean, std and a bootstrap CI."""
     _quiet_prefect(args.verbose)
-    from maya.cli.orchestration import prefect_api
     from maya.evaluation.stability import stability_table
 
     s = _settings(args)
@@ -291,32 +272,24 @@ def resolve_query(text: str | None, file: str | None) -> str:
         except OSError as e:
             raise UsageError(f"cannot read {file}: {e.strerror or e}") from None
     assert text is not None
-    from importlib.resources import files
+    from maya.store.queries import named_query
 
-    named = files("maya.sql").joinpath("queries", f"{text}.sql")
-    if " " not in text.strip() and "/" not in text and named.is_file():
-        return named.read_text()
-    return text
+    return named_query(text) or text
 
 
 def cmd_sql(args) -> int:
-    import duckdb
-
     from maya import store
+    from maya.store.queries import run_query
 
     if not args.query and not args.file:
         raise UsageError("give a query, a query name from sql/queries, or --file PATH")
     s = _settings(args)
     query = resolve_query(args.query, args.file)
     con = store.connect(s.db_path, read_only=True)
-    try:
-        cur = con.execute(query)
-    except duckdb.Error as e:
-        raise UsageError(f"query failed: {str(e).splitlines()[0]}") from None
-    if cur.description is None:
+    result = run_query(con, query)
+    if result is None:
         return 0
-    cols = [d[0] for d in cur.description]
-    rows = cur.fetchall()
+    cols, rows = result.columns, result.rows
     if args.format == "json":
         print(json.dumps([dict(zip(cols, r)) for r in rows], default=str, indent=1))
     elif args.format == "csv":
@@ -335,24 +308,7 @@ def cmd_sql(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", help="folder of the DuckDB file and derived images (env MAYA_DATA_DIR; default ./maya-data)")
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
-    common.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
-
-    model = argparse.ArgumentParser(add_help=False)
-    model.add_argument("--model", help="hub id, local CLIP folder, or efficientnet-lite0 (env MAYA_MODEL)")
-    model.add_argument("--device", help="cuda, cpu, mps (default: best available; env MAYA_DEVICE)")
-    model.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], help="default auto: fp16 on CUDA, fp32 on CPU")
-    model.add_argument("--batch-size", type=int, help="images per model batch (default: by device)")
-
-    flowopts = argparse.ArgumentParser(add_help=False)
-    flowopts.add_argument("--refresh", action="store_true",
-                          help="recompute Prefect-cached tasks (pairs, evaluation); stored hashes and embeddings "
-                               "are still reused")
-    flowopts.add_argument("--dask-address", metavar="ADDR",
-                          help="run compute tasks on a Dask cluster: tcp://HOST:PORT, or 'local' for a temporary "
-                               "local cluster (default: threads in this process)")
+    common, model, flowopts = common_parser(), model_parser(), flow_parser()
 
     p = argparse.ArgumentParser(prog="maya", description="Find near-duplicate and similar images (pHash + CLIP).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -410,10 +366,6 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     q.set_defaults(func=cmd_sql)
 
-    from maya.cli.dedup import add_dedup_parser
-    from maya.cli.orchestration import add_orchestration_parsers
-    from maya.cli.report import add_report_parser
-
     add_dedup_parser(sub, [common, model])
     add_report_parser(sub, [common])
     add_orchestration_parsers(sub, [common])
@@ -425,25 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args) or 0
-    except KeyboardInterrupt:
-        print("maya: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `maya sql ... | head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except Exception as e:  # noqa: BLE001 — one clear line for people, the traceback with --debug
-        if args.debug:
-            raise
-        # Maya's own errors carry their exit code; a ValueError raised by Maya's code is a message too
-        known = isinstance(e, MayaError) or (isinstance(e, ValueError) and type(e).__module__.startswith("maya"))
-        print(f"maya: error: {e}", file=sys.stderr)
-        if not known:
-            print(f"maya: ({type(e).__name__}; rerun with --debug for the traceback)", file=sys.stderr)
-        return e.exit_code if isinstance(e, MayaError) else EXIT_FAILED
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """``maya dedup``: the command line of the dedup flow (parser, command, summary, actions).
 
-Hooked into ``maya/cli.py`` with ``add_dedup_parser(subparsers, [common, model])``; also runs on its own
+Hooked into ``maya.cli.app`` with ``add_dedup_parser(subparsers, [common, model])``; also runs on its own
 as ``python -m maya.cli.dedup DIR ...`` (same flags). Building the parser imports nothing heavy.
 
 Where the run happens (``--engine``): ``auto`` (default) runs the Prefect flow ``dedup`` when a Prefect
@@ -15,10 +15,13 @@ import argparse
 import os
 import sys
 
+from maya.cli.exit_status import run_command
+from maya.cli.options import common_parser, model_parser, settings_from_args as _settings
+
 
 def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
     """Add the ``dedup`` sub-command to ``subparsers`` (flags listed in the README); returns its parser."""
-    from maya.dedup import engine as lib  # light: numpy and the models are imported when a run starts
+    from maya import dedup as lib  # light: numpy and the models are imported when a run starts
 
     p = subparsers.add_parser(
         "dedup", parents=list(common_parents),
@@ -86,7 +89,7 @@ def cmd_dedup(args) -> int:
 
 
 def _cmd_dedup(args) -> int:
-    from maya.dedup import engine as lib
+    from maya import dedup as lib
 
     if args.undo:
         if args.dirs or args.move_to or args.link:
@@ -108,10 +111,9 @@ def _cmd_dedup(args) -> int:
     exclude = [str(settings.data_dir)] + ([args.move_to] if args.move_to else [])
 
     if _use_prefect(args):
-        from maya.cli.app import _quiet_prefect
-        from maya.cli.orchestration import prefect_api
+        from maya.cli.prefect_server import prefect_api, quiet_prefect
 
-        _quiet_prefect(args.verbose)
+        quiet_prefect(args.verbose)
         with prefect_api():
             from maya.flows.dedup import dedup
 
@@ -135,14 +137,6 @@ def _cmd_dedup(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def _settings(args):
-    from maya.settings import load_settings
-
-    return load_settings(data_dir=getattr(args, "data_dir", None), model=getattr(args, "model", None),
-                         device=getattr(args, "device", None), precision=getattr(args, "precision", None),
-                         batch_size=getattr(args, "batch_size", None))
 
 
 def _use_prefect(args) -> bool:
@@ -278,9 +272,9 @@ def _undo(manifest: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``maya dedup ARGS`` (``argv`` without the leading ``dedup``): the same parser, errors and exit codes
     as the ``maya`` command."""
-    from maya.cli.app import main as maya_main
-
-    return maya_main(["dedup", *(sys.argv[1:] if argv is None else argv)])
+    parser = argparse.ArgumentParser(prog="maya")
+    add_dedup_parser(parser.add_subparsers(dest="command", required=True), [common_parser(), model_parser()])
+    return run_command(parser.parse_args(["dedup", *(sys.argv[1:] if argv is None else argv)]))
 
 
 if __name__ == "__main__":

@@ -1,117 +1,35 @@
-"""``maya serve``, ``maya deploy``, ``maya run``, and the Prefect API of commands that run a flow.
+"""``maya serve``, ``maya deploy`` and ``maya run``: register the deployments of
+:mod:`maya.cli.deployments` with the Prefect server named by ``PREFECT_API_URL``, and trigger them.
 
-Deployments (names are an interface: ``prefect deployment run evaluate/evaluate-on-demand`` works):
-
-* ``evaluate/evaluate-on-demand`` -- the study, run when triggered (``maya run evaluate --param dataset=demo``);
-* ``dedup/dedup-nightly`` -- dedup of the configured folders every night (cron, default 02:00 UTC).
-
-``maya serve`` registers both with the server named by ``PREFECT_API_URL`` and runs their flow runs in
-this process's children until stopped (the simplest setup: one process, no work pool). ``maya deploy``
-registers them on a process work pool instead, for ``prefect worker start --pool maya`` to run.
-``deployments/prefect.yaml`` describes the same two deployments for ``prefect deploy``.
+``maya serve`` registers both and runs their flow runs in this process's children until stopped (the
+simplest setup: one process, no work pool). ``maya deploy`` registers them on a process work pool
+instead, for ``prefect worker start --pool maya`` to run. ``deployments/prefect.yaml`` is the same two
+deployments for ``prefect deploy``, generated from the same definitions.
 
 Prefect is imported inside functions only: ``maya --help`` stays fast.
 """
 
 from __future__ import annotations
 
-from maya.errors import MayaUsageError
-
 import argparse
 import json
 import os
 import sys
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
-#: Project root: the folder that holds flows/ (entrypoints of the deployments are relative to it).
-def _flows_folder() -> Path:
-    """The folder of maya.flows (the repository's flows/ in a checkout, maya/flows in a wheel), found
-    without importing the flows (Prefect)."""
-    import importlib.util
-
-    return Path(importlib.util.find_spec("maya.flows").submodule_search_locations[0]).resolve()
-
-
-#: The folder a worker runs flows from: deployment entrypoints (``flows/evaluate.py:evaluate``) are relative to it.
-PROJECT_ROOT = _flows_folder().parent
-FLOWS = _flows_folder().name
-
-EVALUATE_DEPLOYMENT = "evaluate/evaluate-on-demand"
-DEDUP_DEPLOYMENT = "dedup/dedup-nightly"
-DEPLOYMENTS = {"evaluate": EVALUATE_DEPLOYMENT, "dedup": DEDUP_DEPLOYMENT}
-
-#: When the nightly dedup runs unless told otherwise (env MAYA_DEDUP_CRON, MAYA_DEDUP_TIMEZONE).
-DEFAULT_DEDUP_CRON = "0 2 * * *"
-DEFAULT_TIMEZONE = "UTC"
-DEFAULT_WORK_POOL = "maya"
+from maya.cli.deployments import (  # noqa: F401  (dedup_folders_from_env, DeploymentSpec: part of this API)
+    DEDUP_DEPLOYMENT, DEFAULT_DEDUP_CRON, DEFAULT_TIMEZONE, DEFAULT_WORK_POOL, DEPLOYMENTS, EVALUATE_DEPLOYMENT,
+    PROJECT_ROOT, DeploymentSpec, dedup_folders_from_env, deployment_specs)
+from maya.cli.options import common_parser
+from maya.cli.prefect_server import prefect_api, quiet_prefect  # noqa: F401  (prefect_api: part of this API)
+from maya.errors import MayaUsageError
 
 
 class OrchestrationError(MayaUsageError):
     """A setup problem the user can fix (no server configured, unknown deployment): exit 2, one line."""
 
 
-# ---------------------------------------------------------------------------------------------- definitions
-
-
-@dataclass(frozen=True)
-class DeploymentSpec:
-    """One deployment, as plain data (no Prefect objects): what serve, deploy and the tests share."""
-
-    flow_name: str  # the @flow's name
-    name: str  # the deployment's name
-    entrypoint: str  # "path/relative/to/project.py:function"
-    parameters: dict = field(default_factory=dict)
-    cron: str | None = None
-    timezone: str = DEFAULT_TIMEZONE
-    paused: bool = False
-    description: str = ""
-    tags: tuple[str, ...] = ("maya",)
-
-    @property
-    def full_name(self) -> str:
-        return f"{self.flow_name}/{self.name}"
-
-
-def dedup_folders_from_env(env=None) -> list[str]:
-    """Folders of the nightly dedup from ``MAYA_DEDUP_FOLDERS`` (``os.pathsep``-separated)."""
-    raw = (env if env is not None else os.environ).get("MAYA_DEDUP_FOLDERS", "")
-    return [p for p in raw.split(os.pathsep) if p.strip()]
-
-
-def deployment_specs(*, data_dir: str | Path, dedup_folders: list[str] | None = None, model: str | None = None,
-                     cron: str | None = None, timezone: str | None = None) -> list[DeploymentSpec]:
-    """The two deployments of Maya for a data folder.
-
-    ``data_dir`` becomes a parameter of both (absolute), so scheduled runs write the database the
-    user's ``maya sql`` reads. ``dedup_folders``: what the nightly dedup scans; with none, the nightly
-    deployment is registered paused (run it by hand with ``--param paths=[...]``, or set folders and
-    deploy again). ``model``: the embedding model of both (None: the serving process's MAYA_MODEL).
-    """
-    data_dir = str(Path(data_dir).expanduser().resolve())
-    folders = [str(Path(p).expanduser().resolve()) for p in (dedup_folders or [])]
-    common = {"data_dir": data_dir, **({"model": model} if model else {})}
-    reports = Path(data_dir) / "reports"
-    return [
-        DeploymentSpec(
-            flow_name="evaluate", name="evaluate-on-demand", entrypoint=f"{FLOWS}/evaluate.py:evaluate",
-            parameters={"dataset": "demo", **common},
-            description="Score a dataset's labelled pairs with pHash and the embedding model; P/R/F1 per "
-                        "method into DuckDB. Parameters: dataset, source (folder of originals: build pairs "
-                        "first), seed, model, data_dir, refresh, dask_address, ..."),
-        DeploymentSpec(
-            flow_name="dedup", name="dedup-nightly", entrypoint=f"{FLOWS}/dedup.py:dedup",
-            parameters={"paths": folders, "mode": "hybrid", **common,
-                        "json_path": str(reports / "dedup-nightly.json"),
-                        "html_path": str(reports / "dedup-nightly.html")},
-            cron=cron or os.environ.get("MAYA_DEDUP_CRON") or DEFAULT_DEDUP_CRON,
-            timezone=timezone or os.environ.get("MAYA_DEDUP_TIMEZONE") or DEFAULT_TIMEZONE,
-            paused=not folders,
-            description="Find the near-duplicate groups under the configured folders (parameter paths); "
-                        "report as JSON and HTML under <data_dir>/reports; nothing is moved or deleted."),
-    ]
+# ---------------------------------------------------------------------------------------------- Prefect
 
 
 def _load_flow(spec: DeploymentSpec):
@@ -231,149 +149,15 @@ def trigger(flow: str, parameters: dict, *, wait: bool = True, timeout: float | 
     Returns the FlowRun (its ``state`` is final when waited for).
     """
     from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
 
     name = DEPLOYMENTS.get(flow, flow)
     try:
         return run_deployment(name, parameters=parameters or None, timeout=None if wait and timeout is None
                               else (timeout if wait else 0), poll_interval=poll_interval)
-    except Exception as e:
-        if type(e).__name__ == "ObjectNotFound":
-            raise OrchestrationError(f"no deployment {name!r} on the server: run `maya serve` or `maya deploy` "
-                                     f"first") from None
-        raise
-
-
-# ---------------------------------------------------------------------------------------------- temporary API
-
-
-def _configured_elsewhere() -> bool:
-    """Whether Prefect may find an API URL in a file (profile, .env, prefect.toml, pyproject.toml)."""
-    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
-    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
-    for path, needle in ((profiles, "PREFECT_API_URL"), (Path(".env"), "PREFECT_API_URL"),
-                         (Path("prefect.toml"), "url"), (Path("pyproject.toml"), "tool.prefect")):
-        try:
-            if needle in path.read_text(errors="replace"):
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:  # runs in the child before exec (Linux): SIGTERM when we die, even by SIGKILL
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _start_server_process(port: int) -> "subprocess.Popen":
-    import importlib.util
-    import subprocess
-
-    spec = importlib.util.find_spec("prefect")
-    app_dir = Path(next(iter(spec.submodule_search_locations))).parent
-    # The command and variables Prefect itself uses for its temporary server (prefect 3.x,
-    # prefect.server.api.server.SubprocessASGIServer), started here before `import prefect` so that the
-    # server boots while this process imports.
-    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
-         "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "error", "--lifespan", "on"],
-        env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-
-
-def _wait_healthy(url: str, proc: "subprocess.Popen", timeout: float) -> bool:
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.05)
-    return False
-
-
-@contextmanager
-def prefect_api():
-    """A Prefect API for the flows this command runs.
-
-    With ``PREFECT_API_URL`` configured, nothing to do. Otherwise a temporary server (what Prefect's own
-    ephemeral mode starts) is started *before* Prefect is imported, so its boot overlaps this process's
-    imports (seconds saved per command); its URL goes to ``PREFECT_API_URL``, which Dask workers
-    inherit (without it each worker would start a server of its own). It is stopped on exit, and by the
-    kernel if this process is killed. ``MAYA_PREFECT_EARLY_SERVER=0`` leaves it all to Prefect.
-
-    Use around the import of the flow and its call::
-
-        with prefect_api():
-            from maya.flows.evaluate import evaluate
-            evaluate(...)
-    """
-    if (os.environ.get("PREFECT_API_URL") or "prefect" in sys.modules
-            or os.environ.get("PREFECT_SERVER_EPHEMERAL_ENABLED", "").lower() in ("0", "false")
-            or os.environ.get("MAYA_PREFECT_EARLY_SERVER", "1") == "0" or _configured_elsewhere()):
-        yield None
-        return
-    timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or 90)
-    port = _free_port()
-    proc = _start_server_process(port)
-    url = f"http://127.0.0.1:{port}/api"
-    os.environ["PREFECT_API_URL"] = url
-    try:
-        import prefect  # noqa: F401  (the import the flow needs anyway, while the server boots)
-
-        if not _wait_healthy(url, proc, timeout):
-            code = proc.poll()
-            raise RuntimeError(f"the temporary Prefect server did not start within {timeout:.0f} s"
-                               + (f" (it exited with code {code})" if code is not None else "")
-                               + "; start one with `prefect server start` and set PREFECT_API_URL")
-        yield url
-    finally:
-        _drain_logs()  # before the server goes: otherwise Prefect's exit-time flush fails on a closed port
-        if os.environ.get("PREFECT_API_URL") == url:
-            del os.environ["PREFECT_API_URL"]
-        _stop(proc)
-
-
-def _drain_logs() -> None:
-    """Send the log lines Prefect still holds to the server (at most a few seconds)."""
-    try:
-        from prefect.logging.handlers import APILogWorker
-
-        APILogWorker.drain_all(timeout=5)
-    except Exception:  # noqa: BLE001 - best effort: losing a log line must not fail the command
-        pass
-
-
-def _stop(proc: "subprocess.Popen") -> None:
-    import subprocess
-
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    except ObjectNotFound:
+        raise OrchestrationError(f"no deployment {name!r} on the server: run `maya serve` or `maya deploy` "
+                                 f"first") from None
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -472,21 +256,18 @@ def _print_maya_run(run, args) -> None:
     except Exception:  # noqa: BLE001 - another machine's database, or none yet: the state is enough
         return
     try:
-        row = con.execute(
-            "SELECT run_id, status, hashes_computed, hashes_reused, embeddings_computed, embeddings_reused, "
-            "images_failed FROM runs WHERE flow_run_id = ?", [str(run.id)]).fetchone()
+        row = store.run_of_flow_run(con, str(run.id))
     finally:
         con.close()
     if row:
-        print(f"maya run {row[0]} ({row[1]}): hashes {row[2]} computed, {row[3]} reused; embeddings {row[4]} "
-              f"computed, {row[5]} reused; {row[6]} image(s) failed; database {db}")
+        print(f"maya run {row['run_id']} ({row['status']}): hashes {row['hashes_computed']} computed, "
+              f"{row['hashes_reused']} reused; embeddings {row['embeddings_computed']} computed, "
+              f"{row['embeddings_reused']} reused; {row['images_failed']} image(s) failed; database {db}")
 
 
 def _quiet(args) -> None:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    if not getattr(args, "verbose", False):
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    # serve and deploy show Prefect's log lines (the flow runs they start): only analytics and Dask go quiet
+    quiet_prefect(getattr(args, "verbose", False), hide_flow_logs=False)
 
 
 def add_orchestration_parsers(subparsers, common_parents: list[argparse.ArgumentParser]) -> None:
@@ -529,12 +310,8 @@ def add_orchestration_parsers(subparsers, common_parents: list[argparse.Argument
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m maya.cli.orchestration serve|deploy|run ...``: the same commands without the rest of the CLI."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", help="folder of the DuckDB file (env MAYA_DATA_DIR; default ./maya-data)")
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
-    common.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
     parser = argparse.ArgumentParser(prog="maya")
-    add_orchestration_parsers(parser.add_subparsers(dest="command", required=True), [common])
+    add_orchestration_parsers(parser.add_subparsers(dest="command", required=True), [common_parser()])
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0

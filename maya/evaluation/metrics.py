@@ -23,7 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-HASH_BITS = 64
+from maya.hashing import DEFAULT
+
+HASH_BITS = DEFAULT.bits  # 64 for pHash
 NO_ACCEPT = -1
 NO_REJECT = HASH_BITS
 #: Fixed similarity grid (cosine similarity, step 0.005) so curves compare across runs and models.
@@ -36,13 +38,11 @@ METHODS = ("phash", "clip", "hybrid", "cascade")
 
 
 def decide(d, s, t_accept: int, t_reject: int, t_clip: float) -> np.ndarray:
-    """Vectorised decision rule. ``d`` (N,) ints (negative = unknown -> no match), ``s`` (N,) floats
-    (NaN = not available -> the embedding test fails)."""
-    d = np.asarray(d)
-    s = np.asarray(s, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        by_model = (d > t_accept) & (d <= t_reject) & (s >= t_clip)
-    return (d >= 0) & ((d <= t_accept) | by_model)
+    """Vectorised decision rule (:class:`maya.rule.Rule`, without the embedding-only clause). ``d`` (N,)
+    ints (negative = unknown -> no match), ``s`` (N,) floats (NaN = not available -> the embedding test fails)."""
+    from maya.rule import Rule
+
+    return Rule(t_accept, t_reject, t_clip).matches(d, s)
 
 
 @dataclass(frozen=True)

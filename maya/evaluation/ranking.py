@@ -196,11 +196,3 @@ def method_summary(phash_distance, similarity, label, split, results) -> dict[st
         else:
             out[k] = np.array(v, dtype=np.float64)
     return out
-
-
-def save_method_summary(con, run_id: int, summary: dict[str, np.ndarray]) -> int:
-    """Insert :func:`method_summary` rows for ``run_id`` (the flow's process is the only writer)."""
-    from maya import store
-
-    n = len(summary["method"])
-    return store.insert_rows(con, "method_summary", {"run_id": np.full(n, run_id, dtype=np.int64), **summary})

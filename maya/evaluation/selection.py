@@ -93,3 +93,13 @@ def evaluate_pairs(
             or any(isinstance(p[k], np.ma.MaskedArray) for p in parts)
             else np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return cols, results
+
+
+def evaluate_scores(phash_distance, similarity, label, split, methods):
+    """The study's evaluation step, a pure function of the scores: per-method sweeps, thresholds chosen on
+    'val' and reported on 'test' (:func:`evaluate_pairs`), and the field's ranking measures
+    (:func:`maya.evaluation.ranking.method_summary`). Returns (metric columns, MethodResults, summary columns)."""
+    from maya.evaluation.ranking import method_summary
+
+    metrics, results = evaluate_pairs(phash_distance, similarity, label, split, methods=tuple(methods))
+    return metrics, results, method_summary(phash_distance, similarity, label, split, results)

@@ -19,6 +19,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from maya.hashing.base import Hasher, hamming  # noqa: F401  (hamming: re-exported, its old home)
+
 ALGORITHM = "phash64-v1"
 """Cache key of this hash: bump it if the bits a given image gets ever change."""
 
@@ -109,16 +111,6 @@ def phash_bits(images: Sequence[Image.Image]) -> np.ndarray:
     return phash_bits_from_gray(np.stack([gray32(im) for im in images]))
 
 
-def hamming(a, b) -> np.ndarray:
-    """Hamming distances between 64-bit hashes (uint64 arrays or ints; numpy broadcasting).
-
-    Returns uint8 values in 0..64 (cast before subtracting).
-    """
-    a = np.asarray(a, dtype=np.uint64)
-    b = np.asarray(b, dtype=np.uint64)
-    return np.bitwise_count(np.bitwise_xor(a, b))
-
-
 def to_hex(bits) -> str:
     """16 lowercase hex digits, the same string as ``str(imagehash.phash(...))``."""
     return format(int(bits), "016x")
@@ -130,3 +122,8 @@ def from_hex(s: str) -> int:
     if not 0 <= value < 1 << 64 or len(s.strip()) > 16:
         raise ValueError(f"not a 64-bit hex hash: {s!r}")
     return value
+
+
+#: pHash behind the :class:`maya.hashing.base.Hasher` interface (``maya.hashing.DEFAULT``).
+PHASH = Hasher(name=ALGORITHM, bits=HASH_SIZE * HASH_SIZE, compute=phash_bits,
+               compute_gray=phash_bits_from_gray, gray=gray32)

@@ -30,165 +30,71 @@ edit draws from its own generator, seeded by (seed, original's position, edit nu
 collected in order). Another seed gives other edits, splits and negatives. Byte identity holds for
 one Pillow / libjpeg / libwebp / zlib build (see :mod:`maya.pairs.transforms`).
 
-Import (:func:`import_pairs`): a CSV of ``a,b,label`` with optional ``kind``, ``split``, ``params``.
+Import (:func:`import_pairs`, :mod:`maya.pairs.importing`): a CSV of ``a,b,label`` with optional
+``kind``, ``split``, ``params``. Negatives are :mod:`maya.pairs.negatives`, groups
+:mod:`maya.pairs.groups`, the pair records :mod:`maya.pairs.records`; their public names are
+importable from here. Originals are found by the one walker (:mod:`maya.io.walk`).
 """
 
 from __future__ import annotations
 
-from maya.errors import MayaUsageError
-from maya.io.atomic import write_atomically
-
-import csv
-import hashlib
-import json
 import math
-import os
 import time
 from collections import deque
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+from maya.hashing import DEFAULT
+from maya.pairs.groups import read_groups
+from maya.pairs.importing import import_pairs
+from maya.pairs.negatives import NegativeMaker
+from maya.pairs.records import (  # noqa: F401  (re-exported: callers import the pair vocabulary from here)
+    KIND_HARD_EMBEDDING,
+    KIND_HARD_PHASH,
+    KIND_RANDOM,
+    KIND_SEMANTIC,
+    NEAR_DUPLICATE_BITS,
+    NEGATIVE_KINDS,
+    FileRecord,
+    Pair,
+    PairSet,
+    PairsError,
+    file_record,
+    split_units,
+    store_derived,
 )
+
+__all__ = ["build_pairs", "find_originals", "import_pairs", "read_groups", "PairsError", "PairSet", "Pair",
+           "FileRecord", "SURVEY_MIN_SIDE", "MAX_EDIT_SIDE", "NEAR_DUPLICATE_BITS", "KIND_SEMANTIC",
+           "KIND_HARD_PHASH", "KIND_HARD_EMBEDDING", "KIND_RANDOM", "NEGATIVE_KINDS", "store_derived"]
+
 #: Originals larger than this (long side, px) are scaled down before editing, to bound time and memory.
 MAX_EDIT_SIDE = 2048
-#: Two originals this close in pHash (bits) are taken to be the same picture: never a negative pair.
-#: Different photos are >= 18 bits apart in practice; re-saves and resizes of one photo 0-4.
-NEAR_DUPLICATE_BITS = 4
 #: Shorter side (px) images are decoded at for pHash and embeddings; the same as the evaluate
 #: flow's decode (``maya.features.DECODE_MIN_SIDE``), so the hashes here equal the flow's.
 SURVEY_MIN_SIDE = 256
 
-KIND_SEMANTIC = "semantic"
-KIND_HARD_PHASH = "hard_negative_phash"
-KIND_HARD_EMBEDDING = "hard_negative_embedding"
-KIND_RANDOM = "random_negative"
-NEGATIVE_KINDS = (KIND_HARD_PHASH, KIND_HARD_EMBEDDING, KIND_RANDOM)
-
 _SURVEY_CHUNK = 64  # originals decoded (and embedded) at a time in the survey
 
 
-class PairsError(MayaUsageError, ValueError):
-    """A problem with the user's input that stops the whole build or import."""
-
-
-@dataclass(frozen=True)
-class Pair:
-    pair_id: int
-    a: str  # sha256
-    b: str  # sha256
-    label: bool
-    kind: str
-    params: dict | None
-    split: str
-    original: str | None  # sha256 of the original the pair was made from (the split unit)
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    path: str
-    sha256: str | None
-    size_bytes: int | None
-    mtime: float | None
-    status: str  # 'ok' | 'error'
-    error: str | None = None
-
-
-@dataclass
-class PairSet:
-    """What a build or an import produced.
-
-    pairs:   the labelled pairs, ``pair_id`` 0..n-1 in a fixed order.
-    files:   one record per file seen (originals, derived images, unreadable files).
-    errors:  one human line per problem (a row, a file, a near-duplicate pair of originals).
-    hashes:  pHash bits (``maya.hashing.phash`` / ``ALGORITHM``, decoded at :data:`SURVEY_MIN_SIDE`) of every
-             image a build looked at, sha256 -> int; empty for imports.
-    timings: seconds per build phase ("survey", "edits", "negatives"), for benchmarks.
-    """
-
-    pairs: list[Pair] = field(default_factory=list)
-    files: list[FileRecord] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    hashes: dict[str, int] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def kinds(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for p in self.pairs:
-            out[p.kind] = out.get(p.kind, 0) + 1
-        return dict(sorted(out.items()))
-
-
-def list_images(root: str | Path, *, follow_symlinks: bool = False, include_hidden: bool = False,
-                exclude: str | Path | None = None) -> list[Path]:
-    """Image files under ``root`` (recursive, by extension), sorted for determinism.
+def find_originals(root: str | Path, *, exclude: str | Path | None = None) -> tuple[list[Path], list]:
+    """Image files under ``root`` by the one walker (:func:`maya.io.walk.walk_images`: its extension
+    list, hidden files and symbolic links skipped), sorted by path for determinism, and the walk's
+    problems (:class:`maya.io.walk.FileProblem`: a broken link or a FIFO named like an image).
 
     ``exclude``: a folder not to look into (the derived-images folder, when it lies inside ``root``:
     a second build must not take the first one's edited copies for originals).
     """
+    from maya.io.walk import walk_images
+
     root = Path(root)
     if not root.exists():
         raise PairsError(f"no such folder: {root}")
-    if root.is_file():
-        return [root]
-    skip = Path(exclude).resolve() if exclude is not None else None
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=follow_symlinks):
-        if not include_hidden:
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        if skip is not None:
-            dirnames[:] = [d for d in dirnames if (Path(dirpath) / d).resolve() != skip]
-        dirnames.sort()
-        for name in sorted(filenames):
-            if not include_hidden and name.startswith("."):
-                continue
-            p = Path(dirpath) / name
-            if p.suffix.lower() in IMAGE_EXTENSIONS and (follow_symlinks or not p.is_symlink()):
-                found.append(p)
-    return sorted(found)
-
-
-def file_record(path: Path, data: bytes | None = None, error: str | None = None) -> FileRecord:
-    try:
-        st = path.stat()
-        size, mtime = st.st_size, st.st_mtime
-    except OSError:
-        size = mtime = None
-    if data is None:
-        return FileRecord(str(path), None, size, mtime, "error", error)
-    return FileRecord(str(path), hashlib.sha256(data).hexdigest(), size, mtime, "ok", None)
-
-
-def store_derived(images_dir: Path, data: bytes, ext: str) -> tuple[str, Path]:
-    """Write ``data`` content-addressed under ``images_dir`` (atomic, once). Returns (sha256, path).
-
-    Safe to call from several threads or processes at once: each writes a temporary file and
-    renames it into place, so a reader never sees a partial file.
-    """
-    sha = hashlib.sha256(data).hexdigest()
-    path = Path(images_dir) / sha[:2] / f"{sha}.{ext}"
-    if not path.exists():
-        write_atomically(path, data, mode=0o600)
-    return sha, path
-
-
-def _split_originals(n: int, seed: int, val_fraction: float) -> np.ndarray:
-    """Seeded 'val' / 'test' for ``n`` units: (n,) object array, round(n * val_fraction) of them
-    'val' (at least one of each when n >= 2)."""
-    rng = np.random.default_rng([seed, 0x5B117])
-    order = rng.permutation(n)
-    n_val = int(round(n * val_fraction))
-    if n >= 2:
-        n_val = min(max(n_val, 1), n - 1)
-    split = np.empty(n, dtype=object)
-    split[order[:n_val]] = "val"
-    split[order[n_val:]] = "test"
-    return split
+    walk = walk_images([root], exclude=[exclude] if exclude is not None else ())
+    return sorted(Path(f.path) for f in walk.files), walk.problems
 
 
 def _working_copy(image):
@@ -199,69 +105,6 @@ def _working_copy(image):
         scale = MAX_EDIT_SIDE / max(w, h)
         image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
     return image
-
-
-# ---------------------------------------------------------------------------------------------- groups
-
-
-def read_groups(source: str | Path, groups, originals: list[Path]) -> tuple[dict[Path, str], list[str]]:
-    """Which group each original belongs to, for semantic positives.
-
-    groups:
-        ``"subfolders"`` -- an image's group is its folder relative to ``source``
-        (``source/cats/a.jpg`` and ``source/cats/b.jpg`` are one group, "cats"); images directly
-        in ``source`` belong to no group.
-        a CSV path -- columns ``path,group``; paths relative to the CSV's folder (or absolute).
-        a mapping -- path (relative to ``source``, or absolute) -> group name.
-    originals: the image paths found under ``source``.
-    Returns ({resolved path -> group name} for grouped originals only, problems as text lines).
-    A CSV row that names no image under ``source`` is a problem, not an error.
-    """
-    source = Path(source).resolve()
-    by_resolved = {p.resolve(): p for p in originals}
-    problems: list[str] = []
-    out: dict[Path, str] = {}
-    if groups == "subfolders":
-        for p in originals:
-            rel = p.resolve().relative_to(source).parent if source.is_dir() else Path(".")
-            if rel != Path("."):
-                out[p.resolve()] = rel.as_posix()
-        return out, problems
-    if isinstance(groups, Mapping):
-        entries = [(None, str(k), str(v)) for k, v in groups.items()]
-        base = source
-        where = "groups"
-    else:
-        csv_path = Path(groups)
-        try:
-            text = csv_path.read_text(encoding="utf-8-sig")
-        except OSError as e:
-            raise PairsError(f"cannot read the groups file {csv_path}: {e.strerror or e}") from None
-        reader = csv.DictReader(text.splitlines())
-        names = [(f or "").strip().lower() for f in (reader.fieldnames or [])]
-        if not {"path", "group"} <= set(names):
-            raise PairsError(f"{csv_path}: a groups CSV needs the columns path,group (found: {', '.join(names)})")
-        entries = []
-        for lineno, row in enumerate(reader, start=2):
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            entries.append((lineno, row.get("path", ""), row.get("group", "")))
-        base = csv_path.resolve().parent
-        where = str(csv_path)
-    for lineno, raw, group in entries:
-        at = f"{where}:{lineno}" if lineno is not None else where
-        if not raw or not group:
-            problems.append(f"{at}: empty path or group")
-            continue
-        p = Path(raw)
-        p = (p if p.is_absolute() else base / p).resolve()
-        if p not in by_resolved:
-            problems.append(f"{at}: {raw} is not an image under {source}")
-            continue
-        if p in out and out[p] != group:
-            problems.append(f"{at}: {raw} is in two groups ({out[p]!r}, {group!r}); kept {out[p]!r}")
-            continue
-        out[p] = group
-    return out, problems
 
 
 # ---------------------------------------------------------------------------------------------- build
@@ -347,10 +190,13 @@ def build_pairs(
 
     workers = workers or default_workers()
     embedder = _resolve_embedder(embedder)
-    paths = list_images(source, exclude=images_dir)
+    paths, walk_problems = find_originals(source, exclude=images_dir)
     if not paths:
         raise PairsError(f"no images found under {source}")
     out = PairSet()
+    for prob in walk_problems:  # a row with its reason, as for a file that does not decode
+        out.errors.append(f"{prob.path}: {prob.error}")
+        out.files.append(FileRecord(prob.path, None, None, None, "error", prob.error))
 
     t0 = time.perf_counter()
     group_of: dict[Path, str] = {}
@@ -368,7 +214,7 @@ def build_pairs(
     if len(units) < 2:
         raise PairsError(f"all {len(originals)} originals under {source} are in one group: a benchmark needs "
                          f"photos of at least two different things (for negatives and for two splits)")
-    unit_split = dict(zip(units, _split_originals(len(units), seed, val_fraction)))
+    unit_split = dict(zip(units, split_units(len(units), seed, val_fraction)))
     split = np.array([unit_split[u] for u in unit_of], dtype=object)
 
     t0 = time.perf_counter()
@@ -393,7 +239,7 @@ def build_pairs(
     t0 = time.perf_counter()
     members = [[(o.sha256, int(bits[o.index]))] + [(d.sha256, d.bits) for d in made]
                for o, made in zip(originals, derived)]
-    negatives = _NegativeMaker(originals, split, bits, members, seed, out.errors)
+    negatives = NegativeMaker(originals, split, bits, members, seed, out.errors)
     n_pos = len(rows)
     n_neg = int(round(n_pos * negatives_per_positive))
     n_hard = int(round(n_neg * hard_negative_fraction))
@@ -455,7 +301,6 @@ def _survey(paths, group_of, max_pixels, embedder, workers, out: PairSet):
     """Read every file once at reduced scale: identity, pHash, embedding. Duplicates by bytes are
     used once. Returns (originals, pHash bits (N,) uint64, embeddings (N, d) float32 or None)."""
     from maya.io import images as imageio
-    from maya.hashing import phash
 
     kw = {"min_side": SURVEY_MIN_SIDE}
     if max_pixels:
@@ -466,7 +311,7 @@ def _survey(paths, group_of, max_pixels, embedder, workers, out: PairSet):
             loaded = imageio.load_image(p, **kw)
         except imageio.ImageLoadError as e:
             return p, None, e
-        return p, loaded, int(phash.phash_bits([loaded.image])[0])
+        return p, loaded, int(DEFAULT.compute([loaded.image])[0])
 
     originals: list[_Original] = []
     bits: list[int] = []
@@ -587,7 +432,6 @@ def _edit_one(load, spec: _EditSpec, images_dir: Path) -> _Derived:
     """One planned edit of a loaded original: encode, store content-addressed, pHash the stored bytes
     as the evaluate flow will decode them."""
     from maya.io import images as imageio
-    from maya.hashing import phash
     from maya.pairs import transforms
 
     image = load.result()
@@ -603,7 +447,7 @@ def _edit_one(load, spec: _EditSpec, images_dir: Path) -> _Derived:
                            f"an image of {image.size[0]}x{image.size[1]}: {type(e).__name__}: {e}") from e
     sha, path = store_derived(images_dir, v.data, v.ext)
     small = imageio.decode_image(v.data, min_side=SURVEY_MIN_SIDE).image
-    bits = int(phash.phash_bits([small])[0])
+    bits = int(DEFAULT.compute([small])[0])
     return _Derived(sha, path, len(v.data), v.kind, v.params, bits)
 
 
@@ -645,302 +489,3 @@ def _semantic_rows(originals, split, seed: int, per_original: int) -> list[tuple
     return rows
 
 
-class _NegativeMaker:
-    """Negative pairs between originals of one split; never within a group or between near-duplicates.
-
-    ``members[i]`` lists (sha256, pHash bits) of original i and its edited copies; a negative joins a
-    member of one original with a member of another. Each unordered image pair is used once.
-    """
-
-    def __init__(self, originals, split, bits, members, seed: int, errors: list[str]):
-        from maya.hashing import index as hash_index
-
-        self.originals = originals
-        self.split = split
-        self.bits = bits
-        self.members = members
-        self.group = np.array([o.group if o.group is not None else f"\0{o.index}" for o in originals], dtype=object)
-        self.rng = np.random.default_rng([seed, 4])
-        self.rows: list[tuple] = []
-        self.used: set[tuple[str, str]] = set()
-        self.by_split = {s: np.flatnonzero(split == s) for s in ("val", "test")}
-        i, j, d = hash_index.pairs_within(bits, NEAR_DUPLICATE_BITS)
-        self.near_of: dict[int, set[int]] = {}
-        for a, b, dd in zip(i.tolist(), j.tolist(), d.tolist()):
-            if self.group[a] == self.group[b]:
-                continue
-            self.near_of.setdefault(a, set()).add(b)
-            self.near_of.setdefault(b, set()).add(a)
-            errors.append(f"near-duplicate originals: {originals[a].path} and {originals[b].path} "
-                          f"(pHash distance {dd}); never paired as a negative")
-
-    def allowed(self, i: int, j: int) -> bool:
-        return (i != j and self.split[i] == self.split[j] and self.group[i] != self.group[j]
-                and j not in self.near_of.get(i, ()))
-
-    def _add(self, a: str, b: str, kind: str, params: dict, i: int) -> bool:
-        key = (a, b) if a < b else (b, a)
-        if key in self.used:
-            return False
-        self.used.add(key)
-        o = self.originals[i]
-        self.rows.append((a, b, False, kind, params, self.split[i], o.sha256))
-        return True
-
-    def _random_member(self, i: int) -> tuple[str, int]:
-        ms = self.members[i]
-        return ms[int(self.rng.integers(len(ms)))]
-
-    def _neighbour_lists(self, score_rows, count: int, descending: bool) -> list[list[tuple[int, float]]]:
-        """Per original, up to ``count`` allowed others, best first, as (index, score) lists.
-
-        ``score_rows(idx)`` gives the (len(idx), N) scores of originals ``idx`` against all
-        originals (pHash distances, or cosine similarities with ``descending``). Computed 256 rows
-        at a time, so memory is O(256 N), not O(N^2).
-        """
-        n = len(self.originals)
-        out = []
-        for start in range(0, n, 256):
-            idx = np.arange(start, min(n, start + 256))
-            keys = score_rows(idx).astype(np.float64)
-            if descending:
-                keys = -keys
-            for r, i in enumerate(idx.tolist()):
-                key = keys[r]
-                ok = np.flatnonzero((self.split == self.split[i]) & (self.group != self.group[i]))
-                near = self.near_of.get(i, ())
-                take = min(len(ok), count + len(near))
-                if take < len(ok):
-                    ok = ok[np.argpartition(key[ok], take - 1)[:take]]
-                ok = ok[np.lexsort((ok, key[ok]))]  # by score, ties by index
-                picked = [(int(j), float(-key[j] if descending else key[j])) for j in ok.tolist() if j not in near]
-                out.append(picked[:count])
-        return out
-
-    def _round_robin(self, n_wanted: int, neighbours, make, descending: bool) -> int:
-        """Rank by rank: every original's nearest allowed other first (the closest such pairs
-        first), then every original's second nearest, and so on; each unordered pair of originals
-        once per pass. ``make(i, j, rank, score)`` adds one negative and says whether it did. When a
-        pass has gone through every candidate and more are wanted (few originals), another pass
-        takes the next image pair of the same pairs of originals."""
-        order: list[tuple[int, int, int, float]] = []
-        seen: set[tuple[int, int]] = set()
-        depth = max((len(nb) for nb in neighbours), default=0)
-        sign = -1.0 if descending else 1.0
-        for rank in range(depth):
-            level = [(sign * nb[rank][1], i, nb[rank][0]) for i, nb in enumerate(neighbours) if rank < len(nb)]
-            for _, i, j in sorted(level):
-                key = (min(i, j), max(i, j))
-                if key not in seen:
-                    seen.add(key)
-                    order.append((i, j, rank + 1, neighbours[i][rank][1]))
-        made = 0
-        while made < n_wanted:
-            before = made
-            for i, j, rank, score in order:
-                if made >= n_wanted:
-                    break
-                made += make(i, j, rank, score)
-            if made == before:
-                break
-        return made
-
-    def _ranks(self, n_wanted: int) -> int:
-        """Neighbours to look at per original: enough for ``n_wanted`` pairs, with slack for
-        pairs met from both ends and image pairs already taken."""
-        n = len(self.originals)
-        return max(1, min(n - 1, 2 * math.ceil(n_wanted / n) + 2))
-
-    def hard_by_phash(self, n_wanted: int) -> int:
-        """Nearest originals by pHash; of their images, the closest pair in pHash not yet used."""
-        if n_wanted <= 0:
-            return 0
-        from maya.hashing.phash import hamming
-
-        neighbours = self._neighbour_lists(
-            lambda idx: hamming(self.bits[idx][:, None], self.bits[None, :]), self._ranks(n_wanted), descending=False)
-
-        def make(i, j, rank, dist):
-            mi, mj = self.members[i], self.members[j]
-            bi = np.array([b for _, b in mi], dtype=np.uint64)
-            bj = np.array([b for _, b in mj], dtype=np.uint64)
-            d = hamming(bi[:, None], bj[None, :]).astype(np.int64)
-            for flat in np.argsort(d, axis=None, kind="stable").tolist():
-                x, y = divmod(flat, len(mj))
-                params = {"by": "phash", "rank": rank, "originals_distance": int(dist), "distance": int(d[x, y])}
-                if self._add(mi[x][0], mj[y][0], KIND_HARD_PHASH, params, i):
-                    return True
-            return False
-
-        return self._round_robin(n_wanted, neighbours, make, descending=False)
-
-    def hard_by_embedding(self, n_wanted: int, embeddings: np.ndarray, model_id: str | None) -> int:
-        """Nearest originals by cosine similarity of their embeddings; a seeded image of each."""
-        if n_wanted <= 0:
-            return 0
-        from maya.hashing.phash import hamming
-
-        neighbours = self._neighbour_lists(lambda idx: embeddings[idx] @ embeddings.T, self._ranks(n_wanted),
-                                           descending=True)
-
-        def make(i, j, rank, sim):
-            for _ in range(8):  # a few draws, in case an image pair is taken
-                (a, ba), (b, bb) = self._random_member(i), self._random_member(j)
-                params = {"by": "embedding", "model": model_id, "rank": rank,
-                          "originals_similarity": round(sim, 6), "distance": int(hamming(ba, bb))}
-                if self._add(a, b, KIND_HARD_EMBEDDING, params, i):
-                    return True
-            return False
-
-        return self._round_robin(n_wanted, neighbours, make, descending=True)
-
-    def random(self, n_wanted: int) -> int:
-        """Random pairs: an original uniformly, then another allowed one of its split uniformly."""
-        from maya.hashing.phash import hamming
-
-        made, tries = 0, 0
-        # Originals with at least one allowed partner: others in the split, less its group, less near-duplicates.
-        split_size = {s: len(idx) for s, idx in self.by_split.items()}
-        group_size: dict = {}
-        for g in self.group.tolist():
-            group_size[g] = group_size.get(g, 0) + 1
-
-        def partners(i: int) -> int:
-            near = sum(self.split[j] == self.split[i] for j in self.near_of.get(i, ()))
-            return split_size[self.split[i]] - group_size[self.group[i]] - near
-
-        pool = np.array([i for i in range(len(self.originals)) if partners(i) > 0], dtype=np.int64)
-        if n_wanted <= 0 or len(pool) == 0:
-            return 0
-        while made < n_wanted and tries < 50 * n_wanted + 100:
-            tries += 1
-            i = int(pool[self.rng.integers(len(pool))])
-            same = self.by_split[self.split[i]]
-            j = int(same[self.rng.integers(len(same))])
-            if not self.allowed(i, j):
-                continue
-            (a, ba), (b, bb) = self._random_member(i), self._random_member(j)
-            params = {"by": "random", "originals_distance": int(hamming(self.bits[i], self.bits[j])),
-                      "distance": int(hamming(ba, bb))}
-            made += self._add(a, b, KIND_RANDOM, params, i)
-        return made
-
-
-# ---------------------------------------------------------------------------------------------- import
-
-_TRUE = {"1", "true", "yes", "y", "t", "match", "duplicate", "dup"}
-_FALSE = {"0", "false", "no", "n", "f", "nomatch", "no_match", "different"}
-
-
-def import_pairs(csv_path: str | Path, *, seed: int = 0, val_fraction: float = 0.5) -> PairSet:
-    """Read labelled pairs from a CSV with columns ``a,b,label`` and optional ``kind``, ``split``, ``params``.
-
-    ``a`` and ``b`` are image paths, relative to the CSV's folder (or absolute). ``label``: 1/0,
-    true/false, yes/no, match/nomatch, duplicate/different. ``kind`` defaults to
-    ``imported_positive`` / ``imported_negative``; ``split`` is 'val' or 'test'; ``params`` is a JSON
-    object. A row with a missing or unreadable file, an empty path, a bad label, split or params is
-    reported in ``errors`` (with its line number and what was wrong) and skipped; the rest are
-    imported. Without a split column, splits are assigned by connected group of images (seeded),
-    so one image never lands in both splits. No usable row at all is a :class:`PairsError`.
-    """
-    csv_path = Path(csv_path)
-    try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except OSError as e:
-        raise PairsError(f"cannot read {csv_path}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise PairsError(f"{csv_path} is not UTF-8 text: is it really a CSV?") from None
-    reader = csv.DictReader(text.splitlines())
-    fields_ = [f.strip().lower() for f in (reader.fieldnames or []) if f is not None]
-    missing = {"a", "b", "label"} - set(fields_)
-    if missing:
-        raise PairsError(f"{csv_path}: missing column(s) {', '.join(sorted(missing))}; "
-                         f"need a,b,label[,kind][,split][,params]")
-    base = csv_path.resolve().parent
-    out = PairSet()
-    by_path: dict[str, tuple[str | None, str | None]] = {}  # path -> (sha256, why it cannot be read)
-
-    def sha_of(raw: str) -> tuple[str | None, str]:
-        p = Path(raw)
-        p = p if p.is_absolute() else base / p
-        key = str(p)
-        if key not in by_path:
-            try:
-                data = p.read_bytes()
-            except IsADirectoryError:
-                by_path[key] = (None, "a folder, not a file")
-                out.files.append(file_record(p, None, "is_directory: a folder, not a file"))
-            except OSError as e:
-                reason = "missing" if isinstance(e, FileNotFoundError) else "unreadable"
-                by_path[key] = (None, reason)
-                out.files.append(file_record(p, None, f"{reason}: {e.strerror or e}"))
-            else:
-                rec = file_record(p, data)
-                by_path[key] = (rec.sha256, None)
-                out.files.append(rec)
-        return by_path[key][0], key
-
-    rows = []
-    for lineno, row in enumerate(reader, start=2):
-        row = {(k or "").strip().lower(): (v or "").strip() if isinstance(v, str) else "" for k, v in row.items()}
-        at = f"{csv_path}:{lineno}"
-        label_raw = row.get("label", "").lower()
-        if label_raw in _TRUE:
-            label = True
-        elif label_raw in _FALSE:
-            label = False
-        else:
-            out.errors.append(f"{at}: label {row.get('label')!r} is not one of 1/0/true/false")
-            continue
-        split = row.get("split", "").lower() or None
-        if split is not None and split not in ("val", "test"):
-            out.errors.append(f"{at}: split {row.get('split')!r} must be 'val' or 'test'")
-            continue
-        params = None
-        if row.get("params"):
-            try:
-                params = json.loads(row["params"])
-            except json.JSONDecodeError as e:
-                out.errors.append(f"{at}: params is not JSON ({e.msg})")
-                continue
-            if not isinstance(params, dict):
-                out.errors.append(f"{at}: params must be a JSON object, not {type(params).__name__}")
-                continue
-        empty = [c for c in ("a", "b") if not row.get(c)]
-        if empty:
-            out.errors.append(f"{at}: empty path in column {', '.join(empty)}")
-            continue
-        a, apath = sha_of(row["a"])
-        b, bpath = sha_of(row["b"])
-        bad = [f"{p} ({by_path[p][1]})" for s, p in ((a, apath), (b, bpath)) if s is None]
-        if bad:
-            out.errors.append(f"{at}: cannot read {', '.join(bad)}")
-            continue
-        kind = row.get("kind") or ("imported_positive" if label else "imported_negative")
-        rows.append((a, b, label, kind, split, params))
-    if not rows:
-        raise PairsError(f"{csv_path}: no usable rows" + (f" ({len(out.errors)} rejected)" if out.errors else ""))
-    # Seeded split by connected group of images (a pair's images and their partners share a split).
-    parent: dict[str, str] = {}
-
-    def find(x):
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b, *_ in rows:
-        parent[find(a)] = find(b)
-    roots = sorted({find(a) for a, *_ in rows})
-    assigned = dict(zip(roots, _split_originals(len(roots), seed, val_fraction)))
-    splits = [split or assigned[find(a)] for a, b, label, kind, split, params in rows]
-    if len(set(splits)) < 2 and len(rows) >= 2 and not any(r[4] for r in rows):
-        # One connected group holds every image: split by pair instead (images may then be shared).
-        splits = list(_split_originals(len(rows), seed, val_fraction))
-        out.errors.append(f"{csv_path}: all pairs are connected; split by pair, so an image may be in both splits")
-    out.pairs = [
-        Pair(k, a, b, label, kind, params, str(sp), find(a))
-        for k, ((a, b, label, kind, _, params), sp) in enumerate(zip(rows, splits))
-    ]
-    return out

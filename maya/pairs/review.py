@@ -19,7 +19,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from maya.pairs.build import Pair, PairsError, PairSet, _split_originals, file_record
+from maya.pairs.records import Pair, PairsError, PairSet, file_record, split_units
 
 KIND = "review"
 
@@ -72,10 +72,10 @@ def pairs_from_review(con, run_id: int | None = None, *, seed: int = 0, val_frac
             raise PairsError(f"no image of the review of dedup run {run_id} can be read now")
 
     group_ids = sorted({r[3] for r in rows})
-    by_group = dict(zip(group_ids, _split_originals(len(group_ids), seed, val_fraction)))
+    by_group = dict(zip(group_ids, split_units(len(group_ids), seed, val_fraction)))
     splits = [by_group[r[3]] for r in rows]
     if len(group_ids) < 2 and len(rows) >= 2:
-        splits = list(_split_originals(len(rows), seed, val_fraction))
+        splits = list(split_units(len(rows), seed, val_fraction))
         out.errors.append("all decisions are about one group: split by pair, so an image may be in both splits")
     first_of_group = {}
     for g in run["groups"]:

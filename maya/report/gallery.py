@@ -66,10 +66,10 @@ def write_html(groups: Sequence, errors: Sequence[dict], path: str | os.PathLike
                max_groups: int = MAX_GALLERY_GROUPS, workers: int = 4, progress: bool = False) -> None:
     """Write the gallery to ``path`` (via a temporary file, renamed when complete).
 
-    ``groups``: ``maya.dedup.engine.DuplicateGroup`` (members with sizes); ``errors``: the report's
+    ``groups``: ``maya.dedup.groups.DuplicateGroup`` (members with sizes); ``errors``: the report's
     ``[{"path", "error"}]``. At most ``max_groups`` groups are drawn.
     """
-    from maya.dedup.engine import Progress
+    from maya.progress import Progress
 
     shown = list(groups[:max_groups])
     bar = Progress(len(shown), "gallery", progress)

@@ -62,9 +62,9 @@ def sheet_rows(db_path: str | Path, dataset: str, *, max_pixels: int | None = No
         chosen = choose_rows(pairs)
         shas = {p[1] for _, p in chosen} | {p[2] for _, p in chosen}
         paths = store.image_paths(con, shas)
-        from maya.hashing.phash import ALGORITHM
+        from maya.hashing import DEFAULT as hasher
 
-        hashes = store.load_hashes(con, shas, ALGORITHM)
+        hashes = store.load_hashes(con, shas, hasher.name)
         similarity = _latest_similarities(con, dataset, [p[0] for _, p in chosen])
     finally:
         con.close()
@@ -81,9 +81,9 @@ def sheet_rows(db_path: str | Path, dataset: str, *, max_pixels: int | None = No
         bits_b = hashes.get(b, bits_b)
         lines = []
         if bits_a is not None and bits_b is not None:
-            from maya.hashing.phash import hamming
+            from maya.hashing import DEFAULT as hasher
 
-            lines.append(f"pHash d={int(hamming(bits_a, bits_b))}")
+            lines.append(f"pHash d={int(hasher.distance(bits_a, bits_b))}")
         for why in (why_a, why_b):
             if why:
                 lines.append(why)
@@ -180,7 +180,7 @@ def _load(path: str | None, max_pixels: int | None):
     from PIL import Image
 
     from maya.io import images as imageio
-    from maya.hashing import phash
+    from maya.hashing import DEFAULT as hasher
     from maya.pairs.build import SURVEY_MIN_SIDE
 
     placeholder = Image.new("RGB", (64, 64), (200, 200, 200))
@@ -193,7 +193,7 @@ def _load(path: str | None, max_pixels: int | None):
         small = imageio.decode_image(data, path=path, min_side=SURVEY_MIN_SIDE, **kw).image
     except imageio.ImageLoadError as e:
         return placeholder, None, f"{e.reason}: {Path(path).name}"
-    return full, int(phash.phash_bits([small])[0]), None
+    return full, int(hasher.compute([small])[0]), None
 
 
 def cmd_pairs_show(args) -> int:

@@ -242,7 +242,7 @@ class ReviewSession:
 
     def _moved(self, actions_rows: list[dict]) -> dict[str, str]:
         """Stored member path -> backup path, for files that actions not undone moved away."""
-        from maya.io.ingest import path_text
+        from maya.io.walk import path_text
 
         out = {}
         for a in reversed(actions_rows):  # oldest first: a later action wins
@@ -260,7 +260,7 @@ class ReviewSession:
 
 
 def _text(path: str) -> str:
-    from maya.io.ingest import path_text
+    from maya.io.walk import path_text
 
     return path_text(path)
 

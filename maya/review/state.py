@@ -111,9 +111,9 @@ def check_decision(group: dict, state: GroupState, decision: str, path: str | No
 
 
 def action_report(groups: list[dict], decisions: list[dict]) -> dict:
-    """The report (``maya.dedup.engine`` structure) of what may be acted on: one group per part of every
-    reviewed group that is not wrong, with its kept file first and its rejected members left out. Paths
-    are the files' real names (:func:`disk_path`)."""
+    """The report (the ``maya dedup --json`` structure, ``maya.dedup.outputs``) of what may be acted on: one
+    group per part of every reviewed group that is not wrong, with its kept file first and its rejected
+    members left out. Paths are the files' real names (:func:`disk_path`)."""
     out = []
     for g in groups:
         st = group_state(g, decisions)
@@ -178,7 +178,7 @@ _ESCAPED = re.compile(r"\\x([0-9a-fA-F]{2})")
 
 def disk_path(stored: str) -> str:
     """The file name a stored path stands for. The store writes bytes that are not UTF-8 as ``\\xNN``
-    (``maya.io.ingest.path_text``); when the text itself names no file and such escapes are in it, the
+    (``maya.io.walk.path_text``); when the text itself names no file and such escapes are in it, the
     bytes are put back (as the surrogate escapes ``os.fsencode`` understands)."""
     if "\\x" not in stored or os.path.lexists(stored):
         return stored

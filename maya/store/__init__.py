@@ -206,14 +206,30 @@ def dataset_info(con, name: str) -> dict | None:
             "params": json.loads(row[4]) if row[4] else None, "pairs": row[5]}
 
 
+def dataset_names(con) -> list[str]:
+    """Names of the stored datasets, sorted."""
+    return [r[0] for r in con.execute("SELECT name FROM datasets ORDER BY name").fetchall()]
+
+
+def run_of_flow_run(con, flow_run_id: str) -> dict | None:
+    """The Maya run a Prefect flow run wrote (its counts), or None when there is none."""
+    cur = con.execute(
+        "SELECT run_id, status, hashes_computed, hashes_reused, embeddings_computed, embeddings_reused, "
+        "images_failed FROM runs WHERE flow_run_id = ?", [str(flow_run_id)])
+    row = cur.fetchone()
+    return None if row is None else dict(zip([d[0] for d in cur.description], row))
+
+
 def save_files(con, files) -> None:
-    """Upsert file rows (path -> sha256); a later sighting replaces the earlier row."""
+    """Upsert file rows (path -> sha256); a later sighting replaces the earlier row.
+
+    Paths must be valid UTF-8 already (:func:`maya.io.walk.path_text`: the walker's and the pair
+    builder's writers convert them), so the store does not depend on the walker.
+    """
     if not files:
         return
-    from maya.io.ingest import path_text  # a name that is not UTF-8 is stored with \xNN escapes
-
     cols = {
-        "path": [path_text(f.path) for f in files],
+        "path": [f.path for f in files],
         "sha256": [f.sha256 for f in files],
         "size_bytes": [f.size_bytes for f in files],
         "mtime": np.array([np.nan if f.mtime is None else f.mtime for f in files], dtype=np.float64),
@@ -228,32 +244,6 @@ def save_files(con, files) -> None:
         "(SELECT *, row_number() OVER (PARTITION BY path ORDER BY rowid DESC) AS rn FROM "
         "(SELECT *, row_number() OVER () AS rowid FROM _maya_files)) WHERE rn = 1"
     )
-
-
-def save_pairset(con, dataset: str, *, origin: str, source: str, seed: int, params: dict, pairset,
-                 replace: bool = False) -> None:
-    """Write a dataset and its pairs and files in one transaction."""
-    with transaction(con):
-        if replace:
-            con.execute("DELETE FROM pairs WHERE dataset = ?", [dataset])
-            con.execute("DELETE FROM datasets WHERE name = ?", [dataset])
-        con.execute(
-            "INSERT INTO datasets (name, origin, source, seed, params) VALUES (?, ?, ?, ?, ?)",
-            [dataset, origin, source, seed, json.dumps(params, sort_keys=True)],
-        )
-        save_files(con, pairset.files)
-        ps = pairset.pairs
-        insert_rows(con, "pairs", {
-            "dataset": [dataset] * len(ps),
-            "pair_id": np.array([p.pair_id for p in ps], dtype=np.int64),
-            "a": [p.a for p in ps],
-            "b": [p.b for p in ps],
-            "label": np.array([p.label for p in ps], dtype=bool),
-            "kind": [p.kind for p in ps],
-            "params": [json.dumps(p.params, sort_keys=True) if p.params is not None else None for p in ps],
-            "split": [p.split for p in ps],
-            "original": [p.original for p in ps],
-        })
 
 
 def read_pairs(con, dataset: str) -> dict[str, np.ndarray]:
@@ -347,16 +337,13 @@ def finish_run(con, run_id: int, *, status: str, counts: dict | None = None) -> 
     )
 
 
-def save_scores_and_metrics(con, run_id: int, dataset: str, scores: dict, metrics: dict,
-                            method_summary: dict | None = None) -> None:
-    """A run's per-pair scores, its sweep rows and (optionally) its per-method summary, in one transaction."""
-    with transaction(con):
-        n = len(scores["pair_id"])
-        insert_rows(con, "scores", {"run_id": np.full(n, run_id, dtype=np.int64),
-                                    "dataset": [dataset] * n, **scores})
-        m = len(metrics["tp"])
-        insert_rows(con, "metrics", {"run_id": np.full(m, run_id, dtype=np.int64), **metrics})
-        if method_summary is not None:
-            from maya.evaluation.ranking import save_method_summary
+#: Writers of the study's rows, in :mod:`maya.store.study`; reachable here as before (``store.save_pairset``).
+_STUDY_WRITERS = ("save_pairset", "save_scores_and_metrics")
 
-            save_method_summary(con, run_id, method_summary)
+
+def __getattr__(name):
+    if name in _STUDY_WRITERS:
+        from maya.store import study
+
+        return getattr(study, name)
+    raise AttributeError(f"module 'maya.store' has no attribute {name!r}")

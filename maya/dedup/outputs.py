@@ -1,0 +1,80 @@
+"""Step 7 of dedup: the report (a JSON-ready dict) and the files a user asked for (JSON, CSV, HTML).
+
+The report (also the JSON of ``maya dedup --json``)::
+
+    {"groups": [{"keep": path,
+                 "members": [{"path": ..., "sha256": ..., "phash_distance": int,
+                              "clip_similarity": float | None, "exact": bool}, ...],
+                 "chained": bool, "weakest_link": {...} | None}, ...],
+     "errors": [{"path": ..., "error": "<reason>: <detail>"}, ...]}
+
+``members`` lists every file of the group, the kept one first (distance 0 to itself); scores are to
+the kept file. ``exact``: byte-identical to another member. ``clip_similarity`` is None when no
+embedding model was used (``--mode phash``). ``chained``/``weakest_link``: see ``maya.dedup.grouping`` (the link is reported for groups of three or
+more distinct images, else None).
+Paths are exactly as the walk produced them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence
+
+from maya.dedup.groups import DuplicateGroup
+from maya.io import ingest
+from maya.io.atomic import write_atomically
+
+
+def build_report(groups: Sequence[DuplicateGroup], errors: Sequence[ingest.FileProblem]) -> dict:
+    """The JSON-ready report (see the module docstring)."""
+    return {
+        "groups": [
+            {
+                "keep": g.keep.path,
+                "members": [{"path": m.path, "sha256": m.sha256, "phash_distance": m.phash_distance,
+                             "clip_similarity": m.clip_similarity, "exact": m.exact} for m in g.members],
+                "chained": g.chained,
+                "weakest_link": g.weakest_link,
+            }
+            for g in groups
+        ],
+        "errors": [{"path": e.path, "error": e.error} for e in errors],
+    }
+
+
+def write_json(report: dict, path: str | os.PathLike) -> None:
+    """Write the report as JSON (``"-"``: standard output). Written to a temporary file, then renamed.
+
+    Paths with bytes that are not UTF-8 are written as JSON ``\\udcXX`` escapes, which ``json.load``
+    turns back into the same ``str`` (``os.fsencode`` of it is the name on disk).
+    """
+    import json
+
+    text = json.dumps(report, indent=1, ensure_ascii=True) + "\n"
+    if os.fspath(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    write_atomically(path, text.encode("ascii"))
+
+
+def write_outputs(report: dict, groups: Sequence[DuplicateGroup], *, json_path=None, csv_path=None,
+                  html_path=None, progress: bool = False) -> dict:
+    """Write whichever of the JSON report, the CSV and the HTML gallery were asked for.
+
+    Returns ``{"json": path, "csv": path, "html": path}`` for those written.
+    """
+    from maya.report import gallery
+
+    written = {}
+    if json_path:
+        write_json(report, json_path)
+        written["json"] = os.fspath(json_path)
+    if csv_path:
+        gallery.write_csv(groups, csv_path)
+        written["csv"] = os.fspath(csv_path)
+    if html_path:
+        gallery.write_html(groups, report["errors"], html_path, progress=progress)
+        written["html"] = os.fspath(html_path)
+    return written

@@ -1,0 +1,205 @@
+"""The dedup pipeline, once: the library function behind ``maya dedup``, the Prefect flow and Python.
+
+    walk + identify (sha256, incremental) -> decode once: pHash + embedding of what is missing
+    -> candidates (pHash radius search, embedding top-k) -> verify (the decision rule) -> groups -> store
+
+:func:`run_dedup` runs the steps and records the run; :func:`find_duplicates` is the one-call API (the
+report as plain data). Where the batches run is a :class:`Runner`: threads in this process by default;
+``flows/dedup.py`` passes its Prefect tasks (which may run on Dask). Whatever the runner, only this
+process writes DuckDB, each batch in one transaction, so a run killed at any point leaves a consistent
+store and the next run computes only what is missing. Features are cached by content (the same tables as
+the evaluate study), so a second run over the same folders reads no file again and computes nothing new;
+without ``db_path`` the cache is an in-memory database.
+
+Byte-identical files are one image (one sha256) and always one group: ``exact`` duplicates, found without
+decoding anything twice. The steps: ``maya.dedup.files``, ``maya.features.compute_missing``,
+``maya.dedup.candidates``, ``maya.dedup.groups``, ``maya.dedup.outputs``; SQL in ``maya.store.dedup``.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from maya.dedup import candidates, groups as grouping_step
+from maya.dedup.files import Identified, file_errors, identify_files
+from maya.dedup.groups import DuplicateGroup
+from maya.dedup.options import (CLIP_NEIGHBOURS, PHASH_ACCEPT, PHASH_BATCH, PHASH_RADIUS, DedupOptions,
+                                DedupUsageError, check_roots, measured_options)
+from maya.dedup.outputs import build_report
+from maya.io import ingest
+from maya.progress import Progress
+
+@dataclass(frozen=True)
+class Runner:
+    """Where the pipeline's work runs. ``sha256_files(paths)`` and ``image_features(items, want_hash,
+    model, max_pixels, retry_delays)`` submit one batch and return a future (``.result()``) of
+    ``maya.io.ingest.sha256_files`` / ``maya.features.compute_batch``; None: threads in this process.
+    The three steps are called with the step's arguments and return its result (a Prefect task works as
+    is). ``in_flight``: batches submitted ahead of the one being written (memory holds that many)."""
+
+    sha256_files: Callable[[list[str]], Future] | None = None
+    image_features: Callable[..., Future] | None = None
+    candidate_pairs: Callable = candidates.candidate_pairs
+    verify_pairs: Callable = candidates.verify_pairs
+    duplicate_groups: Callable = grouping_step.duplicate_groups
+    in_flight: int = 2
+
+
+@dataclass
+class DedupRun:
+    """Everything a dedup run produced: the report (JSON structure), the groups with file details,
+    the problems, counts, and the run id in the database."""
+
+    report: dict
+    groups: list[DuplicateGroup]
+    errors: list[ingest.FileProblem]
+    counts: dict
+    skipped: dict
+    run_id: int
+    model_id: str | None
+    options: DedupOptions
+
+
+def summarise_counts(identified: Identified, outcome, errors, groups) -> dict:
+    """All the counts of a run in one flat dict (what the CLI prints and the tests check)."""
+    from maya.features import DEDUP_COUNTS
+
+    return {
+        **identified.counts, **outcome.counts_of(DEDUP_COUNTS),
+        "files_failed": len(errors), "groups": len(groups),
+        "duplicate_files": sum(len(g.members) - 1 for g in groups),
+        "reclaimable_bytes": sum(m.size_bytes for g in groups for m in g.members[1:]),
+    }
+
+
+def run_dedup(
+    roots,
+    options: DedupOptions | None = None,
+    *,
+    db_path: str | os.PathLike | None = None,
+    model: str | None = None,
+    device: str | None = None,
+    precision: str = "auto",
+    batch_size: int | None = None,
+    max_pixels: int | None = None,
+    follow_symlinks: bool = False,
+    include_hidden: bool = False,
+    exclude: Sequence[str] = (),
+    progress: bool = False,
+    runner: Runner | None = None,
+    flow_run_id: str | None = None,
+    parameters: dict | None = None,
+) -> DedupRun:
+    """Run every step and record the run in the store (``runs`` and the ``dedup_*`` tables).
+
+    ``db_path``: the DuckDB file that caches file identities and features and records the run
+    (None: an in-memory database, nothing kept). ``exclude``: folders not to enter (see
+    ``maya.io.ingest``). ``runner``: where batches run (:class:`Runner`; default threads here).
+    ``flow_run_id``, ``parameters``: recorded with the run (``runs.flow_run_id``, ``runs.parameters``).
+    Other arguments as in :func:`find_duplicates`.
+    """
+    import duckdb
+
+    from maya import features, store
+    from maya.store import dedup as dedup_store
+
+    runner = runner or Runner()
+    options = (options or DedupOptions()).check()
+    roots = check_roots(roots)
+    if max_pixels is not None and max_pixels < 1:
+        raise DedupUsageError(f"max-pixels must be >= 1, got {max_pixels}")
+    spec, model_id, batch = None, None, batch_size or PHASH_BATCH
+    if options.uses_embeddings:
+        from maya.settings import DEFAULT_MODEL
+
+        spec = features.ModelSpec(model or DEFAULT_MODEL, device, precision or "auto", batch_size)
+        embedder = features.get_embedder(spec)  # fail fast, before reading any file
+        model_id, batch = embedder.model_id, batch_size or embedder.batch_size
+    if db_path is None:
+        con = duckdb.connect(":memory:")
+        store.apply_schema(con)
+    else:
+        con = store.connect(db_path)
+    try:
+        options = measured_options(con, options, spec.name if spec else None, model_id)
+        run_id = dedup_store.start_dedup_run(
+            con, roots, options, model_id,
+            {"model": model if spec else None, "batch_size": batch, "follow_symlinks": follow_symlinks,
+             "include_hidden": include_hidden, **(parameters or {})},
+            flow_run_id=flow_run_id)
+        try:
+            identified = identify_files(con, roots, follow_symlinks=follow_symlinks, include_hidden=include_hidden,
+                                        exclude=exclude, submit=runner.sha256_files, in_flight=runner.in_flight,
+                                        progress=progress)
+            path_of: dict[str, str] = {}
+            for f in identified.files:
+                path_of.setdefault(f.sha256, f.path)
+            outcome = features.compute_missing(
+                con, list(path_of), paths=path_of, model=spec, model_id=model_id, batch_size=batch,
+                max_pixels=max_pixels, submit=runner.image_features, in_flight=runner.in_flight,
+                policy=features.DEDUP_POLICY, progress=lambda total: Progress(total, "features", progress))
+            ok = [s for s in path_of if s not in outcome.problems]
+            images = candidates.load_images(con, ok, model_id if options.uses_embeddings else None)
+            a, b = runner.candidate_pairs(images, options)
+            pairs = runner.verify_pairs(images, a, b, options)
+            groups = runner.duplicate_groups(images, identified.files, pairs, options)
+            errors = file_errors(identified, outcome)
+            counts = summarise_counts(identified, outcome, errors, groups)
+            dedup_store.save_dedup_results(con, run_id, roots, options, images, pairs, groups, errors, counts)
+            store.finish_run(con, run_id, status="completed", counts={**counts, "images_failed": len(errors)})
+        except BaseException:
+            store.finish_run(con, run_id, status="failed")
+            raise
+        return DedupRun(build_report(groups, errors), groups, errors, counts, identified.skipped, run_id,
+                        model_id, options)
+    finally:
+        con.close()
+
+
+def find_duplicates(
+    paths,
+    mode: str = "hybrid",
+    *,
+    model: str | None = None,
+    device: str | None = None,
+    precision: str = "auto",
+    batch_size: int | None = None,
+    phash_accept: int = PHASH_ACCEPT,
+    phash_radius: int = PHASH_RADIUS,
+    clip_verify: float | None = None,
+    clip_strict: float | None = None,
+    clip_k: int = CLIP_NEIGHBOURS,
+    split_chains: bool = False,
+    follow_symlinks: bool = False,
+    include_hidden: bool = False,
+    max_pixels: int | None = None,
+    db_path: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> dict:
+    """Groups of near-duplicate images under ``paths``, as the JSON structure of ``maya dedup --json``.
+
+    Args:
+        paths: a folder or file, or a list of them (searched recursively).
+        mode: ``"hybrid"`` (default), ``"clip"`` or ``"phash"`` (no model is loaded); see ``maya.dedup.options``.
+        model: embedding model for hybrid/clip: hub id, local CLIP folder or ``"efficientnet-lite0"``
+            (default ``maya.settings.DEFAULT_MODEL``). device, precision, batch_size: where and how it runs.
+        phash_accept, phash_radius: bits. clip_verify, clip_strict: cosine similarities. clip_k: embedding
+            neighbours per image. split_chains: cut chained groups at their weakest links.
+        follow_symlinks, include_hidden: walk options (both off by default).
+        max_pixels: largest declared width x height decoded (default ``maya.io.images.DEFAULT_MAX_PIXELS``).
+        db_path: a DuckDB file to cache identities and features in (a second call reads nothing again);
+            None keeps everything in memory.
+        progress: show progress on stderr.
+
+    Returns:
+        ``{"groups": [...], "errors": [...]}`` (``maya.dedup.outputs``). Files that cannot be used are listed
+        under ``errors``; they never raise. Raises :class:`DedupUsageError` for a missing folder or a bad
+        setting, ``maya.embedding.models.ModelLoadError`` when the model cannot be loaded.
+    """
+    options = DedupOptions(mode, phash_accept, phash_radius, clip_verify, clip_strict, clip_k, split_chains)
+    return run_dedup(paths, options, db_path=db_path, model=model, device=device, precision=precision,
+                     batch_size=batch_size, max_pixels=max_pixels, follow_symlinks=follow_symlinks,
+                     include_hidden=include_hidden, progress=progress).report

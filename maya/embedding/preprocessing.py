@@ -1,0 +1,193 @@
+"""Image preprocessing for the embedders: resize the shortest side, centre-crop, normalise, in torch.
+
+Works on uint8 tensors, which matches the Hugging Face processors to within rounding at a fifth
+of the cost. :class:`ImagePreprocessing` takes PIL images (N,) and returns a float tensor
+(N, 3, crop_h, crop_w), normalised by the model's mean and std.
+"""
+
+from __future__ import annotations
+
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import torch
+    from PIL import Image
+
+
+# Bump when the pixels fed to a model change for the same image and weights (resize rule,
+# crop, colour conversion), so that cached embeddings made the old way are not reused.
+PREPROCESS_VERSION = "pp1"
+
+
+def versioned_model_id(base: str, precision: str) -> str:
+    """``base`` (weights identity) + precision when not fp32 + preprocessing version: an embedding cache key."""
+    return base + (f"|{precision}" if precision != "fp32" else "") + f"|{PREPROCESS_VERSION}"
+
+
+_RESAMPLE_MODES = {2: "bilinear", 3: "bicubic"}  # PIL resample codes -> torch interpolate modes
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    """Resize, centre-crop and normalise PIL images into a model's input tensor.
+
+    Same rules as transformers' CLIP image processor: resize so the shortest side is
+    ``shortest_side`` (long side ``int(shortest_side * long / short)``), or to exactly
+    ``resize_hw`` when that is set; centre-crop ``crop_hw`` (zero-padding an image smaller
+    than the crop); scale to [0, 1]; subtract ``mean`` and divide by ``std`` per channel.
+    Transparent images are composited onto white first. Resizing is done in torch on uint8
+    with antialiasing (PIL-compatible filters), so the result differs from the processor's only
+    by rounding.
+    """
+
+    shortest_side: int | None = 224
+    resize_hw: tuple[int, int] | None = None
+    crop_hw: tuple[int, int] | None = (224, 224)
+    mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    resample: str = "bicubic"
+    rescale: float = 1.0 / 255.0
+
+    @classmethod
+    def from_processor_config(cls, config: dict[str, Any]) -> "ImagePreprocessing":
+        """Read a transformers ``preprocessor_config.json`` dict (CLIPImageProcessor style).
+
+        Raises ``ValueError`` for settings this class does not reproduce.
+        """
+        size = config.get("size", 224) if config.get("do_resize", True) else None
+        shortest_side: int | None = None
+        resize_hw: tuple[int, int] | None = None
+        if isinstance(size, int):
+            shortest_side = size
+        elif isinstance(size, dict):
+            if size.get("longest_edge") is not None:
+                raise ValueError(f"resize with a longest_edge limit is not supported: {size}")
+            if size.get("shortest_edge") is not None:
+                shortest_side = int(size["shortest_edge"])
+            elif size.get("height") is not None and size.get("width") is not None:
+                resize_hw = (int(size["height"]), int(size["width"]))
+            else:
+                raise ValueError(f"unsupported resize size: {size}")
+        crop = config.get("crop_size", 224) if config.get("do_center_crop", True) else None
+        crop_hw: tuple[int, int] | None
+        if crop is None:
+            crop_hw = None
+        elif isinstance(crop, int):
+            crop_hw = (crop, crop)
+        else:
+            crop_hw = (int(crop["height"]), int(crop["width"]))
+        resample_code = int(config.get("resample", 3))
+        if resample_code not in _RESAMPLE_MODES:
+            raise ValueError(f"unsupported resample filter {resample_code} (only bilinear=2, bicubic=3)")
+        if config.get("do_normalize", True):
+            mean = tuple(float(v) for v in config.get("image_mean", cls.mean))
+            std = tuple(float(v) for v in config.get("image_std", cls.std))
+        else:
+            mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        rescale = float(config.get("rescale_factor", 1 / 255)) if config.get("do_rescale", True) else 1.0
+        if shortest_side is None and resize_hw is None and crop_hw is None:
+            raise ValueError("a preprocessing with neither resize nor crop gives images of any size")
+        return cls(shortest_side=shortest_side, resize_hw=resize_hw, crop_hw=crop_hw,
+                   mean=mean, std=std,  # type: ignore[arg-type]  # three floats, read from JSON
+                   resample=_RESAMPLE_MODES[resample_code], rescale=rescale)
+
+    @property
+    def output_hw(self) -> tuple[int, int]:
+        """(height, width) of the tensors this produces, in pixels."""
+        if self.crop_hw is not None:
+            return self.crop_hw
+        if self.resize_hw is not None:
+            return self.resize_hw
+        raise ValueError("output size depends on the image: set crop_hw or resize_hw")
+
+    @property
+    def min_source_side(self) -> int:
+        """Smallest source side (pixels) that loses nothing: decode no smaller than this."""
+        if self.resize_hw is not None:
+            return max(self.resize_hw)
+        if self.shortest_side is not None:
+            return self.shortest_side
+        return max(self.output_hw)
+
+    def to_uint8(self, image: "Image.Image") -> "torch.Tensor":
+        """One image resized and cropped: (3, H, W) uint8, not yet normalised."""
+        import torch
+        import torch.nn.functional as F
+
+        image = _as_rgb(image)
+        # (1, 3, h, w) view over the HWC array: channels-last is the fast path of torch's
+        # uint8 antialiased resize.
+        x = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).unsqueeze(0)
+        h, w = x.shape[-2:]
+        target = self._resized_hw(h, w)
+        if target != (h, w):
+            x = F.interpolate(x, size=target, mode=self.resample, antialias=True, align_corners=False)
+        if self.crop_hw is not None:
+            x = _center_crop(x, self.crop_hw)
+        return x[0].contiguous()
+
+    def normalize(self, batch: "torch.Tensor") -> "torch.Tensor":
+        """(N, 3, H, W) uint8 -> float32 normalised, on ``batch``'s device."""
+        import torch
+
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
+        # (x * rescale - mean) / std  ==  x * (rescale / std) - mean / std
+        return torch.addcmul(-mean / std, batch.to(torch.float32), self.rescale / std)
+
+    def __call__(self, images: Sequence["Image.Image"]) -> "torch.Tensor":
+        """(N, 3, H, W) float32 CPU tensor, normalised."""
+        return self.normalize(self.stack_uint8([self.to_uint8(im) for im in images]))
+
+    def stack_uint8(self, tensors: Sequence["torch.Tensor"]) -> "torch.Tensor":
+        """Stack :meth:`to_uint8` outputs into (N, 3, H, W) uint8 (N may be 0)."""
+        import torch
+
+        if not tensors:
+            return torch.empty((0, 3, *self.output_hw), dtype=torch.uint8)
+        return torch.stack(list(tensors))
+
+    def _resized_hw(self, h: int, w: int) -> tuple[int, int]:
+        if self.resize_hw is not None:
+            return self.resize_hw
+        if self.shortest_side is None:
+            return (h, w)
+        s = self.shortest_side
+        # transformers' get_resize_output_image_size: the long side is truncated, not rounded.
+        if w <= h:
+            return (int(s * h / w), s)
+        return (s, int(s * w / h))
+
+
+def _as_rgb(image: "Image.Image") -> "Image.Image":
+    """RGB version of ``image``; transparency is composited onto white, as transformers does."""
+    from PIL import Image
+
+    if image.mode == "RGB":
+        return image
+    if "A" in image.getbands() or image.info.get("transparency") is not None:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _center_crop(x: "torch.Tensor", crop_hw: tuple[int, int]) -> "torch.Tensor":
+    """Centre crop (..., h, w) to ``crop_hw``; zero-pads first where the image is smaller."""
+    import torch.nn.functional as F
+
+    ch, cw = crop_hw
+    h, w = x.shape[-2:]
+    if h < ch or w < cw:
+        pad_h, pad_w = max(ch - h, 0), max(cw - w, 0)
+        top, left = (pad_h + 1) // 2, (pad_w + 1) // 2  # ceil, like transformers
+        x = F.pad(x, (left, pad_w - left, top, pad_h - top))
+        h, w = x.shape[-2:]
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return x[..., top:top + ch, left:left + cw]
+

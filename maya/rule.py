@@ -1,0 +1,84 @@
+"""The one decision rule: is a pair of images a match, given their pHash distance and embedding similarity?
+
+For a pair with pHash distance ``d`` (bits, 0..64; negative = unknown because an image failed) and
+embedding cosine similarity ``s`` (-1..1; NaN = no embedding), a :class:`Rule` says match when
+
+* ``d <= t_accept``                         -- clause ``"phash"``: close enough without asking the model;
+* ``t_accept < d <= t_reject and s >= t_sim`` -- clause ``"phash+clip"``: the model confirms the band;
+* ``s >= t_strict``                         -- clause ``"clip"``: the embedding alone is sure
+  (dedup's embedding-only clause: crops, flips and borders are far apart in pHash);
+
+and never when ``d`` is unknown. ``d > t_reject`` with ``s < t_strict`` is no match. The study's methods
+and dedup's modes are settings of this one rule (``t_accept = -1``: no accept band; ``t_reject = 64``: no
+reject band; ``t_strict = inf``: no embedding-only clause, the study's case):
+
+==================  =============  =============  ===========  ===========
+setting             t_accept       t_reject       t_sim        t_strict
+==================  =============  =============  ===========  ===========
+study phash         t              t              --           inf
+study clip          -1             64             t            inf
+study hybrid        -1             t_h            t_c          inf
+study cascade       t_a            t_r            t_c          inf
+dedup phash         phash_accept   phash_accept   --           inf
+dedup clip          -1             -1             --           clip_strict
+dedup hybrid        phash_accept   phash_radius   clip_verify  clip_strict
+==================  =============  =============  ===========  ===========
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: Clause labels, in the order they are tried (dedup reports the first that accepted a pair).
+CLAUSES = ("phash", "phash+clip", "clip")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Thresholds of the rule: bits for ``t_accept`` / ``t_reject``, cosine similarity for ``t_sim`` /
+    ``t_strict`` (``inf`` or NaN turns a similarity clause off)."""
+
+    t_accept: int
+    t_reject: int
+    t_sim: float = math.inf
+    t_strict: float = math.inf
+
+    def matches(self, d, s=None) -> "np.ndarray":
+        """Bool (N,): whether each pair matches. ``d`` (N,) ints; ``s`` (N,) floats or None (no embeddings)."""
+        import numpy as np  # here, so that reading the thresholds (the CLI's --help) stays light
+
+        d = np.asarray(d)
+        match = d <= self.t_accept
+        if s is not None:
+            s = np.asarray(s, dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                match = match | ((d > self.t_accept) & (d <= self.t_reject) & (s >= self.t_sim))
+                if not _off(self.t_strict):
+                    match = match | (s >= self.t_strict)
+        return (d >= 0) & match
+
+    def clauses(self, d, s=None) -> "np.ndarray":
+        """Object (N,): the first clause that accepted each pair (:data:`CLAUSES`), or ``""`` (no match)."""
+        import numpy as np
+
+        d = np.asarray(d, dtype=np.int64)
+        out = np.full(d.shape, "", dtype=object)
+        known = d >= 0
+        out[known & (d <= self.t_accept)] = "phash"
+        if s is not None:
+            s = np.asarray(s, dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                band = (out == "") & known & (d > self.t_accept) & (d <= self.t_reject) & (s >= self.t_sim)
+                out[band] = "phash+clip"
+                if not _off(self.t_strict):
+                    out[(out == "") & known & (s >= self.t_strict)] = "clip"
+        return out
+
+
+def _off(t: float) -> bool:
+    return t != t or t == math.inf

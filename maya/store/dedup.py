@@ -1,0 +1,147 @@
+"""Dedup's SQL: the run and its results (sql/dedup.sql tables), and the reads the dedup steps make.
+
+Writes: :func:`start_dedup_run` (a ``runs`` row) and :func:`save_dedup_results` (``dedup_pairs``,
+``dedup_groups``, ``dedup_members``, ``dedup_errors``, ``dedup_runs``, one transaction). Reads: the
+thresholds the evaluate study measured for a model, the features of the images to compare (pHash bits,
+pixel sizes, an (n, dim) float32 embedding matrix filled in chunks), which contents already have an
+embedding of a model. Lists of sha256 are joined as registered numpy columns, never spliced into SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+import numpy as np
+
+from maya import store
+from maya.io.ingest import path_text
+
+
+def measured_thresholds(con, model_id: str):
+    """``(run_id, cascade val clip threshold, clip val clip threshold, clip threshold at precision 0.99)``
+    of the latest completed evaluate run of ``model_id`` (``runs.model``), or None when there is none."""
+    return con.execute(
+        """
+        SELECT r.run_id,
+               (SELECT clip_threshold FROM metrics m WHERE m.run_id = r.run_id AND m.selected
+                    AND m.split = 'val' AND m.method = 'cascade'),
+               (SELECT clip_threshold FROM metrics m WHERE m.run_id = r.run_id AND m.selected
+                    AND m.split = 'val' AND m.method = 'clip'),
+               (SELECT threshold_at_p99 FROM method_summary s WHERE s.run_id = r.run_id
+                    AND s.split = 'val' AND s.method = 'clip')
+        FROM runs r WHERE r.flow = 'evaluate' AND r.status = 'completed' AND r.model = ?
+        ORDER BY r.run_id DESC LIMIT 1
+        """, [model_id]).fetchone()
+
+
+def embedded_shas(con, shas: Sequence[str], model_id: str) -> set[str]:
+    """The contents among ``shas`` that have an embedding of ``model_id`` (no vector is read)."""
+    _maya_q = {"sha256": np.array(list(shas), dtype=object)}  # noqa: F841
+    if not shas:
+        return set()
+    return {s for (s,) in con.execute(
+        "SELECT e.sha256 FROM embeddings e JOIN _maya_q q USING (sha256) WHERE e.model = ?", [model_id]).fetchall()}
+
+
+def image_sizes(con, shas: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(width, height)`` int64 (n,) of ``shas``, in order, pixels after EXIF orientation (0 if unknown)."""
+    _maya_q = {"sha256": np.array(list(shas), dtype=object), "pos": np.arange(len(shas), dtype=np.int64)}  # noqa: F841
+    size = con.execute("SELECT q.pos, i.width, i.height FROM _maya_q q LEFT JOIN images i USING (sha256)").fetchnumpy()
+    width = np.zeros(len(shas), dtype=np.int64)
+    height = np.zeros(len(shas), dtype=np.int64)
+    if len(shas):
+        width[size["pos"]] = np.nan_to_num(np.asarray(size["width"], dtype=np.float64)).astype(np.int64)
+        height[size["pos"]] = np.nan_to_num(np.asarray(size["height"], dtype=np.float64)).astype(np.int64)
+    return width, height
+
+
+def embedding_matrix(con, shas: Sequence[str], model_id: str, *, chunk: int = 4096) -> np.ndarray:
+    """float32 (n, dim): the embedding of ``model_id`` of each of ``shas`` (zeros where missing), read in
+    chunks of ``chunk`` rows straight into one matrix."""
+    shas = list(shas)
+    dim = con.execute("SELECT dim FROM embeddings WHERE model = ? LIMIT 1", [model_id]).fetchone()
+    vectors = np.zeros((len(shas), dim[0] if dim else 0), dtype=np.float32)
+    for start in range(0, len(shas), chunk):
+        _maya_q = {"sha256": np.array(shas[start:start + chunk], dtype=object),  # noqa: F841
+                   "pos": np.arange(start, min(start + chunk, len(shas)), dtype=np.int64)}
+        got = con.execute("SELECT q.pos, e.vector FROM embeddings e JOIN _maya_q q USING (sha256) "
+                          "WHERE e.model = ?", [model_id]).fetchnumpy()
+        if len(got["pos"]):
+            vectors[got["pos"]] = np.stack(got["vector"]).astype(np.float32)
+    return vectors
+
+
+def start_dedup_run(con, roots: Sequence[str], options, model_id: str | None, parameters: dict,
+                    flow_run_id: str | None = None) -> int:
+    """Add a ``runs`` row (flow 'dedup', status 'running'); earlier dedup runs still 'running' are marked
+    'interrupted' by :func:`maya.store.start_run`. ``options``: a ``maya.dedup.options.DedupOptions``."""
+    params = {"roots": [path_text(r) for r in roots], **options.as_dict(), **parameters}
+    return store.start_run(con, flow="dedup", dataset=None, model=model_id, parameters=params,
+                           flow_run_id=flow_run_id)
+
+
+def save_dedup_results(con, run_id: int, roots: Sequence[str], options, images, pairs, groups: Sequence,
+                       errors: Sequence, counts: dict) -> None:
+    """Write the run's pairs, groups, members and errors (sql/dedup.sql) in one transaction.
+
+    ``images``: ``maya.dedup.candidates.Images``; ``pairs``: ``Pairs`` (indices into ``images``);
+    ``groups``: ``maya.dedup.groups.DuplicateGroup``; ``errors``: ``maya.io.ingest.FileProblem``.
+    """
+    pt = path_text
+    with store.transaction(con):
+        # pairs by content, the smaller sha256 first; indices are turned into sha256 inside DuckDB, so
+        # no Python string is made per pair
+        p = len(pairs)
+        _maya_shas = {"k": np.arange(len(images.sha256), dtype=np.int64),  # noqa: F841
+                      "sha256": np.array(images.sha256, dtype=object)}
+        _maya_pairs = {"a": pairs.a.astype(np.int64), "b": pairs.b.astype(np.int64),  # noqa: F841
+                       "d": pairs.phash_distance.astype(np.int64), "s": pairs.clip_similarity.astype(np.float64),
+                       "rule": pairs.rule}
+        if p:
+            con.execute(
+                "INSERT INTO dedup_pairs (run_id, a, b, phash_distance, clip_similarity, rule) "
+                "SELECT ?, least(x.sha256, y.sha256), greatest(x.sha256, y.sha256), p.d, "
+                "CASE WHEN isnan(p.s) THEN NULL ELSE p.s END, p.rule "
+                "FROM _maya_pairs p JOIN _maya_shas x ON x.k = p.a JOIN _maya_shas y ON y.k = p.b",
+                [run_id])
+        gid = np.arange(1, len(groups) + 1, dtype=np.int64)
+        store.insert_rows(con, "dedup_groups", {
+            "run_id": np.full(len(groups), run_id, dtype=np.int64), "group_id": gid,
+            "keep_path": [pt(g.keep.path) for g in groups],
+            "files": np.array([len(g.members) for g in groups], dtype=np.int64),
+            "images": np.array([len({m.sha256 for m in g.members}) for g in groups], dtype=np.int64),
+            "reclaimable_bytes": np.array([sum(m.size_bytes for m in g.members[1:]) for g in groups], dtype=np.int64),
+            "chained": np.array([g.chained for g in groups], dtype=bool),
+            "split": np.array([g.split for g in groups], dtype=bool),
+            "weakest_a": [pt(g.weakest_link["a"]) if g.weakest_link else None for g in groups],
+            "weakest_b": [pt(g.weakest_link["b"]) if g.weakest_link else None for g in groups],
+            "weakest_phash_distance": np.array([g.weakest_link["phash_distance"] if g.weakest_link else np.nan
+                                                for g in groups], dtype=np.float64),
+            "weakest_clip_similarity": np.array([(g.weakest_link or {}).get("clip_similarity") or np.nan
+                                                 for g in groups], dtype=np.float64),
+        })
+        rows = [(k + 1, i == 0, m) for k, g in enumerate(groups) for i, m in enumerate(g.members)]
+        store.insert_rows(con, "dedup_members", {
+            "run_id": np.full(len(rows), run_id, dtype=np.int64),
+            "group_id": np.array([r[0] for r in rows], dtype=np.int64),
+            "path": [pt(r[2].path) for r in rows], "sha256": [r[2].sha256 for r in rows],
+            "keep": np.array([r[1] for r in rows], dtype=bool),
+            "phash_distance": np.array([r[2].phash_distance for r in rows], dtype=np.int64),
+            "clip_similarity": np.array([np.nan if r[2].clip_similarity is None else r[2].clip_similarity
+                                         for r in rows], dtype=np.float64),
+            "exact": np.array([r[2].exact for r in rows], dtype=bool),
+        })
+        store.insert_rows(con, "dedup_errors", {
+            "run_id": np.full(len(errors), run_id, dtype=np.int64),
+            "path": [pt(e.path) for e in errors], "reason": [e.reason for e in errors],
+            "error": [e.error for e in errors],
+        })
+        con.execute(
+            "INSERT INTO dedup_runs (run_id, roots, mode, files_found, files_read, files_reused, files_failed, "
+            "images, pairs, groups, duplicate_files, reclaimable_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [run_id, json.dumps([pt(r) for r in roots]), options.mode, counts.get("files_found", 0),
+             counts.get("files_read", 0), counts.get("files_reused", 0), len(errors), len(images.sha256), p,
+             len(groups), sum(len(g.members) - 1 for g in groups),
+             sum(m.size_bytes for g in groups for m in g.members[1:])],
+        )
