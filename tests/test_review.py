@@ -359,6 +359,13 @@ def test_a_change_needs_the_token_header_not_just_the_cookie(client, reviewed):
     assert _rows(data, "SELECT decision FROM review_decisions") == [("confirm",)]
 
 
+def test_the_review_server_imports_neither_prefect_nor_torch():
+    code = ("import sys; import maya.review.server, maya.review.session, maya.cli.review, maya.pairs.review; "
+            "bad = [m for m in ('prefect', 'torch', 'transformers') if m in sys.modules]; assert not bad, bad")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
 def test_a_port_in_use_is_a_usage_error():
     from maya.review.server import PortError, listen
 
