@@ -234,6 +234,10 @@ def cmd_pairs_import(args) -> int:
     info = store.dataset_info(con, args.dataset)
     if info is not None and not args.replace:
         raise UsageError(f"dataset {args.dataset!r} exists ({info['pairs']} pairs); pass --replace or use another name")
+    if args.from_review or not args.csv:  # maya.cli.review: pairs from `maya review` decisions
+        from maya.cli.review import cmd_pairs_import_review
+
+        return cmd_pairs_import_review(args, con, _report_pairset)
     ps = pairs.import_pairs(args.csv, seed=args.seed)
     store.save_pairset(con, args.dataset, origin="import", source=str(Path(args.csv).resolve()), seed=args.seed,
                        params={"kind": "import"}, pairset=ps, replace=args.replace)
@@ -347,11 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--thumb", type=int, default=160, help="thumbnail size, px")
     sh.set_defaults(func=cmd_pairs_show)
     i = psub.add_parser("import", parents=[common], help="import labelled pairs: CSV with a,b,label[,kind][,split]")
-    i.add_argument("csv")
+    i.add_argument("csv", nargs="?", help="CSV file (or --from-review)")
     i.add_argument("--dataset", required=True)
     i.add_argument("--seed", type=int, default=0, help="seed for the val/test split when the CSV has none")
     i.add_argument("--replace", action="store_true")
     i.set_defaults(func=cmd_pairs_import)
+    from maya.cli.review import add_from_review_flags, add_review_parser
+
+    add_from_review_flags(i)
 
     q = sub.add_parser("sql", parents=[common], help="run SQL (or a named query from sql/queries) on the store")
     q.add_argument("query", nargs="?")
@@ -362,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dedup_parser(sub, [common, model])
     add_report_parser(sub, [common])
     add_orchestration_parsers(sub, [common])
+    add_review_parser(sub, [common])
 
     c = sub.add_parser("config", parents=[common, model], help="print the settings a run will use")
     c.set_defaults(func=cmd_config)
