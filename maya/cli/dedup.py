@@ -58,6 +58,10 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
                          f"val threshold for precision >= 0.99, else {lib.CLIP_STRICT} for CLIP)")
     th.add_argument("--clip-k", type=int, default=lib.CLIP_NEIGHBOURS, metavar="K",
                     help="model neighbours looked at per image (default %(default)s)")
+    th.add_argument("--calibration", metavar="DATASET|RUN",
+                    help="take the similarity thresholds from this evaluate run (id) or dataset's latest evaluate "
+                         "run of the model, at pair precision >= 0.999 on its val split (default: the model's "
+                         "built-in thresholds, measured on collection benchmarks)")
     th.add_argument("--split-chains", action="store_true",
                     help="cut chained groups (A~B~C with A far from C) at their weakest links")
     walk = p.add_argument_group("walking")
@@ -121,12 +125,13 @@ def _cmd_dedup(args) -> int:
                             device=settings.device, precision=settings.precision, batch_size=settings.batch_size,
                             max_pixels=args.max_pixels or settings.max_pixels, follow_symlinks=args.follow_symlinks,
                             include_hidden=args.include_hidden, exclude=exclude, dask_address=args.dask_address,
-                            progress=True, **options.as_dict(), **outputs)
+                            progress=True, calibration=args.calibration, **options.as_dict(), **outputs)
     else:
         run = lib.run_dedup(roots, options, db_path=settings.db_path, model=settings.model, device=settings.device,
                             precision=settings.precision, batch_size=settings.batch_size,
                             max_pixels=args.max_pixels or settings.max_pixels, follow_symlinks=args.follow_symlinks,
-                            include_hidden=args.include_hidden, exclude=exclude, progress=True)
+                            include_hidden=args.include_hidden, exclude=exclude, progress=True,
+                            calibration=args.calibration)
         written = lib.write_outputs(run.report, run.groups, progress=True, **outputs)
         summary = {"run_id": run.run_id, "report": run.report, "counts": run.counts, "skipped": run.skipped,
                    "model_id": run.model_id, "options": run.options.as_dict(), "outputs": written}
@@ -187,7 +192,8 @@ def print_summary(summary: dict, *, out=None, show_groups: bool = True, max_erro
             "clip": f"similarity >= {opts['clip_strict']:.3f}",
             "hybrid": f"pHash d <= {opts['phash_accept']}, or d <= {opts['phash_radius']} and similarity >= "
                       f"{opts['clip_verify']:.3f}, or similarity >= {opts['clip_strict']:.3f}"}[opts["mode"]]
-    p(f"match rule: {rule}")
+    source = report.get("rule", {}).get("source")
+    p(f"match rule: {rule}" + (f" (source: {source})" if source else ""))
     p(f"files: {c['files_found']:,} found, {c['files_read']:,} read, {c['files_reused']:,} unchanged (not read); "
       f"{c['images']:,} distinct contents")
     emb = ""

@@ -8,8 +8,8 @@ distinct images with pHash distance d (bits) and embedding cosine similarity s:
 * ``hybrid``: d <= phash_accept, or (d <= phash_radius and s >= clip_verify), or s >= clip_strict.
   The last clause keeps crops, flips and borders, which are far apart in pHash.
 
-The embedding thresholds left as None are filled by :func:`measured_options` from the evaluate study of
-the same model in the same store, else per-model fallbacks.
+The embedding thresholds left as None are filled by :func:`resolve_thresholds`: from the model's built-in
+defaults, or from a study the user names (``--calibration``), never silently from the latest evaluate run.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class DedupOptions:
     mode: str = "hybrid"
     phash_accept: int = PHASH_ACCEPT
     phash_radius: int = PHASH_RADIUS
-    clip_verify: float | None = None  # None: as measured by the study (measured_options)
+    clip_verify: float | None = None  # None: as measured by the study (resolve_thresholds)
     clip_strict: float | None = None
     clip_k: int = CLIP_NEIGHBOURS
     split_chains: bool = False
@@ -71,7 +71,7 @@ class DedupOptions:
     @property
     def rule(self) -> Rule:
         """This mode as a setting of the one decision rule (:mod:`maya.rule`). A similarity threshold still
-        None (not yet measured, see :func:`measured_options`) turns its clause off."""
+        None (not yet measured, see :func:`resolve_thresholds`) turns its clause off."""
         inf = math.inf
         verify = inf if self.clip_verify is None else float(self.clip_verify)
         strict = inf if self.clip_strict is None else float(self.clip_strict)
@@ -85,7 +85,7 @@ class DedupOptions:
         """Return self, or raise :class:`DedupUsageError` naming the bad setting.
 
         ``clip_verify`` / ``clip_strict`` may be None: "as measured by the study" (see
-        :func:`measured_options`), resolved once the model is known."""
+        :func:`resolve_thresholds`), resolved once the model is known."""
         import numpy as np
         if self.mode not in MODES:
             raise DedupUsageError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
@@ -112,34 +112,83 @@ class DedupOptions:
                 "clip_k": int(self.clip_k), "split_chains": bool(self.split_chains)}
 
 
-def measured_options(con, options: DedupOptions, model_name: str | None, model_id: str | None) -> DedupOptions:
-    """Fill the embedding thresholds the caller left as None with what the evaluate study measured.
+#: Pair precision the calibration point must hold on the named study's val split (``--calibration``): a
+#: collection has orders of magnitude more negative pairs than positive ones, so a point that is F1-best on
+#: the study's balanced pairs lets through enough wrong edges to chain groups (issue 13).
+CALIBRATION_PRECISION = 0.999
 
-    From the latest completed evaluate run of the same model (``runs.model`` = ``model_id``) in this store:
-    ``clip_verify`` = the cascade's similarity threshold chosen on val, ``clip_strict`` = the CLIP-only
-    threshold that reached precision >= 0.99 on val (``method_summary``), else its F1-best one. Without
-    such a run: per-model fallbacks (:data:`MODEL_FALLBACKS`), then the CLIP defaults.
+
+@dataclass(frozen=True)
+class RuleSource:
+    """Where a run's embedding thresholds came from, in words (the summary and the JSON say it)."""
+
+    text: str  # e.g. "built-in defaults for efficientnet-lite0"
+    evaluate_run: int | None = None  # the evaluate run calibrated on, if any
+
+
+def describe_rule(options: DedupOptions) -> str:
+    """The rule of ``options`` in one line of words (bits, cosine)."""
+    if options.mode == "phash":
+        return f"pHash d <= {options.phash_accept}"
+    strict = "off" if options.clip_strict is None else f"{options.clip_strict:.3f}"
+    if options.mode == "clip":
+        return f"similarity >= {strict}"
+    verify = "off" if options.clip_verify is None else f"{options.clip_verify:.3f}"
+    return (f"pHash d <= {options.phash_accept}, or d <= {options.phash_radius} and similarity >= {verify}, "
+            f"or similarity >= {strict}")
+
+
+def resolve_thresholds(con, options: DedupOptions, model_name: str | None, model_id: str | None,
+                       calibration: str | None = None) -> tuple[DedupOptions, RuleSource]:
+    """Fill the embedding thresholds the caller left as None, and say where they came from.
+
+    Only from a *named* source, never from whatever evaluate run happens to be latest:
+
+    * ``calibration`` (``--calibration DATASET|RUN``): the completed evaluate run with that id, or the latest
+      completed evaluate run of that dataset with this model; its val split gives the lowest similarity
+      thresholds that hold pair precision >= :data:`CALIBRATION_PRECISION` (:func:`maya.store.dedup.
+      calibrated_thresholds`): embedding-only pairs for ``clip_strict``, pairs in the pHash band for
+      ``clip_verify``.
+    * else the model's built-in defaults (:data:`MODEL_FALLBACKS`, measured on collection benchmarks),
+      else the generic CLIP-like defaults.
+
+    Thresholds given explicitly win over both. Raises :class:`DedupUsageError` for a calibration that names
+    no completed evaluate run of this model.
     """
     from dataclasses import replace
 
-    if options.clip_verify is not None and options.clip_strict is not None:
-        return options
+    given = [n for n in ("clip_verify", "clip_strict") if getattr(options, n) is not None]
+    if not options.uses_embeddings:
+        return options, RuleSource("pHash thresholds (built-in defaults or flags); no model")
     verify = strict = None
-    if model_id is not None:
+    if calibration is not None:
         from maya.store import dedup as dedup_store
 
-        row = dedup_store.measured_thresholds(con, model_id)
-        if row is not None:
-            verify = row[1]
-            strict = row[3] if row[3] is not None and row[3] == row[3] else row[2]
-            if strict is not None and verify is not None:
-                strict = max(strict, verify)
-    fallback = MODEL_FALLBACKS.get(model_name or "", (CLIP_VERIFY, CLIP_STRICT))
+        run_id = dedup_store.calibration_run(con, str(calibration), model_id)
+        if run_id is None:
+            raise DedupUsageError(
+                f"--calibration {calibration}: no completed evaluate run of model {model_id} with that id or dataset "
+                f"(run `maya evaluate --dataset NAME` with this model first)")
+        verify, strict = dedup_store.calibrated_thresholds(con, run_id, options.phash_accept, options.phash_radius,
+                                                           CALIBRATION_PRECISION)
+        source = RuleSource(f"calibration: evaluate run {run_id}, val pairs at precision >= {CALIBRATION_PRECISION}",
+                            run_id)
+    elif model_name in MODEL_FALLBACKS:
+        verify, strict = MODEL_FALLBACKS[model_name]
+        source = RuleSource(f"built-in defaults for {model_name}")
+    else:
+        verify, strict = CLIP_VERIFY, CLIP_STRICT
+        source = RuleSource("built-in defaults for CLIP-like models (not measured for this model; "
+                            "--calibration DATASET names a study to take them from)")
+    if len(given) == 2:
+        source = RuleSource("thresholds given as flags")
+    elif given:
+        source = RuleSource(f"{source.text}; {given[0].replace('_', '-')} given as a flag", source.evaluate_run)
     return replace(
         options,
-        clip_verify=options.clip_verify if options.clip_verify is not None else (verify if verify is not None else fallback[0]),
-        clip_strict=options.clip_strict if options.clip_strict is not None else (strict if strict is not None else fallback[1]),
-    ).check()
+        clip_verify=options.clip_verify if options.clip_verify is not None else verify,
+        clip_strict=options.clip_strict if options.clip_strict is not None else strict,
+    ).check(), source
 
 
 def check_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
