@@ -119,16 +119,18 @@ def main(argv=None) -> int:
             weak = sorted((f / n, k) for k, (n, f) in m.kind_recall.items() if n)[:8]
             print("  weakest kinds: " + ", ".join(f"{k} {x:.2f}" for x, k in weak))
         if args.sweep:
-            print("sweep (clip_verify, clip_strict): precision recall F1 largest mixed")
-            for verify in (0.5, 0.6, 0.7, 0.8):
-                for strict in (0.6, 0.7, 0.75, 0.8, 0.85, 0.9):
-                    if strict < verify:
-                        continue
-                    r = coll.evaluate_collection(db, dataset, DedupOptions(clip_verify=verify, clip_strict=strict),
-                                                 model=args.model, save=False)
-                    m = r.metrics
-                    print(f"  {verify:.2f} {strict:.2f}: {m.precision:.4f} {m.recall:.4f} {m.f1:.4f} "
-                          f"{m.largest_group} {m.mixed_groups}")
+            print("sweep (grouping, phash_accept, clip_verify, clip_strict): precision recall F1 largest mixed")
+            for grouping in ("star", "components"):
+                for accept in (4, 8):
+                    for verify in (0.7, 0.8, 0.9):
+                        for strict in (0.8, 0.85, 0.9, 0.93, 0.95):
+                            if strict < verify:
+                                continue
+                            o = DedupOptions(phash_accept=accept, clip_verify=verify, clip_strict=strict,
+                                             grouping=grouping)
+                            m = coll.evaluate_collection(db, dataset, o, model=args.model, save=False).metrics
+                            print(f"  {grouping:10s} {accept} {verify:.2f} {strict:.2f}: {m.precision:.4f} "
+                                  f"{m.recall:.4f} {m.f1:.4f} {m.largest_group} {m.mixed_groups}", flush=True)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -62,6 +62,9 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
                     help="take the similarity thresholds from this evaluate run (id) or dataset's latest evaluate "
                          "run of the model, at pair precision >= 0.999 on its val split (default: the model's "
                          "built-in thresholds, measured on collection benchmarks)")
+    th.add_argument("--grouping", choices=lib.GROUPINGS, default="star",
+                    help="star (default): every member is a direct near-duplicate of the kept file, so weak "
+                         "chains cannot merge groups; components: connected components of accepted pairs")
     th.add_argument("--split-chains", action="store_true",
                     help="cut chained groups (A~B~C with A far from C) at their weakest links")
     walk = p.add_argument_group("walking")
@@ -102,7 +105,7 @@ def _cmd_dedup(args) -> int:
     if args.yes and not (args.move_to or args.link):
         raise lib.DedupUsageError("--yes only goes with --move-to DIR or --link")
     options = lib.DedupOptions(args.mode, args.phash_accept, args.phash_radius, args.clip_verify, args.clip_strict,
-                               args.clip_k, args.split_chains).check()
+                               args.clip_k, args.split_chains, args.grouping).check()
     roots = lib.check_roots(args.dirs)
     if args.max_pixels is not None and args.max_pixels < 1:
         raise lib.DedupUsageError(f"--max-pixels must be >= 1, got {args.max_pixels}")

@@ -81,7 +81,8 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
         return decide(d, sim, options) != ""
 
     groups = grouping.group_pairs(n, pairs.a, pairs.b, strength(pairs.a, pairs.b), rank=rank,
-                                  accepts=accepts, split_chains=options.split_chains)
+                                  accepts=accepts, split_chains=options.split_chains,
+                                  method=options.grouping)
     grouped = set()
     out = []
     for g in groups:

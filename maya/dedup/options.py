@@ -24,6 +24,9 @@ from maya.hashing import DEFAULT
 from maya.rule import Rule
 
 MODES = ("hybrid", "clip", "phash")
+#: How accepted pairs become groups: stars around hubs, every member a direct match of the kept file
+#: (``maya.dedup.stars``, the default: it cannot chain), or connected components (chains flagged).
+GROUPINGS = ("star", "components")
 
 # Default thresholds. The pHash numbers come from the evaluate study (`maya demo`): light edits of the
 # demo photos (resize, re-encode, colour, blur, noise, small overlays) stay within 0-8 bits, distinct
@@ -63,6 +66,7 @@ class DedupOptions:
     clip_strict: float | None = None
     clip_k: int = CLIP_NEIGHBOURS
     split_chains: bool = False
+    grouping: str = "star"
 
     @property
     def uses_embeddings(self) -> bool:
@@ -101,6 +105,8 @@ class DedupOptions:
                 continue
             if not isinstance(v, (int, float, np.floating)) or not -1.0 <= float(v) <= 1.0 or v != v:
                 raise DedupUsageError(f"{name.replace('_', '-')} must be a cosine similarity in -1..1, got {v!r}")
+        if self.grouping not in GROUPINGS:
+            raise DedupUsageError(f"unknown grouping {self.grouping!r}: use one of {', '.join(GROUPINGS)}")
         if isinstance(self.clip_k, bool) or not isinstance(self.clip_k, (int, np.integer)) or self.clip_k < 1:
             raise DedupUsageError(f"clip-k must be a whole number >= 1, got {self.clip_k!r}")
         return self
@@ -109,7 +115,8 @@ class DedupOptions:
         return {"mode": self.mode, "phash_accept": int(self.phash_accept), "phash_radius": int(self.phash_radius),
                 "clip_verify": None if self.clip_verify is None else float(self.clip_verify),
                 "clip_strict": None if self.clip_strict is None else float(self.clip_strict),
-                "clip_k": int(self.clip_k), "split_chains": bool(self.split_chains)}
+                "clip_k": int(self.clip_k), "split_chains": bool(self.split_chains),
+                "grouping": self.grouping}
 
 
 #: Pair precision the calibration point must hold on the named study's val split (``--calibration``): a
