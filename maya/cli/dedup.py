@@ -62,6 +62,9 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
                     help="take the similarity thresholds from this evaluate run (id) or dataset's latest evaluate "
                          "run of the model, at pair precision >= 0.999 on its val split (default: the model's "
                          "built-in thresholds, measured on collection benchmarks)")
+    th.add_argument("--clip-veto", type=float, default=None, metavar="SIM",
+                    help="a pHash accept (d <= phash-accept) whose similarity is below this is no match: the model "
+                         "vetoes it (default: the model's built-in value, or from --calibration)")
     th.add_argument("--grouping", choices=lib.GROUPINGS, default="star",
                     help="star (default): every member is a direct near-duplicate of the kept file, so weak "
                          "chains cannot merge groups; components: connected components of accepted pairs")
@@ -105,7 +108,8 @@ def _cmd_dedup(args) -> int:
     if args.yes and not (args.move_to or args.link):
         raise lib.DedupUsageError("--yes only goes with --move-to DIR or --link")
     options = lib.DedupOptions(args.mode, args.phash_accept, args.phash_radius, args.clip_verify, args.clip_strict,
-                               args.clip_k, args.split_chains, args.grouping).check()
+                               args.clip_k, args.split_chains, args.grouping,
+                               args.clip_veto).check()
     roots = lib.check_roots(args.dirs)
     if args.max_pixels is not None and args.max_pixels < 1:
         raise lib.DedupUsageError(f"--max-pixels must be >= 1, got {args.max_pixels}")
@@ -191,10 +195,10 @@ def print_summary(summary: dict, *, out=None, show_groups: bool = True, max_erro
     model = f", model {summary['model_id']}" if summary.get("model_id") else ""
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(f"dedup run {summary['run_id']}: mode {opts['mode']}{model}")
-    rule = {"phash": f"pHash d <= {opts['phash_accept']}",
-            "clip": f"similarity >= {opts['clip_strict']:.3f}",
-            "hybrid": f"pHash d <= {opts['phash_accept']}, or d <= {opts['phash_radius']} and similarity >= "
-                      f"{opts['clip_verify']:.3f}, or similarity >= {opts['clip_strict']:.3f}"}[opts["mode"]]
+    from maya.dedup.options import DedupOptions, describe_rule
+
+    known = {k: v for k, v in opts.items() if k in DedupOptions.__dataclass_fields__}
+    rule = report.get("rule", {}).get("text") or describe_rule(DedupOptions(**known))
     source = report.get("rule", {}).get("source")
     p(f"match rule: {rule}" + (f" (source: {source})" if source else ""))
     p(f"files: {c['files_found']:,} found, {c['files_read']:,} read, {c['files_reused']:,} unchanged (not read); "

@@ -38,10 +38,18 @@ PHASH_ACCEPT = 8  # bits: d <= this is a duplicate without asking the model
 PHASH_RADIUS = 16  # bits: hybrid asks the model about pairs with PHASH_ACCEPT < d <= this
 CLIP_VERIFY = 0.90  # cosine similarity a pHash candidate needs (hybrid), when the study has no number
 CLIP_STRICT = 0.95  # cosine similarity at which embedding neighbours match on their own (clip, hybrid)
+CLIP_VETO = 0.60  # a pHash accept whose similarity is below this is no match: the model disagrees strongly
 #: Fallbacks per embedding family when the store holds no evaluate run of the model. Similarities are not
 #: comparable across models: efficientnet-lite0's copies score 0.885-0.985 against their originals and
 #: different photos at most 0.35 on the demo photos, while CLIP puts unrelated photos at 0.5-0.8.
-MODEL_FALLBACKS = {"efficientnet-lite0": (0.80, 0.85)}
+#: Values: (clip_verify, clip_strict, clip_veto). efficientnet-lite0's were chosen on the collection benchmark
+#: (benchmarks/bench_collection.py --photos a --tiles 2 --sweep: the even half of the bundled photos, each cut
+#: into left / right halves = 24 originals, 8 edits + 2 chains each, 263 files): with star grouping,
+#: (0.80, 0.95) was the highest-F1 point holding pairwise precision >= 0.99 (P 1.000, R 0.629, F1 0.772),
+#: where the old (0.80, 0.85) gave P 0.714, R 0.712; they are reported on the odd half (README). The veto,
+#: 0.30, sits below every pHash-accepted true pair's similarity there (lowest: 0.366, two pixelated copies)
+#: and above the 0.15 of distinct near-blank pictures that share a pHash (issue 13).
+MODEL_FALLBACKS = {"efficientnet-lite0": (0.80, 0.95, 0.30)}
 CLIP_NEIGHBOURS = 16  # nearest neighbours per image looked at for the embedding-only clause
 
 #: Images per feature batch (decode + pHash + embed, one transaction) when no model sets it.
@@ -67,6 +75,7 @@ class DedupOptions:
     clip_k: int = CLIP_NEIGHBOURS
     split_chains: bool = False
     grouping: str = "star"
+    clip_veto: float | None = None  # a pHash accept with similarity below this is no match (None: resolved)
 
     @property
     def uses_embeddings(self) -> bool:
@@ -83,7 +92,8 @@ class DedupOptions:
             return Rule(int(self.phash_accept), int(self.phash_accept))
         if self.mode == "clip":
             return Rule(-1, -1, inf, strict)  # no pHash clause, no band: the embedding alone decides
-        return Rule(int(self.phash_accept), int(self.phash_radius), verify, strict)
+        veto = -inf if self.clip_veto is None else float(self.clip_veto)
+        return Rule(int(self.phash_accept), int(self.phash_radius), verify, strict, veto)
 
     def check(self) -> "DedupOptions":
         """Return self, or raise :class:`DedupUsageError` naming the bad setting.
@@ -99,7 +109,7 @@ class DedupOptions:
                 raise DedupUsageError(f"{name.replace('_', '-')} must be a whole number of bits in 0..{DEFAULT.bits}, got {v!r}")
         if self.mode == "hybrid" and self.phash_radius < self.phash_accept:
             raise DedupUsageError(f"phash-radius ({self.phash_radius}) must be >= phash-accept ({self.phash_accept})")
-        for name in ("clip_verify", "clip_strict"):
+        for name in ("clip_verify", "clip_strict", "clip_veto"):
             v = getattr(self, name)
             if v is None:
                 continue
@@ -116,7 +126,8 @@ class DedupOptions:
                 "clip_verify": None if self.clip_verify is None else float(self.clip_verify),
                 "clip_strict": None if self.clip_strict is None else float(self.clip_strict),
                 "clip_k": int(self.clip_k), "split_chains": bool(self.split_chains),
-                "grouping": self.grouping}
+                "grouping": self.grouping,
+                "clip_veto": None if self.clip_veto is None else float(self.clip_veto)}
 
 
 #: Pair precision the calibration point must hold on the named study's val split (``--calibration``): a
@@ -141,7 +152,8 @@ def describe_rule(options: DedupOptions) -> str:
     if options.mode == "clip":
         return f"similarity >= {strict}"
     verify = "off" if options.clip_verify is None else f"{options.clip_verify:.3f}"
-    return (f"pHash d <= {options.phash_accept}, or d <= {options.phash_radius} and similarity >= {verify}, "
+    veto = "" if options.clip_veto is None else f" (unless similarity < {options.clip_veto:.3f})"
+    return (f"pHash d <= {options.phash_accept}{veto}, or d <= {options.phash_radius} and similarity >= {verify}, "
             f"or similarity >= {strict}")
 
 
@@ -164,10 +176,10 @@ def resolve_thresholds(con, options: DedupOptions, model_name: str | None, model
     """
     from dataclasses import replace
 
-    given = [n for n in ("clip_verify", "clip_strict") if getattr(options, n) is not None]
+    names = ("clip_verify", "clip_strict", "clip_veto")
+    given = [n for n in names if getattr(options, n) is not None]
     if not options.uses_embeddings:
         return options, RuleSource("pHash thresholds (built-in defaults or flags); no model")
-    verify = strict = None
     if calibration is not None:
         from maya.store import dedup as dedup_store
 
@@ -176,26 +188,24 @@ def resolve_thresholds(con, options: DedupOptions, model_name: str | None, model
             raise DedupUsageError(
                 f"--calibration {calibration}: no completed evaluate run of model {model_id} with that id or dataset "
                 f"(run `maya evaluate --dataset NAME` with this model first)")
-        verify, strict = dedup_store.calibrated_thresholds(con, run_id, options.phash_accept, options.phash_radius,
-                                                           CALIBRATION_PRECISION)
+        values = dedup_store.calibrated_thresholds(con, run_id, options.phash_accept, options.phash_radius,
+                                                   CALIBRATION_PRECISION)
         source = RuleSource(f"calibration: evaluate run {run_id}, val pairs at precision >= {CALIBRATION_PRECISION}",
                             run_id)
     elif model_name in MODEL_FALLBACKS:
-        verify, strict = MODEL_FALLBACKS[model_name]
+        values = MODEL_FALLBACKS[model_name]
         source = RuleSource(f"built-in defaults for {model_name}")
     else:
-        verify, strict = CLIP_VERIFY, CLIP_STRICT
+        values = (CLIP_VERIFY, CLIP_STRICT, CLIP_VETO)
         source = RuleSource("built-in defaults for CLIP-like models (not measured for this model; "
                             "--calibration DATASET names a study to take them from)")
-    if len(given) == 2:
+    if len(given) == len(names):
         source = RuleSource("thresholds given as flags")
     elif given:
-        source = RuleSource(f"{source.text}; {given[0].replace('_', '-')} given as a flag", source.evaluate_run)
-    return replace(
-        options,
-        clip_verify=options.clip_verify if options.clip_verify is not None else verify,
-        clip_strict=options.clip_strict if options.clip_strict is not None else strict,
-    ).check(), source
+        flags = ", ".join(n.replace("_", "-") for n in given)
+        source = RuleSource(f"{source.text}; {flags} given as flags", source.evaluate_run)
+    filled = {n: getattr(options, n) if getattr(options, n) is not None else v for n, v in zip(names, values)}
+    return replace(options, **filled).check(), source
 
 
 def check_roots(roots: Iterable[str | os.PathLike]) -> list[str]:

@@ -48,11 +48,13 @@ def _lowest_threshold(sim: np.ndarray, label: np.ndarray, target: float) -> floa
 
 
 def calibrated_thresholds(con, run_id: int, phash_accept: int, phash_radius: int,
-                          target: float) -> tuple[float, float]:
-    """``(clip_verify, clip_strict)`` from evaluate run ``run_id``'s val pairs: the lowest similarities that
+                          target: float) -> tuple[float, float, float]:
+    """``(clip_verify, clip_strict, clip_veto)`` from evaluate run ``run_id``'s val pairs: the lowest similarities that
     keep pair precision >= ``target`` for pairs in the pHash band (``phash_accept < d <= phash_radius``) and
     for all pairs (embedding only). A side where no threshold holds the target is off (1.0 + the largest
-    similarity seen); a band with no pairs takes the embedding-only threshold."""
+    similarity seen); a band with no pairs takes the embedding-only threshold. ``clip_veto``: 0.05 below the
+    lowest similarity of a val positive that pHash accepts (``d <= phash_accept``), so no val positive is
+    vetoed; never above ``clip_verify``."""
     rows = con.execute(
         "SELECT s.phash_distance, s.clip_similarity, p.label FROM scores s JOIN pairs p "
         "ON p.dataset = s.dataset AND p.pair_id = s.pair_id WHERE s.run_id = ? AND p.split = 'val' "
@@ -66,7 +68,10 @@ def calibrated_thresholds(con, run_id: int, phash_accept: int, phash_radius: int
     band = (d > phash_accept) & (d <= phash_radius)
     verify = _lowest_threshold(sim[band], label[band], target) if band.any() else strict
     verify = off if verify is None else verify
-    return min(verify, strict), strict
+    verify = min(verify, strict)
+    accepted = label & (d <= phash_accept)
+    veto = float(sim[accepted].min()) - 0.05 if accepted.any() else -1.0
+    return verify, strict, min(veto, verify)
 
 
 def embedded_shas(con, shas: Sequence[str], model_id: str) -> set[str]:
