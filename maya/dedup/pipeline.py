@@ -195,6 +195,8 @@ def find_duplicates(
     db_path: str | os.PathLike | None = None,
     progress: bool = False,
     calibration: str | None = None,
+    grouping: str = "star",
+    clip_veto: float | None = None,
 ) -> dict:
     """Groups of near-duplicate images under ``paths``, as the JSON structure of ``maya dedup --json``.
 
@@ -210,6 +212,8 @@ def find_duplicates(
         db_path: a DuckDB file to cache identities and features in (a second call reads nothing again);
             None keeps everything in memory.
         progress: show progress on stderr.
+        grouping: ``"star"`` (every member a direct match of the kept file) or ``"components"``.
+        clip_veto: a pHash accept with a similarity below this is no match (None: the model's default).
         calibration: an evaluate run id or dataset in ``db_path`` whose val pairs set the similarity
             thresholds left None (default: the model's built-in defaults).
 
@@ -218,7 +222,8 @@ def find_duplicates(
         under ``errors``; they never raise. Raises :class:`DedupUsageError` for a missing folder or a bad
         setting, ``maya.embedding.models.ModelLoadError`` when the model cannot be loaded.
     """
-    options = DedupOptions(mode, phash_accept, phash_radius, clip_verify, clip_strict, clip_k, split_chains)
+    options = DedupOptions(mode, phash_accept, phash_radius, clip_verify, clip_strict, clip_k, split_chains,
+                           grouping, clip_veto)
     return run_dedup(paths, options, db_path=db_path, model=model, device=device, precision=precision,
                      batch_size=batch_size, max_pixels=max_pixels, follow_symlinks=follow_symlinks,
                      include_hidden=include_hidden, progress=progress, calibration=calibration).report
