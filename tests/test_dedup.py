@@ -41,8 +41,10 @@ def test_phash_mode_finds_the_ground_truth_groups(corpus):
         assert g["members"][0]["path"] == g["keep"] and g["members"][0]["phash_distance"] == 0
         assert Path(g["keep"]).parent.name != "copies"  # a copy is never older than its source
         for m in g["members"]:
-            assert set(m) == {"path", "sha256", "phash_distance", "clip_similarity", "exact"}
+            assert set(m) == {"path", "sha256", "phash_distance", "clip_similarity", "exact", "clause"}
             assert m["exact"] == (m["path"] in corpus.exact)
+            assert m["clause"] == ("keep" if m["path"] == g["keep"] else
+                                   "exact" if m["sha256"] == g["members"][0]["sha256"] else "phash")
             assert m["clip_similarity"] is None and 0 <= m["phash_distance"] <= dedup.PHASH_ACCEPT
             assert re.fullmatch(r"[0-9a-f]{64}", m["sha256"])
     errors = {e["path"]: e["error"] for e in report["errors"]}

@@ -27,6 +27,10 @@ class Member:
     height: int
     size_bytes: int
     mtime: float
+    #: what admitted it, to the kept file: "keep" (the kept file), "exact" (byte-identical to the kept
+    #: file), "phash", "phash+clip", "clip" (the rule's clause, :mod:`maya.rule`), or "chained" (not
+    #: accepted directly with the kept file: only in a chained group of ``--grouping components``)
+    clause: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,10 +79,13 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
             return pair_similarity(images.vectors, a, b)
         return 1.0 - hamming(images.hashes[a], images.hashes[b]).astype(np.float64) / float(DEFAULT.bits)
 
-    def accepts(x, y):
+    def accepts_clause(x, y):
         d = hamming(images.hashes[x], images.hashes[y]).astype(np.int64)
         sim = pair_similarity(images.vectors, x, y) if use_sim else None
-        return decide(d, sim, options) != ""
+        return decide(d, sim, options)
+
+    def accepts(x, y):
+        return accepts_clause(x, y) != ""
 
     groups = grouping.group_pairs(n, pairs.a, pairs.b, strength(pairs.a, pairs.b), rank=rank,
                                   accepts=accepts, split_chains=options.split_chains,
@@ -89,23 +96,27 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
         grouped.update(int(x) for x in g.items)
         # with two images the weakest link is the only link: reported from three images on
         weakest = g.weakest_link if g.items.size >= 3 else None
-        out.append(_file_group(images, files_of, g.items, g.chained, g.split, weakest, use_sim))
+        out.append(_file_group(images, files_of, g.items, g.chained, g.split, weakest, use_sim, accepts_clause))
     for k in range(n):  # byte-identical files with no other near-duplicate
         if k not in grouped and len(files_of[k]) >= 2:
-            out.append(_file_group(images, files_of, np.array([k]), False, False, None, use_sim))
+            out.append(_file_group(images, files_of, np.array([k]), False, False, None, use_sim, accepts_clause))
     out.sort(key=lambda g: g.keep.path)
     return out
 
 
-def _file_group(images: Images, files_of, items, chained, split, weakest, use_sim) -> DuplicateGroup:
+def _file_group(images: Images, files_of, items, chained, split, weakest, use_sim, clause_of) -> DuplicateGroup:
     import numpy as np
-    from maya.hashing import DEFAULT, hamming
+    from maya.hashing import hamming
 
     rep = int(items[0])
     keep_file = files_of[rep][0]
     members = []
+    others = np.asarray([int(k) for k in items if int(k) != rep], dtype=np.int64)
+    clauses = dict(zip(others.tolist(), clause_of(np.full(others.size, rep, dtype=np.int64), others).tolist())) \
+        if others.size else {}
     for k in items:
         k = int(k)
+        clause = "exact" if k == rep else (clauses.get(k) or "chained")
         d = int(hamming(images.hashes[k], images.hashes[rep]))
         sim = float(np.dot(images.vectors[k], images.vectors[rep])) if use_sim else None
         if use_sim and k == rep:
@@ -113,7 +124,7 @@ def _file_group(images: Images, files_of, items, chained, split, weakest, use_si
         for f in files_of[k]:
             members.append(Member(f.path, f.sha256, d, None if sim is None else round(sim, 6),
                                   len(files_of[k]) >= 2, int(images.width[k]), int(images.height[k]),
-                                  f.size_bytes, f.mtime))
+                                  f.size_bytes, f.mtime, "keep" if f is keep_file else clause))
     keep = next(m for m in members if m.path == keep_file.path)
     rest = sorted((m for m in members if m is not keep),
                   key=lambda m: (m.phash_distance, -(m.clip_similarity or 0.0), m.path))

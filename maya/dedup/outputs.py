@@ -33,7 +33,8 @@ def build_report(groups: Sequence[DuplicateGroup], errors: Sequence[ingest.FileP
             {
                 "keep": g.keep.path,
                 "members": [{"path": m.path, "sha256": m.sha256, "phash_distance": m.phash_distance,
-                             "clip_similarity": m.clip_similarity, "exact": m.exact} for m in g.members],
+                             "clip_similarity": m.clip_similarity, "exact": m.exact, "clause": m.clause}
+                            for m in g.members],
                 "chained": g.chained,
                 "weakest_link": g.weakest_link,
             }

@@ -170,6 +170,7 @@ def save_dedup_results(con, run_id: int, roots: Sequence[str], options, images, 
             "clip_similarity": np.array([np.nan if r[2].clip_similarity is None else r[2].clip_similarity
                                          for r in rows], dtype=np.float64),
             "exact": np.array([r[2].exact for r in rows], dtype=bool),
+            "clause": [r[2].clause for r in rows],
         })
         store.insert_rows(con, "dedup_errors", {
             "run_id": np.full(len(errors), run_id, dtype=np.int64),
