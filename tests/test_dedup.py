@@ -36,8 +36,9 @@ def test_phash_mode_finds_the_ground_truth_groups(corpus):
     grouped = {m["path"] for g in report["groups"] for m in g["members"]}
     assert grouped == {p for p, c in corpus.cluster.items() if not c.startswith("unrelated:")}
     for g in report["groups"]:
-        # the kept file: largest resolution, then largest file, then oldest
+        # the kept file (keep rule "source"): not marked as a copy, then largest resolution, largest file, oldest
         assert g["keep"] == min((m["path"] for m in g["members"]), key=_keep_order)
+        assert g["keep_reason"].startswith("keep rule source")
         assert g["members"][0]["path"] == g["keep"] and g["members"][0]["phash_distance"] == 0
         assert Path(g["keep"]).parent.name != "copies"  # a copy is never older than its source
         for m in g["members"]:
@@ -82,7 +83,7 @@ def _keep_order(path):
     with Image.open(path) as im:
         w, h = im.size
     st = os.stat(path)
-    return (-w * h, -st.st_size, st.st_mtime, path)
+    return (Path(path).parent.name == "copies", -w * h, -st.st_size, st.st_mtime, path)
 
 
 def _all_members(report):
@@ -486,3 +487,32 @@ def _shape(report):
     return ([(g["keep"], [(m["path"], m["phash_distance"], m["exact"],
                            None if m["clip_similarity"] is None else round(m["clip_similarity"], 4))
                           for m in g["members"]]) for g in report["groups"]], report["errors"])
+
+
+def test_the_kept_file_is_the_source_not_a_backup_copy_unless_the_user_says_otherwise(tmp_path):
+    from tests.conftest import photo
+
+    img = photo("coffee", 256)
+    (tmp_path / "a" / "backup").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    img.save(tmp_path / "a" / "backup" / "coffee.png")
+    img.save(tmp_path / "b" / "coffee.png")  # byte-identical, newer, under the second root
+    os.utime(tmp_path / "b" / "coffee.png", (2_000_000_000, 2_000_000_000))
+    img.resize((512, 341)).save(tmp_path / "a" / "coffee-big.png")  # more pixels, first root
+    roots = [str(tmp_path / "a"), str(tmp_path / "b")]
+
+    def kept(**kw):
+        [g] = find_duplicates(roots, mode="phash", **kw)["groups"]
+        return os.path.relpath(g["keep"], tmp_path), g["keep_reason"]
+
+    assert kept() == ("a/coffee-big.png", "keep rule source: under an earlier root on the command line")
+    assert kept(keep="largest")[0] == "a/coffee-big.png"
+    assert kept(prefer=["*/b/*"]) == ("b/coffee.png", "keep rule source: matches --prefer")
+    assert kept(keep="newest") == ("b/coffee.png", "keep rule newest: newest")
+    # without the bigger copy: of two byte-identical files the one outside backup/ is kept, though it is newer
+    os.remove(tmp_path / "a" / "coffee-big.png")
+    assert kept() == ("b/coffee.png", "keep rule source: not in a folder or under a name that marks a copy")
+    assert kept(keep="oldest")[0] == "a/backup/coffee.png"
+    assert kept(keep="first-root")[0] == "a/backup/coffee.png"
+    with pytest.raises(DedupUsageError, match="keep rule"):
+        find_duplicates(roots, mode="phash", keep="biggest")

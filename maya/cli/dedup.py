@@ -70,6 +70,14 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
                          "chains cannot merge groups; components: connected components of accepted pairs")
     th.add_argument("--split-chains", action="store_true",
                     help="cut chained groups (A~B~C with A far from C) at their weakest links")
+    kp = p.add_argument_group("which file of a group is kept")
+    kp.add_argument("--keep", choices=("source", "largest", "oldest", "newest", "first-root"), default="source",
+                    help="source (default): the file that looks like the original: not under a folder or name "
+                         "marking a copy (backup, copies, 'x (1).jpg', ...), then an earlier root on the command "
+                         "line, then most pixels; largest: most pixels; oldest / newest: by mtime; first-root: "
+                         "an earlier root first")
+    kp.add_argument("--prefer", action="append", default=[], metavar="GLOB",
+                    help="keep a file whose path matches GLOB first, whatever --keep says (repeatable)")
     walk = p.add_argument_group("walking")
     walk.add_argument("--follow-symlinks", action="store_true", help="follow symbolic links (off by default)")
     walk.add_argument("--include-hidden", action="store_true", help="include files and folders whose name starts with '.'")
@@ -109,7 +117,7 @@ def _cmd_dedup(args) -> int:
         raise lib.DedupUsageError("--yes only goes with --move-to DIR or --link")
     options = lib.DedupOptions(args.mode, args.phash_accept, args.phash_radius, args.clip_verify, args.clip_strict,
                                args.clip_k, args.split_chains, args.grouping,
-                               args.clip_veto).check()
+                               args.clip_veto, args.keep, tuple(args.prefer)).check()
     roots = lib.check_roots(args.dirs)
     if args.max_pixels is not None and args.max_pixels < 1:
         raise lib.DedupUsageError(f"--max-pixels must be >= 1, got {args.max_pixels}")

@@ -12,9 +12,9 @@ spanning tree on edge ``strength``): the link whose removal separates the looses
 representative, the same test) until every part passes; this is single-linkage splitting, so the
 parts are exactly the components that remain after removing the weakest spanning-tree links.
 
-Representative: the best item by :func:`representative_rank`: largest resolution (pixels), then
-largest file, then oldest (smallest mtime), then the smallest path (so ties break the same way on
-every run).
+Representative: the item of smallest ``rank``; dedup ranks items by its keep rule (``maya.dedup.keep``);
+:func:`representative_rank` is the plain "largest" order (pixels, bytes, oldest, path). With
+``method="star"`` groups are stars instead of components (``maya.dedup.stars``): never chained.
 """
 
 from __future__ import annotations

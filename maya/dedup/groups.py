@@ -41,6 +41,7 @@ class DuplicateGroup:
     chained: bool
     split: bool
     weakest_link: dict | None  # {"a", "b", "phash_distance", "clip_similarity"}
+    keep_reason: str = ""  # why members[0] is the one kept (maya.dedup.keep.keep_reason)
 
     @property
     def keep(self) -> Member:
@@ -48,11 +49,14 @@ class DuplicateGroup:
 
 
 def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs: Pairs,
-                     options: DedupOptions) -> list[DuplicateGroup]:
+                     options: DedupOptions, roots: Sequence[str] = ()) -> list[DuplicateGroup]:
     """Groups of files from accepted pairs (plus byte-identical files), with the file to keep first.
 
-    Sorted by the kept file's path.
+    The file kept is chosen by ``options.keep`` / ``options.prefer`` (:mod:`maya.dedup.keep`; ``roots``: the
+    folders searched, in command-line order). Sorted by the kept file's path.
     """
+    from maya.dedup.keep import keep_order
+
     import numpy as np
     from maya.hashing import DEFAULT, hamming
 
@@ -62,16 +66,19 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
         k = index_of.get(f.sha256)
         if k is not None:
             files_of[k].append(f)
-    for fl in files_of:
-        fl.sort(key=lambda f: (f.mtime, f.path))  # oldest first, then by path: the one kept of exact copies
+    pixels = images.width * images.height
+
+    def key_of(k: int, f) -> tuple:
+        return keep_order(options.keep, f.path, int(pixels[k]), f.size_bytes, f.mtime, roots, options.prefer)
+
+    for k, fl in enumerate(files_of):
+        fl.sort(key=lambda f: key_of(k, f))  # the one kept of byte-identical copies first
     n = len(images.sha256)
-    best = [fl[0] if fl else None for fl in files_of]
-    rank = grouping.representative_rank(
-        images.width * images.height,
-        [f.size_bytes if f else 0 for f in best],
-        [f.mtime if f else np.nan for f in best],
-        [f.path if f else "" for f in best],
-    )
+    best_keys = [key_of(k, fl[0]) if fl else None for k, fl in enumerate(files_of)]
+    order = sorted((k for k in range(n) if best_keys[k] is not None), key=lambda k: best_keys[k])
+    order += [k for k in range(n) if best_keys[k] is None]
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.asarray(order, dtype=np.int64)] = np.arange(n)
     use_sim = options.uses_embeddings and images.vectors is not None
 
     def strength(a, b):
@@ -100,6 +107,13 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     for k in range(n):  # byte-identical files with no other near-duplicate
         if k not in grouped and len(files_of[k]) >= 2:
             out.append(_file_group(images, files_of, np.array([k]), False, False, None, use_sim, accepts_clause))
+    from dataclasses import replace
+
+    from maya.dedup.keep import keep_reason
+
+    keys = {f.path: key_of(k, f) for k, fl in enumerate(files_of) for f in fl}
+    out = [replace(g, keep_reason=keep_reason(options.keep, keys[g.keep.path], [keys[m.path] for m in g.members[1:]]))
+           for g in out]
     out.sort(key=lambda g: g.keep.path)
     return out
 

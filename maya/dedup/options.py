@@ -76,6 +76,8 @@ class DedupOptions:
     split_chains: bool = False
     grouping: str = "star"
     clip_veto: float | None = None  # a pHash accept with similarity below this is no match (None: resolved)
+    keep: str = "source"  # which file of a group is kept: maya.dedup.keep.KEEP_POLICIES
+    prefer: tuple[str, ...] = ()  # globs: a matching file is kept first (--prefer, repeatable)
 
     @property
     def uses_embeddings(self) -> bool:
@@ -115,6 +117,12 @@ class DedupOptions:
                 continue
             if not isinstance(v, (int, float, np.floating)) or not -1.0 <= float(v) <= 1.0 or v != v:
                 raise DedupUsageError(f"{name.replace('_', '-')} must be a cosine similarity in -1..1, got {v!r}")
+        from maya.dedup.keep import KEEP_POLICIES
+
+        if self.keep not in KEEP_POLICIES:
+            raise DedupUsageError(f"unknown keep rule {self.keep!r}: use one of {', '.join(KEEP_POLICIES)}")
+        if isinstance(self.prefer, (str, bytes)) or not all(isinstance(g, str) and g for g in self.prefer):
+            raise DedupUsageError(f"prefer must be a list of non-empty globs, got {self.prefer!r}")
         if self.grouping not in GROUPINGS:
             raise DedupUsageError(f"unknown grouping {self.grouping!r}: use one of {', '.join(GROUPINGS)}")
         if isinstance(self.clip_k, bool) or not isinstance(self.clip_k, (int, np.integer)) or self.clip_k < 1:
@@ -127,7 +135,8 @@ class DedupOptions:
                 "clip_strict": None if self.clip_strict is None else float(self.clip_strict),
                 "clip_k": int(self.clip_k), "split_chains": bool(self.split_chains),
                 "grouping": self.grouping,
-                "clip_veto": None if self.clip_veto is None else float(self.clip_veto)}
+                "clip_veto": None if self.clip_veto is None else float(self.clip_veto),
+                "keep": self.keep, "prefer": list(self.prefer)}
 
 
 #: Pair precision the calibration point must hold on the named study's val split (``--calibration``): a

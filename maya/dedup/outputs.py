@@ -32,6 +32,7 @@ def build_report(groups: Sequence[DuplicateGroup], errors: Sequence[ingest.FileP
         "groups": [
             {
                 "keep": g.keep.path,
+                "keep_reason": g.keep_reason,
                 "members": [{"path": m.path, "sha256": m.sha256, "phash_distance": m.phash_distance,
                              "clip_similarity": m.clip_similarity, "exact": m.exact, "clause": m.clause}
                             for m in g.members],

@@ -159,7 +159,7 @@ def run_dedup(
             images = candidates.load_images(con, ok, model_id if options.uses_embeddings else None)
             a, b = runner.candidate_pairs(images, options)
             pairs = runner.verify_pairs(images, a, b, options)
-            groups = runner.duplicate_groups(images, identified.files, pairs, options)
+            groups = runner.duplicate_groups(images, identified.files, pairs, options, roots)
             errors = file_errors(identified, outcome)
             counts = summarise_counts(identified, outcome, errors, groups)
             dedup_store.save_dedup_results(con, run_id, roots, options, images, pairs, groups, errors, counts)
@@ -197,6 +197,8 @@ def find_duplicates(
     calibration: str | None = None,
     grouping: str = "star",
     clip_veto: float | None = None,
+    keep: str = "source",
+    prefer: Sequence[str] = (),
 ) -> dict:
     """Groups of near-duplicate images under ``paths``, as the JSON structure of ``maya dedup --json``.
 
@@ -214,6 +216,7 @@ def find_duplicates(
         progress: show progress on stderr.
         grouping: ``"star"`` (every member a direct match of the kept file) or ``"components"``.
         clip_veto: a pHash accept with a similarity below this is no match (None: the model's default).
+        keep, prefer: which file of a group is kept (``maya.dedup.keep``: ``"source"`` by default).
         calibration: an evaluate run id or dataset in ``db_path`` whose val pairs set the similarity
             thresholds left None (default: the model's built-in defaults).
 
@@ -223,7 +226,7 @@ def find_duplicates(
         setting, ``maya.embedding.models.ModelLoadError`` when the model cannot be loaded.
     """
     options = DedupOptions(mode, phash_accept, phash_radius, clip_verify, clip_strict, clip_k, split_chains,
-                           grouping, clip_veto)
+                           grouping, clip_veto, keep, tuple(prefer))
     return run_dedup(paths, options, db_path=db_path, model=model, device=device, precision=precision,
                      batch_size=batch_size, max_pixels=max_pixels, follow_symlinks=follow_symlinks,
                      include_hidden=include_hidden, progress=progress, calibration=calibration).report
