@@ -65,6 +65,41 @@ def test_a_collection_from_the_bundled_photos_has_pinned_grouping_metrics(tmp_pa
     con.close()
     assert row[:3] == ("c", 30, PINNED_TP) and row[3] == pytest.approx(m.f1) and "pHash" in row[4]
     assert kinds == len(m.kind_recall)
+    # the study report shows the collection's metrics
+    from maya.report.study import _collection_section
+
+    con = store.connect(db)
+    h, md = [], []
+    _collection_section(con, {"dataset": "c"}, h, md)
+    con.close()
+    assert "Collection" in h[0] and f"{m.f1:.3f}" in md[0]
+
+
+def test_pairs_collection_command_lays_out_a_built_dataset_and_refuses_an_unknown_one(tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "originals"
+    src.mkdir()
+    for name in ("coffee", "rocket"):
+        photo(name, 128).save(src / f"{name}.png")
+    data = str(tmp_path / "data")
+
+    def maya(*args):
+        return subprocess.run([sys.executable, "-c", "import sys; from maya.cli import main; sys.exit(main())", *args,
+                               "--data-dir", data], capture_output=True, text=True)
+
+    out = maya("pairs", "build", str(src), "--dataset", "d", "--positives", "2", "--chains", "0", "--collection")
+    assert out.returncode == 0, out.stderr
+    assert "collection 'd': 6 files (2 originals" in out.stdout
+    assert len(list((tmp_path / "data" / "collections" / "d").rglob("*.*"))) == 6
+    out = maya("pairs", "collection", "--dataset", "d")
+    assert out.returncode == 2 and "exists" in out.stderr
+    assert maya("pairs", "collection", "--dataset", "d", "--replace").returncode == 0
+    out = maya("pairs", "collection", "--dataset", "nope")
+    assert out.returncode == 2 and "unknown dataset" in out.stderr
+    out = maya("sql", "SELECT kind, count(*) AS n FROM collection_files GROUP BY kind ORDER BY kind", "--format", "csv")
+    assert out.returncode == 0 and "original,2" in out.stdout
 
 
 #: Seed 0, mode phash, the five photos above: 35 of 75 true pairs found, the largest group is all 6 files of
