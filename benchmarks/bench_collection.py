@@ -9,8 +9,8 @@ odd ones of that list, so thresholds can be chosen on one half and reported on t
 library calls (no Prefect): build the pair dataset (``positives`` single edits and ``chains`` chains per
 original, light/medium/strong; negatives) and run the study on it (``maya.evaluation.study.run_study``: pair
 P/R/F1, thresholds chosen on val); lay out the collection (``maya.pairs.collection``: originals + every
-edited copy as files); dedup it (``maya.evaluation.collection``) with the model's built-in defaults and with
-``--calibration`` = this study run. Prints the pair F1 (test split, selected cascade and clip) and, per
+edited copy as files); dedup it (``maya.evaluation.collection``) with the model's built-in defaults, with
+``--calibration`` = this study run, and with the defaults before issue 13 (0.80 / 0.85, connected components). Prints the pair F1 (test split, selected cascade and clip) and, per
 threshold source, the collection's pairwise precision / recall / F1, largest group and weakest kinds.
 ``--sweep`` also prints the grouping metrics over a grid of (clip_verify, clip_strict).
 """
@@ -108,8 +108,11 @@ def main(argv=None) -> int:
               f"({time.perf_counter() - t0:.0f} s); collection: {c.files} files of {c.originals} originals")
         print("pair F1 (test split, thresholds chosen on val): " +
               ", ".join(f"{m} {f:.4f}" for m, f in sorted(f1s.items())))
-        for label, calibration in (("built-in defaults", None), ("--calibration this run", str(study["run_id"]))):
-            r = coll.evaluate_collection(db, dataset, DedupOptions(), model=args.model, calibration=calibration,
+        before = DedupOptions(clip_verify=0.80, clip_strict=0.85, grouping="components")  # the defaults until issue 13
+        for label, calibration, o in (("built-in defaults", None, DedupOptions()),
+                                      ("--calibration this run", str(study["run_id"]), DedupOptions()),
+                                      ("before issue 13: 0.80 / 0.85, components", None, before)):
+            r = coll.evaluate_collection(db, dataset, o, model=args.model, calibration=calibration,
                                          pair_f1=f1s.get("cascade"))
             m = r.metrics
             print(f"grouping [{label}]: precision {m.precision:.4f} recall {m.recall:.4f} F1 {m.f1:.4f} "
