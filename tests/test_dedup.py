@@ -516,3 +516,17 @@ def test_the_kept_file_is_the_source_not_a_backup_copy_unless_the_user_says_othe
     assert kept(keep="first-root")[0] == "a/backup/coffee.png"
     with pytest.raises(DedupUsageError, match="keep rule"):
         find_duplicates(roots, mode="phash", keep="biggest")
+
+
+def test_chained_and_large_groups_are_held_back_from_actions_unless_asked():
+    from maya.dedup.outputs import LARGE_GROUP_FILES, actionable
+
+    member = {"path": "x", "sha256": "s", "phash_distance": 0, "clip_similarity": None, "exact": False}
+    groups = [{"keep": "a", "members": [member] * 3, "chained": True},
+              {"keep": "b", "members": [member] * (LARGE_GROUP_FILES + 1), "chained": False},
+              {"keep": "c", "members": [member] * 2, "chained": False}]
+    report, held = actionable({"groups": groups, "errors": []})
+    assert [g["keep"] for g in report["groups"]] == ["c"]
+    assert [why for _, why in held] == ["chained", f"large ({LARGE_GROUP_FILES + 1} files)"]
+    report, held = actionable({"groups": groups, "errors": []}, include_risky=True)
+    assert len(report["groups"]) == 3 and held == []

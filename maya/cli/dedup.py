@@ -44,6 +44,8 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
                      help="replace every member that is not kept by a link to the kept file (originals go to "
                           "--move-to DIR, or to DATA_DIR/dedup-originals)")
     act.add_argument("--yes", action="store_true", help="really do it (and write an undo manifest)")
+    act.add_argument("--include-chained", action="store_true",
+                     help="also act on chained groups and groups of more than 50 files (held back by default)")
     act.add_argument("--undo", metavar="MANIFEST", help="put back the files of an earlier --yes run, then stop")
     th = p.add_argument_group("thresholds (pHash distances in bits, similarities as cosine)")
     th.add_argument("--phash-accept", type=int, default=lib.PHASH_ACCEPT, metavar="BITS",
@@ -255,7 +257,14 @@ def print_summary(summary: dict, *, out=None, show_groups: bool = True, max_erro
 
 def _act(args, report: dict, settings, out) -> None:
     from maya.dedup import actions
+    from maya.dedup.outputs import actionable
 
+    report, held = actionable(report, args.include_chained)
+    if held:
+        print(f"held back: {len(held):,} chained or large groups are not acted on (--include-chained to include "
+              f"them):", file=out)
+        for g, why in held[:10]:
+            print(f"  keep {_shown(g['keep'])}: {why}", file=out)
     backup = os.path.join(str(settings.data_dir), "dedup-originals") if args.link and not args.move_to else None
     plan = actions.plan_actions(report, move_to=args.move_to, link=args.link, backup_dir=backup)
     if not plan:
