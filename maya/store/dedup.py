@@ -2,7 +2,7 @@
 
 Writes: :func:`start_dedup_run` (a ``runs`` row) and :func:`save_dedup_results` (``dedup_pairs``,
 ``dedup_groups``, ``dedup_members``, ``dedup_errors``, ``dedup_runs``, one transaction). Reads: the
-thresholds the evaluate study measured for a model, the features of the images to compare (pHash bits,
+thresholds a named evaluate run calibrates (``--calibration``), the features of the images to compare (pHash bits,
 pixel sizes, an (n, dim) float32 embedding matrix filled in chunks), which contents already have an
 embedding of a model. Lists of sha256 are joined as registered numpy columns, never spliced into SQL.
 """
