@@ -75,6 +75,7 @@ def test_a_collection_from_the_bundled_photos_has_pinned_grouping_metrics(tmp_pa
     assert "Collection" in h[0] and f"{m.f1:.3f}" in md[0]
 
 
+@pytest.mark.slow  # five CLI processes
 def test_pairs_collection_command_lays_out_a_built_dataset_and_refuses_an_unknown_one(tmp_path):
     import subprocess
     import sys
