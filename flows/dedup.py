@@ -29,7 +29,9 @@ def dedup(paths: list[str], mode: str = "hybrid", data_dir: str | None = None, m
           clip_strict: float | None = None, clip_k: int = CLIP_NEIGHBOURS, split_chains: bool = False,
           follow_symlinks: bool = False, include_hidden: bool = False, exclude: list[str] | None = None,
           max_pixels: int | None = None, json_path: str | None = None, csv_path: str | None = None,
-          html_path: str | None = None, dask_address: str | None = None, progress: bool = False) -> dict:
+          html_path: str | None = None, dask_address: str | None = None, progress: bool = False,
+          calibration: str | None = None, grouping: str = "star", clip_veto: float | None = None,
+          keep: str = "source", prefer: list[str] | None = None) -> dict:
     """Find the duplicate groups under ``paths``; write DuckDB and the requested outputs.
 
     ``exclude``: folders not to enter (Maya's data folder is always left out).
@@ -52,10 +54,12 @@ def dedup_on_cluster(**params) -> dict:
 
 def _dedup(paths, mode, data_dir, model, device, precision, batch_size, phash_accept, phash_radius, clip_verify,
            clip_strict, clip_k, split_chains, follow_symlinks, include_hidden, exclude, max_pixels, json_path,
-           csv_path, html_path, progress, in_flight) -> dict:
+           csv_path, html_path, progress, in_flight, calibration=None, grouping="star",
+           clip_veto=None, keep="source", prefer=None) -> dict:
     from prefect.runtime import flow_run
 
-    options = DedupOptions(mode, phash_accept, phash_radius, clip_verify, clip_strict, clip_k, split_chains)
+    options = DedupOptions(mode, phash_accept, phash_radius, clip_verify, clip_strict, clip_k, split_chains, grouping,
+                           clip_veto, keep, tuple(prefer or ()))
     s = load_settings(data_dir=data_dir, model=model, device=device, precision=precision, batch_size=batch_size)
     max_pixels = max_pixels or s.max_pixels
     runner = lib.Runner(sha256_files=tasks.sha256_files.submit, image_features=feature_tasks.image_features.submit,
@@ -65,7 +69,7 @@ def _dedup(paths, mode, data_dir, model, device, precision, batch_size, phash_ac
                         batch_size=s.batch_size, max_pixels=max_pixels, follow_symlinks=follow_symlinks,
                         include_hidden=include_hidden, exclude=[*(exclude or ()), str(s.data_dir)],
                         progress=progress, runner=runner, flow_run_id=str(flow_run.get_id() or ""),
-                        parameters={"max_pixels": max_pixels})
+                        parameters={"max_pixels": max_pixels}, calibration=calibration)
     if run.errors:
         get_run_logger().info("%d file(s) could not be used, e.g. %s", len(run.errors), run.errors[0].error)
     outputs = lib.write_outputs(run.report, run.groups, json_path=json_path, csv_path=csv_path, html_path=html_path)

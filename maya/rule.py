@@ -3,7 +3,8 @@
 For a pair with pHash distance ``d`` (bits, 0..64; negative = unknown because an image failed) and
 embedding cosine similarity ``s`` (-1..1; NaN = no embedding), a :class:`Rule` says match when
 
-* ``d <= t_accept``                         -- clause ``"phash"``: close enough without asking the model;
+* ``d <= t_accept``                         -- clause ``"phash"``: close enough without asking the model,
+  unless the model disagrees strongly (``s < t_veto``; a known ``s`` only; default ``-inf``: no veto);
 * ``t_accept < d <= t_reject and s >= t_sim`` -- clause ``"phash+clip"``: the model confirms the band;
 * ``s >= t_strict``                         -- clause ``"clip"``: the embedding alone is sure
   (dedup's embedding-only clause: crops, flips and borders are far apart in pHash);
@@ -47,6 +48,7 @@ class Rule:
     t_reject: int
     t_sim: float = math.inf
     t_strict: float = math.inf
+    t_veto: float = -math.inf  # a pHash accept with a known similarity below this is no match
 
     def matches(self, d, s=None) -> "np.ndarray":
         """Bool (N,): whether each pair matches. ``d`` (N,) ints; ``s`` (N,) floats or None (no embeddings)."""
@@ -57,6 +59,7 @@ class Rule:
         if s is not None:
             s = np.asarray(s, dtype=np.float64)
             with np.errstate(invalid="ignore"):
+                match = match & ~(s < self.t_veto)
                 match = match | ((d > self.t_accept) & (d <= self.t_reject) & (s >= self.t_sim))
                 if not _off(self.t_strict):
                     match = match | (s >= self.t_strict)
@@ -73,6 +76,7 @@ class Rule:
         if s is not None:
             s = np.asarray(s, dtype=np.float64)
             with np.errstate(invalid="ignore"):
+                out[(out == "phash") & (s < self.t_veto)] = ""
                 band = (out == "") & known & (d > self.t_accept) & (d <= self.t_reject) & (s >= self.t_sim)
                 out[band] = "phash+clip"
                 if not _off(self.t_strict):

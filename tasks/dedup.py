@@ -34,5 +34,5 @@ def verify_pairs(images: candidates.Images, a, b, options) -> candidates.Pairs:
 
 
 @task(name="duplicate-groups", cache_policy=NO_CACHE)
-def duplicate_groups(images: candidates.Images, files, pairs: candidates.Pairs, options):
-    return groups.duplicate_groups(images, files, pairs, options)
+def duplicate_groups(images: candidates.Images, files, pairs: candidates.Pairs, options, roots=()):
+    return groups.duplicate_groups(images, files, pairs, options, roots)

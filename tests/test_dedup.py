@@ -28,7 +28,7 @@ def corpus(tmp_path_factory):
 
 def test_phash_mode_finds_the_ground_truth_groups(corpus):
     report = find_duplicates(corpus.root, mode="phash")
-    assert set(report) == {"groups", "errors"}
+    assert set(report) == {"groups", "errors", "rule"}
     precision, recall = precision_recall(report, corpus)
     assert (precision, recall) == (1.0, 1.0)
     # 6 originals, each with its edits (and copies); the unrelated photos are in no group
@@ -36,13 +36,16 @@ def test_phash_mode_finds_the_ground_truth_groups(corpus):
     grouped = {m["path"] for g in report["groups"] for m in g["members"]}
     assert grouped == {p for p, c in corpus.cluster.items() if not c.startswith("unrelated:")}
     for g in report["groups"]:
-        # the kept file: largest resolution, then largest file, then oldest
+        # the kept file (keep rule "source"): not marked as a copy, then largest resolution, largest file, oldest
         assert g["keep"] == min((m["path"] for m in g["members"]), key=_keep_order)
+        assert g["keep_reason"].startswith("keep rule source")
         assert g["members"][0]["path"] == g["keep"] and g["members"][0]["phash_distance"] == 0
         assert Path(g["keep"]).parent.name != "copies"  # a copy is never older than its source
         for m in g["members"]:
-            assert set(m) == {"path", "sha256", "phash_distance", "clip_similarity", "exact"}
+            assert set(m) == {"path", "sha256", "phash_distance", "clip_similarity", "exact", "clause"}
             assert m["exact"] == (m["path"] in corpus.exact)
+            assert m["clause"] == ("keep" if m["path"] == g["keep"] else
+                                   "exact" if m["sha256"] == g["members"][0]["sha256"] else "phash")
             assert m["clip_similarity"] is None and 0 <= m["phash_distance"] <= dedup.PHASH_ACCEPT
             assert re.fullmatch(r"[0-9a-f]{64}", m["sha256"])
     errors = {e["path"]: e["error"] for e in report["errors"]}
@@ -80,7 +83,7 @@ def _keep_order(path):
     with Image.open(path) as im:
         w, h = im.size
     st = os.stat(path)
-    return (-w * h, -st.st_size, st.st_mtime, path)
+    return (Path(path).parent.name == "copies", -w * h, -st.st_size, st.st_mtime, path)
 
 
 def _all_members(report):
@@ -238,29 +241,49 @@ def test_decide_is_one_rule_with_three_settings():
     assert dedup.decide(d, s, DedupOptions(mode="clip", clip_strict=0.95)).tolist() == ["", "", "", "clip", ""]
 
 
-def test_embedding_thresholds_default_to_what_the_study_measured(tmp_path):
+def test_thresholds_come_from_built_in_defaults_or_a_named_calibration_never_the_latest_study(tmp_path):
     from maya import store
 
     con = store.connect(tmp_path / "maya.duckdb")
     unset = DedupOptions()
-    # no study in the store: per-model fallbacks, then CLIP's
-    o = dedup.measured_options(con, unset, "efficientnet-lite0", "efficientnet-lite0|pp1")
-    assert (o.clip_verify, o.clip_strict) == dedup.MODEL_FALLBACKS["efficientnet-lite0"]
-    o = dedup.measured_options(con, unset, "some/clip", "some/clip@x|pp1")
-    assert (o.clip_verify, o.clip_strict) == (dedup.CLIP_VERIFY, dedup.CLIP_STRICT)
-    # a completed evaluate run of the same model: its val-selected cascade and CLIP-only thresholds
+    o, src = dedup.resolve_thresholds(con, unset, "efficientnet-lite0", "efficientnet-lite0|pp1")
+    assert (o.clip_verify, o.clip_strict, o.clip_veto) == dedup.MODEL_FALLBACKS["efficientnet-lite0"]
+    assert src.text == "built-in defaults for efficientnet-lite0" and src.evaluate_run is None
+    o, src = dedup.resolve_thresholds(con, unset, "some/clip", "some/clip@x|pp1")
+    assert (o.clip_verify, o.clip_strict, o.clip_veto) == (dedup.CLIP_VERIFY, dedup.CLIP_STRICT, dedup.CLIP_VETO)
+    assert "CLIP-like" in src.text
+    # a completed evaluate run of the model with scored val pairs: 3 positives, 2 negatives
     run = store.start_run(con, flow="evaluate", dataset="d", model="m|pp1", parameters={})
     store.finish_run(con, run, status="completed")
-    store.insert_rows(con, "metrics", {
-        "run_id": [run, run, run], "split": ["val", "val", "test"], "method": ["cascade", "clip", "clip"],
-        "clip_threshold": [0.6, 0.7, 0.7], "selected": [True, True, True],
-        "tp": [1, 1, 1], "fp": [0, 0, 0], "fn": [0, 0, 0], "tn": [1, 1, 1]})
-    o = dedup.measured_options(con, unset, "m", "m|pp1")
-    assert (o.clip_verify, o.clip_strict) == (pytest.approx(0.6), pytest.approx(0.7))
+    sims, labels, dists = [0.99, 0.9, 0.8, 0.7, 0.5], [True, True, False, True, False], [2, 12, 30, 30, 30]
+    con.execute("INSERT INTO datasets (name, origin) VALUES ('d', 'import')")
+    for k, (s_, y, d_) in enumerate(zip(sims, labels, dists)):
+        con.execute("INSERT INTO pairs VALUES ('d', ?, ?, ?, ?, 'x', NULL, 'val', NULL)", [k, f"a{k}", f"b{k}", y])
+        con.execute("INSERT INTO scores VALUES (?, 'd', ?, ?, ?, true, NULL)", [run, k, d_, s_])
+    # the latest study is NOT used unless named
+    o, src = dedup.resolve_thresholds(con, unset, "m", "m|pp1")
+    assert src.evaluate_run is None and "CLIP-like" in src.text
+    for name in (str(run), "d"):
+        o, src = dedup.resolve_thresholds(con, unset, "m", "m|pp1", calibration=name)
+        # precision >= 0.999: only the pairs above the first negative (0.8) -> strict 0.9
+        assert o.clip_strict == pytest.approx(0.9) and src.evaluate_run == run
+        assert o.clip_verify == pytest.approx(0.9)  # the band pair (d 12) is a positive at 0.9
+        assert o.clip_veto == pytest.approx(0.9)  # 0.05 below the pHash-accepted positive (0.99), capped at verify
+        assert f"evaluate run {run}" in src.text
+    with pytest.raises(DedupUsageError, match="no completed evaluate run"):
+        dedup.resolve_thresholds(con, unset, "other", "other|pp1", calibration="d")
     # explicit values always win
-    o = dedup.measured_options(con, DedupOptions(clip_verify=0.5, clip_strict=0.99), "m", "m|pp1")
-    assert (o.clip_verify, o.clip_strict) == (0.5, 0.99)
+    o, src = dedup.resolve_thresholds(con, DedupOptions(clip_verify=0.5, clip_strict=0.99, clip_veto=0.1), "m", "m|pp1")
+    assert (o.clip_verify, o.clip_strict, o.clip_veto) == (0.5, 0.99, 0.1) and src.text == "thresholds given as flags"
     con.close()
+
+
+def test_the_model_vetoes_a_phash_accept_it_disagrees_with_strongly():
+    o = DedupOptions(phash_accept=8, phash_radius=16, clip_verify=0.8, clip_strict=0.95, clip_veto=0.3)
+    d = np.array([0, 0, 0])
+    s = np.array([0.15, 0.5, np.nan])  # the model disagrees; agrees; no embedding (pHash alone decides)
+    assert dedup.decide(d, s, o).tolist() == ["", "phash", "phash"]
+    assert o.rule.matches(d, s).tolist() == [False, True, True]
 
 
 # ---------------------------------------------------------------------------------------------- grouping
@@ -310,15 +333,20 @@ def test_chained_groups_from_real_images_can_be_split(tmp_path):
     for k in range(8):  # steps are 2-8 bits apart, the first and last frame 24 bits
         s = 8 * k
         img.crop((s, s, 512 - s, 512 - s)).resize((256, 256), Image.Resampling.LANCZOS).save(tmp_path / f"zoom{k}.png")
-    chained = find_duplicates(tmp_path, mode="phash", phash_accept=8)
+    chained = find_duplicates(tmp_path, mode="phash", phash_accept=8, grouping="components")
     [g] = chained["groups"]
     assert len(g["members"]) == 8 and g["chained"] and g["weakest_link"] is not None
     assert max(m["phash_distance"] for m in g["members"]) > 8
-    split = find_duplicates(tmp_path, mode="phash", phash_accept=8, split_chains=True)
+    split = find_duplicates(tmp_path, mode="phash", phash_accept=8, split_chains=True, grouping="components")
     assert len(split["groups"]) >= 2
     parts = [m["path"] for part in split["groups"] for m in part["members"]]
     assert len(parts) == len(set(parts)) and set(parts) <= {m["path"] for m in g["members"]}
     for part in split["groups"]:
+        assert not part["chained"] and all(m["phash_distance"] <= 8 for m in part["members"])
+    # the default grouping (stars) never chains: every member is within the rule of the kept file
+    stars = find_duplicates(tmp_path, mode="phash", phash_accept=8)
+    assert len(stars["groups"]) >= 2
+    for part in stars["groups"]:
         assert not part["chained"] and all(m["phash_distance"] <= 8 for m in part["members"])
 
 
@@ -459,3 +487,46 @@ def _shape(report):
     return ([(g["keep"], [(m["path"], m["phash_distance"], m["exact"],
                            None if m["clip_similarity"] is None else round(m["clip_similarity"], 4))
                           for m in g["members"]]) for g in report["groups"]], report["errors"])
+
+
+def test_the_kept_file_is_the_source_not_a_backup_copy_unless_the_user_says_otherwise(tmp_path):
+    from tests.conftest import photo
+
+    img = photo("coffee", 256)
+    (tmp_path / "a" / "backup").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    img.save(tmp_path / "a" / "backup" / "coffee.png")
+    img.save(tmp_path / "b" / "coffee.png")  # byte-identical, newer, under the second root
+    os.utime(tmp_path / "b" / "coffee.png", (2_000_000_000, 2_000_000_000))
+    img.resize((512, 341)).save(tmp_path / "a" / "coffee-big.png")  # more pixels, first root
+    roots = [str(tmp_path / "a"), str(tmp_path / "b")]
+
+    def kept(**kw):
+        [g] = find_duplicates(roots, mode="phash", **kw)["groups"]
+        return os.path.relpath(g["keep"], tmp_path), g["keep_reason"]
+
+    assert kept() == ("a/coffee-big.png", "keep rule source: under an earlier root on the command line")
+    assert kept(keep="largest")[0] == "a/coffee-big.png"
+    assert kept(prefer=["*/b/*"]) == ("b/coffee.png", "keep rule source: matches --prefer")
+    assert kept(keep="newest") == ("b/coffee.png", "keep rule newest: newest")
+    # without the bigger copy: of two byte-identical files the one outside backup/ is kept, though it is newer
+    os.remove(tmp_path / "a" / "coffee-big.png")
+    assert kept() == ("b/coffee.png", "keep rule source: not in a folder or under a name that marks a copy")
+    assert kept(keep="oldest")[0] == "a/backup/coffee.png"
+    assert kept(keep="first-root")[0] == "a/backup/coffee.png"
+    with pytest.raises(DedupUsageError, match="keep rule"):
+        find_duplicates(roots, mode="phash", keep="biggest")
+
+
+def test_chained_and_large_groups_are_held_back_from_actions_unless_asked():
+    from maya.dedup.outputs import LARGE_GROUP_FILES, actionable
+
+    member = {"path": "x", "sha256": "s", "phash_distance": 0, "clip_similarity": None, "exact": False}
+    groups = [{"keep": "a", "members": [member] * 3, "chained": True},
+              {"keep": "b", "members": [member] * (LARGE_GROUP_FILES + 1), "chained": False},
+              {"keep": "c", "members": [member] * 2, "chained": False}]
+    report, held = actionable({"groups": groups, "errors": []})
+    assert [g["keep"] for g in report["groups"]] == ["c"]
+    assert [why for _, why in held] == ["chained", f"large ({LARGE_GROUP_FILES + 1} files)"]
+    report, held = actionable({"groups": groups, "errors": []}, include_risky=True)
+    assert len(report["groups"]) == 3 and held == []

@@ -135,7 +135,29 @@ def cmd_evaluate(args) -> int:
         return _evaluate_repeats(args)
     summary = _run_evaluate_flow(args, dataset=args.dataset, seed=args.seed)
     print_summary(summary)
+    _evaluate_collection(args, summary["run_id"])
     return 0
+
+
+def _evaluate_collection(args, run_id: int) -> None:
+    """On a dataset with a collection (``maya pairs build --collection``): dedup the collection with the
+    thresholds this evaluate run calibrates (``--calibration RUN``) and print its grouping metrics."""
+    from maya import store
+    from maya.evaluation import collection as coll
+
+    s = _settings(args)
+    con = store.connect(s.db_path)
+    try:
+        if not coll.read_truth(con, args.dataset):
+            return
+        pair_f1 = con.execute("SELECT f1 FROM metrics WHERE run_id = ? AND split = 'test' AND method = 'cascade' "
+                              "AND selected", [run_id]).fetchone()
+    finally:
+        con.close()
+    result = coll.evaluate_collection(s.db_path, args.dataset, model=s.model, calibration=str(run_id),
+                                      device=s.device, precision=s.precision, batch_size=s.batch_size,
+                                      pair_f1=pair_f1[0] if pair_f1 else None)
+    print(coll.format_metrics(result))
 
 
 def _evaluate_repeats(args) -> int:
@@ -223,6 +245,33 @@ def cmd_pairs_build(args) -> int:
     store.save_pairset(con, args.dataset, origin="build", source=str(Path(args.source).resolve()), seed=args.seed,
                        params={"kind": "build", **options}, pairset=ps, replace=args.replace)
     _report_pairset(args.dataset, ps)
+    if args.collection:
+        _lay_out(s, con, args.dataset, args.replace)
+    return 0
+
+
+def _lay_out(s, con, dataset: str, replace: bool) -> None:
+    from maya.pairs.collection import lay_out_collection
+
+    c = lay_out_collection(con, dataset, s.data_dir / "collections" / dataset, replace=replace)
+    print(f"collection {dataset!r}: {c.files} files ({c.originals} originals and their edited copies) in {c.root}; "
+          f"`maya evaluate --dataset {dataset}` scores dedup's groups on it")
+
+
+def cmd_pairs_collection(args) -> int:
+    from maya import store
+    from maya.pairs.records import PairsError
+
+    s, con = _pair_store(args)
+    try:
+        if store.dataset_info(con, args.dataset) is None:
+            raise UsageError(f"unknown dataset {args.dataset!r}")
+        try:
+            _lay_out(s, con, args.dataset, args.replace)
+        except PairsError as e:
+            raise UsageError(str(e)) from None
+    finally:
+        con.close()
     return 0
 
 
@@ -344,6 +393,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "pairs inside a group are positives of kind 'semantic'")
     b.add_argument("--model", help="also pick hard negatives by this embedding model (name or folder)")
     b.add_argument("--replace", action="store_true")
+    b.add_argument("--collection", action="store_true",
+                   help="also lay out the originals and their edited copies as files (a collection benchmark "
+                        "under <data-dir>/collections/DATASET, truth in the table collection_files)")
+    col = psub.add_parser("collection", parents=[common],
+                          help="lay out a built dataset's originals and edited copies as a folder (a collection "
+                               "benchmark for `maya evaluate`)")
+    col.add_argument("--dataset", required=True)
+    col.add_argument("--replace", action="store_true", help="lay the folder out again if it exists")
+    col.set_defaults(func=cmd_pairs_collection)
     b.set_defaults(func=cmd_pairs_build)
     sh = psub.add_parser("show", parents=[common], help="contact sheet PNG: one row per transformation kind")
     sh.add_argument("--dataset", required=True)

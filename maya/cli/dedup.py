@@ -44,6 +44,8 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
                      help="replace every member that is not kept by a link to the kept file (originals go to "
                           "--move-to DIR, or to DATA_DIR/dedup-originals)")
     act.add_argument("--yes", action="store_true", help="really do it (and write an undo manifest)")
+    act.add_argument("--include-chained", action="store_true",
+                     help="also act on chained groups and groups of more than 50 files (held back by default)")
     act.add_argument("--undo", metavar="MANIFEST", help="put back the files of an earlier --yes run, then stop")
     th = p.add_argument_group("thresholds (pHash distances in bits, similarities as cosine)")
     th.add_argument("--phash-accept", type=int, default=lib.PHASH_ACCEPT, metavar="BITS",
@@ -58,8 +60,26 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
                          f"val threshold for precision >= 0.99, else {lib.CLIP_STRICT} for CLIP)")
     th.add_argument("--clip-k", type=int, default=lib.CLIP_NEIGHBOURS, metavar="K",
                     help="model neighbours looked at per image (default %(default)s)")
+    th.add_argument("--calibration", metavar="DATASET|RUN",
+                    help="take the similarity thresholds from this evaluate run (id) or dataset's latest evaluate "
+                         "run of the model, at pair precision >= 0.999 on its val split (default: the model's "
+                         "built-in thresholds, measured on collection benchmarks)")
+    th.add_argument("--clip-veto", type=float, default=None, metavar="SIM",
+                    help="a pHash accept (d <= phash-accept) whose similarity is below this is no match: the model "
+                         "vetoes it (default: the model's built-in value, or from --calibration)")
+    th.add_argument("--grouping", choices=lib.GROUPINGS, default="star",
+                    help="star (default): every member is a direct near-duplicate of the kept file, so weak "
+                         "chains cannot merge groups; components: connected components of accepted pairs")
     th.add_argument("--split-chains", action="store_true",
                     help="cut chained groups (A~B~C with A far from C) at their weakest links")
+    kp = p.add_argument_group("which file of a group is kept")
+    kp.add_argument("--keep", choices=("source", "largest", "oldest", "newest", "first-root"), default="source",
+                    help="source (default): the file that looks like the original: not under a folder or name "
+                         "marking a copy (backup, copies, 'x (1).jpg', ...), then an earlier root on the command "
+                         "line, then most pixels; largest: most pixels; oldest / newest: by mtime; first-root: "
+                         "an earlier root first")
+    kp.add_argument("--prefer", action="append", default=[], metavar="GLOB",
+                    help="keep a file whose path matches GLOB first, whatever --keep says (repeatable)")
     walk = p.add_argument_group("walking")
     walk.add_argument("--follow-symlinks", action="store_true", help="follow symbolic links (off by default)")
     walk.add_argument("--include-hidden", action="store_true", help="include files and folders whose name starts with '.'")
@@ -98,7 +118,8 @@ def _cmd_dedup(args) -> int:
     if args.yes and not (args.move_to or args.link):
         raise lib.DedupUsageError("--yes only goes with --move-to DIR or --link")
     options = lib.DedupOptions(args.mode, args.phash_accept, args.phash_radius, args.clip_verify, args.clip_strict,
-                               args.clip_k, args.split_chains).check()
+                               args.clip_k, args.split_chains, args.grouping,
+                               args.clip_veto, args.keep, tuple(args.prefer)).check()
     roots = lib.check_roots(args.dirs)
     if args.max_pixels is not None and args.max_pixels < 1:
         raise lib.DedupUsageError(f"--max-pixels must be >= 1, got {args.max_pixels}")
@@ -121,12 +142,13 @@ def _cmd_dedup(args) -> int:
                             device=settings.device, precision=settings.precision, batch_size=settings.batch_size,
                             max_pixels=args.max_pixels or settings.max_pixels, follow_symlinks=args.follow_symlinks,
                             include_hidden=args.include_hidden, exclude=exclude, dask_address=args.dask_address,
-                            progress=True, **options.as_dict(), **outputs)
+                            progress=True, calibration=args.calibration, **options.as_dict(), **outputs)
     else:
         run = lib.run_dedup(roots, options, db_path=settings.db_path, model=settings.model, device=settings.device,
                             precision=settings.precision, batch_size=settings.batch_size,
                             max_pixels=args.max_pixels or settings.max_pixels, follow_symlinks=args.follow_symlinks,
-                            include_hidden=args.include_hidden, exclude=exclude, progress=True)
+                            include_hidden=args.include_hidden, exclude=exclude, progress=True,
+                            calibration=args.calibration)
         written = lib.write_outputs(run.report, run.groups, progress=True, **outputs)
         summary = {"run_id": run.run_id, "report": run.report, "counts": run.counts, "skipped": run.skipped,
                    "model_id": run.model_id, "options": run.options.as_dict(), "outputs": written}
@@ -183,11 +205,12 @@ def print_summary(summary: dict, *, out=None, show_groups: bool = True, max_erro
     model = f", model {summary['model_id']}" if summary.get("model_id") else ""
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(f"dedup run {summary['run_id']}: mode {opts['mode']}{model}")
-    rule = {"phash": f"pHash d <= {opts['phash_accept']}",
-            "clip": f"similarity >= {opts['clip_strict']:.3f}",
-            "hybrid": f"pHash d <= {opts['phash_accept']}, or d <= {opts['phash_radius']} and similarity >= "
-                      f"{opts['clip_verify']:.3f}, or similarity >= {opts['clip_strict']:.3f}"}[opts["mode"]]
-    p(f"match rule: {rule}")
+    from maya.dedup.options import DedupOptions, describe_rule
+
+    known = {k: v for k, v in opts.items() if k in DedupOptions.__dataclass_fields__}
+    rule = report.get("rule", {}).get("text") or describe_rule(DedupOptions(**known))
+    source = report.get("rule", {}).get("source")
+    p(f"match rule: {rule}" + (f" (source: {source})" if source else ""))
     p(f"files: {c['files_found']:,} found, {c['files_read']:,} read, {c['files_reused']:,} unchanged (not read); "
       f"{c['images']:,} distinct contents")
     emb = ""
@@ -211,7 +234,8 @@ def print_summary(summary: dict, *, out=None, show_groups: bool = True, max_erro
             p(f"  group {k}: keep {_shown(g['keep'])}")
             for m in g["members"][1:]:
                 sim = "" if m["clip_similarity"] is None else f", sim {m['clip_similarity']:.3f}"
-                p(f"           {_shown(m['path'])} (d {m['phash_distance']}{sim}{', exact' if m['exact'] else ''})")
+                p(f"           {_shown(m['path'])} (d {m['phash_distance']}{sim}{', exact' if m['exact'] else ''}"
+                  f"{', by ' + m['clause'] if m.get('clause') else ''})")
         if len(groups) > max_groups:
             p(f"  ... and {len(groups) - max_groups:,} more groups (--json, --csv or --html for all)")
     errors = report["errors"]
@@ -233,7 +257,14 @@ def print_summary(summary: dict, *, out=None, show_groups: bool = True, max_erro
 
 def _act(args, report: dict, settings, out) -> None:
     from maya.dedup import actions
+    from maya.dedup.outputs import actionable
 
+    report, held = actionable(report, args.include_chained)
+    if held:
+        print(f"held back: {len(held):,} chained or large groups are not acted on (--include-chained to include "
+              f"them):", file=out)
+        for g, why in held[:10]:
+            print(f"  keep {_shown(g['keep'])}: {why}", file=out)
     backup = os.path.join(str(settings.data_dir), "dedup-originals") if args.link and not args.move_to else None
     plan = actions.plan_actions(report, move_to=args.move_to, link=args.link, backup_dir=backup)
     if not plan:

@@ -11,8 +11,9 @@ The public names below are importable from ``maya.dedup`` itself; each is loaded
 """
 
 _PUBLIC = {
-    "options": ("MODES", "PHASH_ACCEPT", "PHASH_RADIUS", "CLIP_VERIFY", "CLIP_STRICT", "MODEL_FALLBACKS",
-                "CLIP_NEIGHBOURS", "PHASH_BATCH", "DedupUsageError", "DedupOptions", "measured_options",
+    "options": ("MODES", "GROUPINGS", "PHASH_ACCEPT", "PHASH_RADIUS", "CLIP_VERIFY", "CLIP_STRICT", "CLIP_VETO", "MODEL_FALLBACKS",
+                "CLIP_NEIGHBOURS", "PHASH_BATCH", "DedupUsageError", "DedupOptions", "resolve_thresholds",
+                "RuleSource", "describe_rule", "CALIBRATION_PRECISION",
                 "check_roots"),
     "files": ("Identified", "identify_files", "file_errors"),
     "candidates": ("Images", "load_images", "Pairs", "candidate_pairs", "pair_similarity", "decide",

@@ -12,9 +12,9 @@ spanning tree on edge ``strength``): the link whose removal separates the looses
 representative, the same test) until every part passes; this is single-linkage splitting, so the
 parts are exactly the components that remain after removing the weakest spanning-tree links.
 
-Representative: the best item by :func:`representative_rank`: largest resolution (pixels), then
-largest file, then oldest (smallest mtime), then the smallest path (so ties break the same way on
-every run).
+Representative: the item of smallest ``rank``; dedup ranks items by its keep rule (``maya.dedup.keep``);
+:func:`representative_rank` is the plain "largest" order (pixels, bytes, oldest, path). With
+``method="star"`` groups are stars instead of components (``maya.dedup.stars``): never chained.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ def group_pairs(
     rank: np.ndarray,
     accepts: Accepts | None = None,
     split_chains: bool = False,
+    method: str = "components",
 ) -> list[Group]:
     """Groups (components of two or more items) of ``n`` items joined by accepted pairs.
 
@@ -99,6 +100,8 @@ def group_pairs(
         accepts: ``accepts(x, y) -> bool (len(x),)``: whether items x[k] and y[k] would be accepted
             as a pair directly. None: never chained (no check).
         split_chains: cut chained groups at their weakest links until every part passes.
+        method: ``"components"`` (connected components, checked for chains as above) or ``"star"``
+            (:mod:`maya.dedup.stars`: every member accepted directly with the kept item; never chained).
 
     Returns:
         Groups sorted by their representative's rank.
@@ -109,6 +112,13 @@ def group_pairs(
     rank = np.asarray(rank, dtype=np.int64)
     if a.size == 0:
         return []
+    if method == "star":
+        from maya.dedup.stars import star_groups
+
+        stars = star_groups(n, a, b, strength, rank=rank, accepts=accepts)
+        groups = [Group(items, keeper, weakest, False, False) for items, keeper, weakest in stars]
+        groups.sort(key=lambda g: rank[g.representative])
+        return groups
     labels = connected_components(n, a, b)
     # edges sorted by component, then by (strength desc, a, b) so ties break the same way every run
     edge_order = np.lexsort((b, a, -strength, labels[a]))

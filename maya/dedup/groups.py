@@ -27,6 +27,10 @@ class Member:
     height: int
     size_bytes: int
     mtime: float
+    #: what admitted it, to the kept file: "keep" (the kept file), "exact" (byte-identical to the kept
+    #: file), "phash", "phash+clip", "clip" (the rule's clause, :mod:`maya.rule`), or "chained" (not
+    #: accepted directly with the kept file: only in a chained group of ``--grouping components``)
+    clause: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class DuplicateGroup:
     chained: bool
     split: bool
     weakest_link: dict | None  # {"a", "b", "phash_distance", "clip_similarity"}
+    keep_reason: str = ""  # why members[0] is the one kept (maya.dedup.keep.keep_reason)
 
     @property
     def keep(self) -> Member:
@@ -44,11 +49,14 @@ class DuplicateGroup:
 
 
 def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs: Pairs,
-                     options: DedupOptions) -> list[DuplicateGroup]:
+                     options: DedupOptions, roots: Sequence[str] = ()) -> list[DuplicateGroup]:
     """Groups of files from accepted pairs (plus byte-identical files), with the file to keep first.
 
-    Sorted by the kept file's path.
+    The file kept is chosen by ``options.keep`` / ``options.prefer`` (:mod:`maya.dedup.keep`; ``roots``: the
+    folders searched, in command-line order). Sorted by the kept file's path.
     """
+    from maya.dedup.keep import keep_order
+
     import numpy as np
     from maya.hashing import DEFAULT, hamming
 
@@ -58,16 +66,19 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
         k = index_of.get(f.sha256)
         if k is not None:
             files_of[k].append(f)
-    for fl in files_of:
-        fl.sort(key=lambda f: (f.mtime, f.path))  # oldest first, then by path: the one kept of exact copies
+    pixels = images.width * images.height
+
+    def key_of(k: int, f) -> tuple:
+        return keep_order(options.keep, f.path, int(pixels[k]), f.size_bytes, f.mtime, roots, options.prefer)
+
+    for k, fl in enumerate(files_of):
+        fl.sort(key=lambda f: key_of(k, f))  # the one kept of byte-identical copies first
     n = len(images.sha256)
-    best = [fl[0] if fl else None for fl in files_of]
-    rank = grouping.representative_rank(
-        images.width * images.height,
-        [f.size_bytes if f else 0 for f in best],
-        [f.mtime if f else np.nan for f in best],
-        [f.path if f else "" for f in best],
-    )
+    best_keys = [key_of(k, fl[0]) if fl else None for k, fl in enumerate(files_of)]
+    order = sorted((k for k in range(n) if best_keys[k] is not None), key=lambda k: best_keys[k])
+    order += [k for k in range(n) if best_keys[k] is None]
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.asarray(order, dtype=np.int64)] = np.arange(n)
     use_sim = options.uses_embeddings and images.vectors is not None
 
     def strength(a, b):
@@ -75,36 +86,51 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
             return pair_similarity(images.vectors, a, b)
         return 1.0 - hamming(images.hashes[a], images.hashes[b]).astype(np.float64) / float(DEFAULT.bits)
 
-    def accepts(x, y):
+    def accepts_clause(x, y):
         d = hamming(images.hashes[x], images.hashes[y]).astype(np.int64)
         sim = pair_similarity(images.vectors, x, y) if use_sim else None
-        return decide(d, sim, options) != ""
+        return decide(d, sim, options)
+
+    def accepts(x, y):
+        return accepts_clause(x, y) != ""
 
     groups = grouping.group_pairs(n, pairs.a, pairs.b, strength(pairs.a, pairs.b), rank=rank,
-                                  accepts=accepts, split_chains=options.split_chains)
+                                  accepts=accepts, split_chains=options.split_chains,
+                                  method=options.grouping)
     grouped = set()
     out = []
     for g in groups:
         grouped.update(int(x) for x in g.items)
         # with two images the weakest link is the only link: reported from three images on
         weakest = g.weakest_link if g.items.size >= 3 else None
-        out.append(_file_group(images, files_of, g.items, g.chained, g.split, weakest, use_sim))
+        out.append(_file_group(images, files_of, g.items, g.chained, g.split, weakest, use_sim, accepts_clause))
     for k in range(n):  # byte-identical files with no other near-duplicate
         if k not in grouped and len(files_of[k]) >= 2:
-            out.append(_file_group(images, files_of, np.array([k]), False, False, None, use_sim))
+            out.append(_file_group(images, files_of, np.array([k]), False, False, None, use_sim, accepts_clause))
+    from dataclasses import replace
+
+    from maya.dedup.keep import keep_reason
+
+    keys = {f.path: key_of(k, f) for k, fl in enumerate(files_of) for f in fl}
+    out = [replace(g, keep_reason=keep_reason(options.keep, keys[g.keep.path], [keys[m.path] for m in g.members[1:]]))
+           for g in out]
     out.sort(key=lambda g: g.keep.path)
     return out
 
 
-def _file_group(images: Images, files_of, items, chained, split, weakest, use_sim) -> DuplicateGroup:
+def _file_group(images: Images, files_of, items, chained, split, weakest, use_sim, clause_of) -> DuplicateGroup:
     import numpy as np
-    from maya.hashing import DEFAULT, hamming
+    from maya.hashing import hamming
 
     rep = int(items[0])
     keep_file = files_of[rep][0]
     members = []
+    others = np.asarray([int(k) for k in items if int(k) != rep], dtype=np.int64)
+    clauses = dict(zip(others.tolist(), clause_of(np.full(others.size, rep, dtype=np.int64), others).tolist())) \
+        if others.size else {}
     for k in items:
         k = int(k)
+        clause = "exact" if k == rep else (clauses.get(k) or "chained")
         d = int(hamming(images.hashes[k], images.hashes[rep]))
         sim = float(np.dot(images.vectors[k], images.vectors[rep])) if use_sim else None
         if use_sim and k == rep:
@@ -112,7 +138,7 @@ def _file_group(images: Images, files_of, items, chained, split, weakest, use_si
         for f in files_of[k]:
             members.append(Member(f.path, f.sha256, d, None if sim is None else round(sim, 6),
                                   len(files_of[k]) >= 2, int(images.width[k]), int(images.height[k]),
-                                  f.size_bytes, f.mtime))
+                                  f.size_bytes, f.mtime, "keep" if f is keep_file else clause))
     keep = next(m for m in members if m.path == keep_file.path)
     rest = sorted((m for m in members if m is not keep),
                   key=lambda m: (m.phash_distance, -(m.clip_similarity or 0.0), m.path))

@@ -8,8 +8,8 @@ distinct images with pHash distance d (bits) and embedding cosine similarity s:
 * ``hybrid``: d <= phash_accept, or (d <= phash_radius and s >= clip_verify), or s >= clip_strict.
   The last clause keeps crops, flips and borders, which are far apart in pHash.
 
-The embedding thresholds left as None are filled by :func:`measured_options` from the evaluate study of
-the same model in the same store, else per-model fallbacks.
+The embedding thresholds left as None are filled by :func:`resolve_thresholds`: from the model's built-in
+defaults, or from a study the user names (``--calibration``), never silently from the latest evaluate run.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from maya.hashing import DEFAULT
 from maya.rule import Rule
 
 MODES = ("hybrid", "clip", "phash")
+#: How accepted pairs become groups: stars around hubs, every member a direct match of the kept file
+#: (``maya.dedup.stars``, the default: it cannot chain), or connected components (chains flagged).
+GROUPINGS = ("star", "components")
 
 # Default thresholds. The pHash numbers come from the evaluate study (`maya demo`): light edits of the
 # demo photos (resize, re-encode, colour, blur, noise, small overlays) stay within 0-8 bits, distinct
@@ -35,10 +38,18 @@ PHASH_ACCEPT = 8  # bits: d <= this is a duplicate without asking the model
 PHASH_RADIUS = 16  # bits: hybrid asks the model about pairs with PHASH_ACCEPT < d <= this
 CLIP_VERIFY = 0.90  # cosine similarity a pHash candidate needs (hybrid), when the study has no number
 CLIP_STRICT = 0.95  # cosine similarity at which embedding neighbours match on their own (clip, hybrid)
+CLIP_VETO = 0.60  # a pHash accept whose similarity is below this is no match: the model disagrees strongly
 #: Fallbacks per embedding family when the store holds no evaluate run of the model. Similarities are not
 #: comparable across models: efficientnet-lite0's copies score 0.885-0.985 against their originals and
 #: different photos at most 0.35 on the demo photos, while CLIP puts unrelated photos at 0.5-0.8.
-MODEL_FALLBACKS = {"efficientnet-lite0": (0.80, 0.85)}
+#: Values: (clip_verify, clip_strict, clip_veto). efficientnet-lite0's were chosen on the collection benchmark
+#: (benchmarks/bench_collection.py --photos a --tiles 2 --sweep: the even half of the bundled photos, each cut
+#: into left / right halves = 24 originals, 8 edits + 2 chains each, 263 files): with star grouping,
+#: (0.80, 0.95) was the highest-F1 point holding pairwise precision >= 0.99 (P 1.000, R 0.629, F1 0.772),
+#: where the old (0.80, 0.85) gave P 0.714, R 0.712; they are reported on the odd half (README). The veto,
+#: 0.30, sits below every pHash-accepted true pair's similarity there (lowest: 0.366, two pixelated copies)
+#: and above the 0.15 of distinct near-blank pictures that share a pHash (issue 13).
+MODEL_FALLBACKS = {"efficientnet-lite0": (0.80, 0.95, 0.30)}
 CLIP_NEIGHBOURS = 16  # nearest neighbours per image looked at for the embedding-only clause
 
 #: Images per feature batch (decode + pHash + embed, one transaction) when no model sets it.
@@ -59,10 +70,14 @@ class DedupOptions:
     mode: str = "hybrid"
     phash_accept: int = PHASH_ACCEPT
     phash_radius: int = PHASH_RADIUS
-    clip_verify: float | None = None  # None: as measured by the study (measured_options)
+    clip_verify: float | None = None  # None: as measured by the study (resolve_thresholds)
     clip_strict: float | None = None
     clip_k: int = CLIP_NEIGHBOURS
     split_chains: bool = False
+    grouping: str = "star"
+    clip_veto: float | None = None  # a pHash accept with similarity below this is no match (None: resolved)
+    keep: str = "source"  # which file of a group is kept: maya.dedup.keep.KEEP_POLICIES
+    prefer: tuple[str, ...] = ()  # globs: a matching file is kept first (--prefer, repeatable)
 
     @property
     def uses_embeddings(self) -> bool:
@@ -71,7 +86,7 @@ class DedupOptions:
     @property
     def rule(self) -> Rule:
         """This mode as a setting of the one decision rule (:mod:`maya.rule`). A similarity threshold still
-        None (not yet measured, see :func:`measured_options`) turns its clause off."""
+        None (not yet measured, see :func:`resolve_thresholds`) turns its clause off."""
         inf = math.inf
         verify = inf if self.clip_verify is None else float(self.clip_verify)
         strict = inf if self.clip_strict is None else float(self.clip_strict)
@@ -79,13 +94,14 @@ class DedupOptions:
             return Rule(int(self.phash_accept), int(self.phash_accept))
         if self.mode == "clip":
             return Rule(-1, -1, inf, strict)  # no pHash clause, no band: the embedding alone decides
-        return Rule(int(self.phash_accept), int(self.phash_radius), verify, strict)
+        veto = -inf if self.clip_veto is None else float(self.clip_veto)
+        return Rule(int(self.phash_accept), int(self.phash_radius), verify, strict, veto)
 
     def check(self) -> "DedupOptions":
         """Return self, or raise :class:`DedupUsageError` naming the bad setting.
 
         ``clip_verify`` / ``clip_strict`` may be None: "as measured by the study" (see
-        :func:`measured_options`), resolved once the model is known."""
+        :func:`resolve_thresholds`), resolved once the model is known."""
         import numpy as np
         if self.mode not in MODES:
             raise DedupUsageError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
@@ -95,12 +111,20 @@ class DedupOptions:
                 raise DedupUsageError(f"{name.replace('_', '-')} must be a whole number of bits in 0..{DEFAULT.bits}, got {v!r}")
         if self.mode == "hybrid" and self.phash_radius < self.phash_accept:
             raise DedupUsageError(f"phash-radius ({self.phash_radius}) must be >= phash-accept ({self.phash_accept})")
-        for name in ("clip_verify", "clip_strict"):
+        for name in ("clip_verify", "clip_strict", "clip_veto"):
             v = getattr(self, name)
             if v is None:
                 continue
             if not isinstance(v, (int, float, np.floating)) or not -1.0 <= float(v) <= 1.0 or v != v:
                 raise DedupUsageError(f"{name.replace('_', '-')} must be a cosine similarity in -1..1, got {v!r}")
+        from maya.dedup.keep import KEEP_POLICIES
+
+        if self.keep not in KEEP_POLICIES:
+            raise DedupUsageError(f"unknown keep rule {self.keep!r}: use one of {', '.join(KEEP_POLICIES)}")
+        if isinstance(self.prefer, (str, bytes)) or not all(isinstance(g, str) and g for g in self.prefer):
+            raise DedupUsageError(f"prefer must be a list of non-empty globs, got {self.prefer!r}")
+        if self.grouping not in GROUPINGS:
+            raise DedupUsageError(f"unknown grouping {self.grouping!r}: use one of {', '.join(GROUPINGS)}")
         if isinstance(self.clip_k, bool) or not isinstance(self.clip_k, (int, np.integer)) or self.clip_k < 1:
             raise DedupUsageError(f"clip-k must be a whole number >= 1, got {self.clip_k!r}")
         return self
@@ -109,37 +133,88 @@ class DedupOptions:
         return {"mode": self.mode, "phash_accept": int(self.phash_accept), "phash_radius": int(self.phash_radius),
                 "clip_verify": None if self.clip_verify is None else float(self.clip_verify),
                 "clip_strict": None if self.clip_strict is None else float(self.clip_strict),
-                "clip_k": int(self.clip_k), "split_chains": bool(self.split_chains)}
+                "clip_k": int(self.clip_k), "split_chains": bool(self.split_chains),
+                "grouping": self.grouping,
+                "clip_veto": None if self.clip_veto is None else float(self.clip_veto),
+                "keep": self.keep, "prefer": list(self.prefer)}
 
 
-def measured_options(con, options: DedupOptions, model_name: str | None, model_id: str | None) -> DedupOptions:
-    """Fill the embedding thresholds the caller left as None with what the evaluate study measured.
+#: Pair precision the calibration point must hold on the named study's val split (``--calibration``): a
+#: collection has orders of magnitude more negative pairs than positive ones, so a point that is F1-best on
+#: the study's balanced pairs lets through enough wrong edges to chain groups (issue 13).
+CALIBRATION_PRECISION = 0.999
 
-    From the latest completed evaluate run of the same model (``runs.model`` = ``model_id``) in this store:
-    ``clip_verify`` = the cascade's similarity threshold chosen on val, ``clip_strict`` = the CLIP-only
-    threshold that reached precision >= 0.99 on val (``method_summary``), else its F1-best one. Without
-    such a run: per-model fallbacks (:data:`MODEL_FALLBACKS`), then the CLIP defaults.
+
+@dataclass(frozen=True)
+class RuleSource:
+    """Where a run's embedding thresholds came from, in words (the summary and the JSON say it)."""
+
+    text: str  # e.g. "built-in defaults for efficientnet-lite0"
+    evaluate_run: int | None = None  # the evaluate run calibrated on, if any
+
+
+def describe_rule(options: DedupOptions) -> str:
+    """The rule of ``options`` in one line of words (bits, cosine)."""
+    if options.mode == "phash":
+        return f"pHash d <= {options.phash_accept}"
+    strict = "off" if options.clip_strict is None else f"{options.clip_strict:.3f}"
+    if options.mode == "clip":
+        return f"similarity >= {strict}"
+    verify = "off" if options.clip_verify is None else f"{options.clip_verify:.3f}"
+    veto = "" if options.clip_veto is None else f" (unless similarity < {options.clip_veto:.3f})"
+    return (f"pHash d <= {options.phash_accept}{veto}, or d <= {options.phash_radius} and similarity >= {verify}, "
+            f"or similarity >= {strict}")
+
+
+def resolve_thresholds(con, options: DedupOptions, model_name: str | None, model_id: str | None,
+                       calibration: str | None = None) -> tuple[DedupOptions, RuleSource]:
+    """Fill the embedding thresholds the caller left as None, and say where they came from.
+
+    Only from a *named* source, never from whatever evaluate run happens to be latest:
+
+    * ``calibration`` (``--calibration DATASET|RUN``): the completed evaluate run with that id, or the latest
+      completed evaluate run of that dataset with this model; its val split gives the lowest similarity
+      thresholds that hold pair precision >= :data:`CALIBRATION_PRECISION` (:func:`maya.store.dedup.
+      calibrated_thresholds`): embedding-only pairs for ``clip_strict``, pairs in the pHash band for
+      ``clip_verify``.
+    * else the model's built-in defaults (:data:`MODEL_FALLBACKS`, measured on collection benchmarks),
+      else the generic CLIP-like defaults.
+
+    Thresholds given explicitly win over both. Raises :class:`DedupUsageError` for a calibration that names
+    no completed evaluate run of this model.
     """
     from dataclasses import replace
 
-    if options.clip_verify is not None and options.clip_strict is not None:
-        return options
-    verify = strict = None
-    if model_id is not None:
+    names = ("clip_verify", "clip_strict", "clip_veto")
+    given = [n for n in names if getattr(options, n) is not None]
+    if not options.uses_embeddings:
+        return options, RuleSource("pHash thresholds (built-in defaults or flags); no model")
+    if calibration is not None:
         from maya.store import dedup as dedup_store
 
-        row = dedup_store.measured_thresholds(con, model_id)
-        if row is not None:
-            verify = row[1]
-            strict = row[3] if row[3] is not None and row[3] == row[3] else row[2]
-            if strict is not None and verify is not None:
-                strict = max(strict, verify)
-    fallback = MODEL_FALLBACKS.get(model_name or "", (CLIP_VERIFY, CLIP_STRICT))
-    return replace(
-        options,
-        clip_verify=options.clip_verify if options.clip_verify is not None else (verify if verify is not None else fallback[0]),
-        clip_strict=options.clip_strict if options.clip_strict is not None else (strict if strict is not None else fallback[1]),
-    ).check()
+        run_id = dedup_store.calibration_run(con, str(calibration), model_id)
+        if run_id is None:
+            raise DedupUsageError(
+                f"--calibration {calibration}: no completed evaluate run of model {model_id} with that id or dataset "
+                f"(run `maya evaluate --dataset NAME` with this model first)")
+        values = dedup_store.calibrated_thresholds(con, run_id, options.phash_accept, options.phash_radius,
+                                                   CALIBRATION_PRECISION)
+        source = RuleSource(f"calibration: evaluate run {run_id}, val pairs at precision >= {CALIBRATION_PRECISION}",
+                            run_id)
+    elif model_name in MODEL_FALLBACKS:
+        values = MODEL_FALLBACKS[model_name]
+        source = RuleSource(f"built-in defaults for {model_name}")
+    else:
+        values = (CLIP_VERIFY, CLIP_STRICT, CLIP_VETO)
+        source = RuleSource("built-in defaults for CLIP-like models (not measured for this model; "
+                            "--calibration DATASET names a study to take them from)")
+    if len(given) == len(names):
+        source = RuleSource("thresholds given as flags")
+    elif given:
+        flags = ", ".join(n.replace("_", "-") for n in given)
+        source = RuleSource(f"{source.text}; {flags} given as flags", source.evaluate_run)
+    filled = {n: getattr(options, n) if getattr(options, n) is not None else v for n, v in zip(names, values)}
+    return replace(options, **filled).check(), source
 
 
 def check_roots(roots: Iterable[str | os.PathLike]) -> list[str]:

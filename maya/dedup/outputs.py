@@ -32,8 +32,10 @@ def build_report(groups: Sequence[DuplicateGroup], errors: Sequence[ingest.FileP
         "groups": [
             {
                 "keep": g.keep.path,
+                "keep_reason": g.keep_reason,
                 "members": [{"path": m.path, "sha256": m.sha256, "phash_distance": m.phash_distance,
-                             "clip_similarity": m.clip_similarity, "exact": m.exact} for m in g.members],
+                             "clip_similarity": m.clip_similarity, "exact": m.exact, "clause": m.clause}
+                            for m in g.members],
                 "chained": g.chained,
                 "weakest_link": g.weakest_link,
             }
@@ -41,6 +43,32 @@ def build_report(groups: Sequence[DuplicateGroup], errors: Sequence[ingest.FileP
         ],
         "errors": [{"path": e.path, "error": e.error} for e in errors],
     }
+
+
+#: Groups with more files than this are "large": like chained groups, never acted on by ``--yes`` unless
+#: asked (``--include-chained``), since one wrong edge can pull many distinct pictures into one group.
+LARGE_GROUP_FILES = 50
+
+
+def held_back(group: dict) -> str | None:
+    """Why a report group is not acted on unless asked (``"chained"``, ``"large (N files)"``), or None."""
+    if group.get("chained"):
+        return "chained"
+    if len(group["members"]) > LARGE_GROUP_FILES:
+        return f"large ({len(group['members'])} files)"
+    return None
+
+
+def actionable(report: dict, include_risky: bool = False) -> tuple[dict, list[tuple[dict, str]]]:
+    """The report limited to the groups ``--move-to`` / ``--link`` may act on, and the groups held back
+    with the reason (none when ``include_risky``)."""
+    if include_risky:
+        return report, []
+    keep, held = [], []
+    for g in report["groups"]:
+        why = held_back(g)
+        (held.append((g, why)) if why else keep.append(g))
+    return {**report, "groups": keep}, held
 
 
 def write_json(report: dict, path: str | os.PathLike) -> None:

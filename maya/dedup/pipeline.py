@@ -27,7 +27,8 @@ from maya.dedup import candidates, groups as grouping_step
 from maya.dedup.files import Identified, file_errors, identify_files
 from maya.dedup.groups import DuplicateGroup
 from maya.dedup.options import (CLIP_NEIGHBOURS, PHASH_ACCEPT, PHASH_BATCH, PHASH_RADIUS, DedupOptions,
-                                DedupUsageError, check_roots, measured_options)
+                                DedupUsageError, RuleSource, check_roots, describe_rule,
+                                resolve_thresholds)
 from maya.dedup.outputs import build_report
 from maya.io import ingest
 from maya.progress import Progress
@@ -61,6 +62,15 @@ class DedupRun:
     run_id: int
     model_id: str | None
     options: DedupOptions
+    rule_source: RuleSource | None = None
+
+    @property
+    def rule_text(self) -> str:
+        return describe_rule(self.options)
+
+    @property
+    def calibration_run(self) -> int | None:
+        return self.rule_source.evaluate_run if self.rule_source else None
 
 
 def summarise_counts(identified: Identified, outcome, errors, groups) -> dict:
@@ -92,6 +102,7 @@ def run_dedup(
     runner: Runner | None = None,
     flow_run_id: str | None = None,
     parameters: dict | None = None,
+    calibration: str | None = None,
 ) -> DedupRun:
     """Run every step and record the run in the store (``runs`` and the ``dedup_*`` tables).
 
@@ -99,6 +110,8 @@ def run_dedup(
     (None: an in-memory database, nothing kept). ``exclude``: folders not to enter (see
     ``maya.io.ingest``). ``runner``: where batches run (:class:`Runner`; default threads here).
     ``flow_run_id``, ``parameters``: recorded with the run (``runs.flow_run_id``, ``runs.parameters``).
+    ``calibration``: an evaluate run id or dataset whose val pairs set the embedding thresholds left None
+    (``--calibration``; default: the model's built-in defaults, see ``maya.dedup.options.resolve_thresholds``).
     Other arguments as in :func:`find_duplicates`.
     """
     import duckdb
@@ -124,11 +137,12 @@ def run_dedup(
     else:
         con = store.connect(db_path)
     try:
-        options = measured_options(con, options, spec.name if spec else None, model_id)
+        options, source = resolve_thresholds(con, options, spec.name if spec else None, model_id, calibration)
         run_id = dedup_store.start_dedup_run(
             con, roots, options, model_id,
             {"model": model if spec else None, "batch_size": batch, "follow_symlinks": follow_symlinks,
-             "include_hidden": include_hidden, **(parameters or {})},
+             "include_hidden": include_hidden, "calibration": calibration, "rule_source": source.text,
+             **(parameters or {})},
             flow_run_id=flow_run_id)
         try:
             identified = identify_files(con, roots, follow_symlinks=follow_symlinks, include_hidden=include_hidden,
@@ -145,7 +159,7 @@ def run_dedup(
             images = candidates.load_images(con, ok, model_id if options.uses_embeddings else None)
             a, b = runner.candidate_pairs(images, options)
             pairs = runner.verify_pairs(images, a, b, options)
-            groups = runner.duplicate_groups(images, identified.files, pairs, options)
+            groups = runner.duplicate_groups(images, identified.files, pairs, options, roots)
             errors = file_errors(identified, outcome)
             counts = summarise_counts(identified, outcome, errors, groups)
             dedup_store.save_dedup_results(con, run_id, roots, options, images, pairs, groups, errors, counts)
@@ -153,8 +167,10 @@ def run_dedup(
         except BaseException:
             store.finish_run(con, run_id, status="failed")
             raise
-        return DedupRun(build_report(groups, errors), groups, errors, counts, identified.skipped, run_id,
-                        model_id, options)
+        report = build_report(groups, errors)
+        report["rule"] = {"text": describe_rule(options), "source": source.text,
+                          "calibration_run": source.evaluate_run, **options.as_dict()}
+        return DedupRun(report, groups, errors, counts, identified.skipped, run_id, model_id, options, source)
     finally:
         con.close()
 
@@ -178,6 +194,11 @@ def find_duplicates(
     max_pixels: int | None = None,
     db_path: str | os.PathLike | None = None,
     progress: bool = False,
+    calibration: str | None = None,
+    grouping: str = "star",
+    clip_veto: float | None = None,
+    keep: str = "source",
+    prefer: Sequence[str] = (),
 ) -> dict:
     """Groups of near-duplicate images under ``paths``, as the JSON structure of ``maya dedup --json``.
 
@@ -193,13 +214,19 @@ def find_duplicates(
         db_path: a DuckDB file to cache identities and features in (a second call reads nothing again);
             None keeps everything in memory.
         progress: show progress on stderr.
+        grouping: ``"star"`` (every member a direct match of the kept file) or ``"components"``.
+        clip_veto: a pHash accept with a similarity below this is no match (None: the model's default).
+        keep, prefer: which file of a group is kept (``maya.dedup.keep``: ``"source"`` by default).
+        calibration: an evaluate run id or dataset in ``db_path`` whose val pairs set the similarity
+            thresholds left None (default: the model's built-in defaults).
 
     Returns:
         ``{"groups": [...], "errors": [...]}`` (``maya.dedup.outputs``). Files that cannot be used are listed
         under ``errors``; they never raise. Raises :class:`DedupUsageError` for a missing folder or a bad
         setting, ``maya.embedding.models.ModelLoadError`` when the model cannot be loaded.
     """
-    options = DedupOptions(mode, phash_accept, phash_radius, clip_verify, clip_strict, clip_k, split_chains)
+    options = DedupOptions(mode, phash_accept, phash_radius, clip_verify, clip_strict, clip_k, split_chains,
+                           grouping, clip_veto, keep, tuple(prefer))
     return run_dedup(paths, options, db_path=db_path, model=model, device=device, precision=precision,
                      batch_size=batch_size, max_pixels=max_pixels, follow_symlinks=follow_symlinks,
-                     include_hidden=include_hidden, progress=progress).report
+                     include_hidden=include_hidden, progress=progress, calibration=calibration).report

@@ -29,7 +29,7 @@ THUMB_SIDE = 180
 MAX_GALLERY_GROUPS = 2000
 
 CSV_COLUMNS = ("group", "keep", "path", "sha256", "phash_distance", "clip_similarity", "exact", "width", "height",
-               "size_bytes", "chained")
+               "size_bytes", "chained", "clause")
 
 
 def write_csv(groups: Sequence, path: str | os.PathLike) -> None:
@@ -45,7 +45,7 @@ def write_csv(groups: Sequence, path: str | os.PathLike) -> None:
             for i, m in enumerate(g.members):
                 w.writerow([k, i == 0, m.path, m.sha256, m.phash_distance,
                             "" if m.clip_similarity is None else f"{m.clip_similarity:.6f}", m.exact,
-                            m.width, m.height, m.size_bytes, g.chained])
+                            m.width, m.height, m.size_bytes, g.chained, m.clause])
 
 
 def thumbnail_data_uri(path: str, side: int = THUMB_SIDE) -> str | None:
@@ -62,6 +62,12 @@ def thumbnail_data_uri(path: str, side: int = THUMB_SIDE) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def risk_order(g) -> tuple:
+    """Sort key putting the riskiest groups first: chained, then any member admitted by the model alone
+    (clause "clip"), then the largest; ties keep the report's order (Python's sort is stable)."""
+    return (not g.chained, not any(m.clause == "clip" for m in g.members), -len(g.members))
+
+
 def write_html(groups: Sequence, errors: Sequence[dict], path: str | os.PathLike, *, side: int = THUMB_SIDE,
                max_groups: int = MAX_GALLERY_GROUPS, workers: int = 4, progress: bool = False) -> None:
     """Write the gallery to ``path`` (via a temporary file, renamed when complete).
@@ -71,7 +77,7 @@ def write_html(groups: Sequence, errors: Sequence[dict], path: str | os.PathLike
     """
     from maya.progress import Progress
 
-    shown = list(groups[:max_groups])
+    shown = sorted(groups, key=risk_order)[:max_groups]
     bar = Progress(len(shown), "gallery", progress)
     try:
         with atomic_file(path, text=True) as out, ThreadPoolExecutor(max_workers=workers) as pool:
@@ -169,6 +175,8 @@ def _group_html(k: int, g, thumbs: dict) -> str:
             score = f'<span class="score">d={m.phash_distance}'
             if m.clip_similarity is not None:
                 score += f" &middot; sim={m.clip_similarity:.3f}"
+            if m.clause:
+                score += f" &middot; {_text(m.clause)}"
             score += "</span>"
         if m.exact:
             score += ' <span class="badge x">exact</span>'

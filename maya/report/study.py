@@ -358,6 +358,7 @@ def _write_evaluate_report(con, info: dict, out: Path) -> ReportFiles:
         _fmt(r["test_best_f1"])] for r in rows], text_columns=2)
     h.append("<h2>Summary (test split)</h2>" + table.html())
     md.append("## Summary (test split)\n\n" + table.markdown() + "\n")
+    _collection_section(con, info, h, md)
 
     pid, stab = stability_rows(con, rid)
     if stab:
@@ -455,6 +456,28 @@ def _errors_section(con, rid: int, methods: list[str], out: Path, h: list[str], 
         h.append(f'<div class="pairs">{"".join(cells)}</div>')
         md.append("")
     return [p for p in written.values() if p is not None]
+
+
+def _collection_section(con, info: dict, h: list[str], md: list[str]) -> None:
+    """Grouping metrics of dedup over the dataset's collection (``collection_metrics``), newest first."""
+    import duckdb
+
+    try:
+        rows = con.execute(
+            "SELECT metrics_id, dedup_run_id, rule_source, files, \"precision\", recall, f1, pair_f1, largest_group, "
+            "largest_true_group, chained_groups, mixed_groups FROM collection_metrics WHERE dataset = ? "
+            "ORDER BY metrics_id DESC LIMIT 6", [info.get("dataset")]).fetchall()
+    except duckdb.CatalogException:  # a store from before collections, opened read-only
+        return
+    if not rows:
+        return
+    t = _Table(["dedup run", "threshold source", "files", "precision", "recall", "F1", "pair F1 (cascade, test)",
+                "largest group (truth)", "chained", "mixed"],
+               [[str(r[1]), r[2], str(r[3]), _fmt(r[4]), _fmt(r[5]), _fmt(r[6]), _fmt(r[7]), f"{r[8]} ({r[9]})",
+                 str(r[10]), str(r[11])] for r in rows], text_columns=2)
+    title = "Collection: dedup's groups against the truth (pairwise over all file pairs)"
+    h.append(f"<h2>{title}</h2>{t.html()}")
+    md.append(f"## {title}\n\n{t.markdown()}\n")
 
 
 def _stability_table(stab: list[tuple]) -> _Table:

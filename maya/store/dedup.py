@@ -2,7 +2,7 @@
 
 Writes: :func:`start_dedup_run` (a ``runs`` row) and :func:`save_dedup_results` (``dedup_pairs``,
 ``dedup_groups``, ``dedup_members``, ``dedup_errors``, ``dedup_runs``, one transaction). Reads: the
-thresholds the evaluate study measured for a model, the features of the images to compare (pHash bits,
+thresholds a named evaluate run calibrates (``--calibration``), the features of the images to compare (pHash bits,
 pixel sizes, an (n, dim) float32 embedding matrix filled in chunks), which contents already have an
 embedding of a model. Lists of sha256 are joined as registered numpy columns, never spliced into SQL.
 """
@@ -18,21 +18,60 @@ from maya import store
 from maya.io.ingest import path_text
 
 
-def measured_thresholds(con, model_id: str):
-    """``(run_id, cascade val clip threshold, clip val clip threshold, clip threshold at precision 0.99)``
-    of the latest completed evaluate run of ``model_id`` (``runs.model``), or None when there is none."""
-    return con.execute(
-        """
-        SELECT r.run_id,
-               (SELECT clip_threshold FROM metrics m WHERE m.run_id = r.run_id AND m.selected
-                    AND m.split = 'val' AND m.method = 'cascade'),
-               (SELECT clip_threshold FROM metrics m WHERE m.run_id = r.run_id AND m.selected
-                    AND m.split = 'val' AND m.method = 'clip'),
-               (SELECT threshold_at_p99 FROM method_summary s WHERE s.run_id = r.run_id
-                    AND s.split = 'val' AND s.method = 'clip')
-        FROM runs r WHERE r.flow = 'evaluate' AND r.status = 'completed' AND r.model = ?
-        ORDER BY r.run_id DESC LIMIT 1
-        """, [model_id]).fetchone()
+def calibration_run(con, name: str, model_id: str | None) -> int | None:
+    """The completed evaluate run ``name`` names for ``model_id``: a run id, or a dataset (its latest such run)."""
+    if name.isdigit():
+        row = con.execute("SELECT run_id FROM runs WHERE run_id = ? AND flow = 'evaluate' AND status = 'completed' "
+                          "AND model IS NOT DISTINCT FROM ?", [int(name), model_id]).fetchone()
+    else:
+        row = con.execute("SELECT max(run_id) FROM runs WHERE dataset = ? AND flow = 'evaluate' "
+                          "AND status = 'completed' AND model IS NOT DISTINCT FROM ?", [name, model_id]).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def _lowest_threshold(sim: np.ndarray, label: np.ndarray, target: float) -> float | None:
+    """The lowest similarity t such that pairs with s >= t have precision >= ``target`` (the deepest such
+    point of the ranking, highest similarity first); None when even the top pair misses it."""
+    if sim.size == 0:
+        return None
+    order = np.argsort(-sim, kind="stable")
+    s, y = sim[order], label[order].astype(np.int64)
+    tp = np.cumsum(y)
+    precision = tp / np.arange(1, s.size + 1)
+    last = np.flatnonzero(precision >= target)
+    if last.size == 0:
+        return None
+    k = int(last[-1])
+    while k + 1 < s.size and s[k + 1] == s[k]:  # a tie with the next pair: that pair would match too
+        k += 1
+    return float(s[k]) if precision[k] >= target else None
+
+
+def calibrated_thresholds(con, run_id: int, phash_accept: int, phash_radius: int,
+                          target: float) -> tuple[float, float, float]:
+    """``(clip_verify, clip_strict, clip_veto)`` from evaluate run ``run_id``'s val pairs: the lowest similarities that
+    keep pair precision >= ``target`` for pairs in the pHash band (``phash_accept < d <= phash_radius``) and
+    for all pairs (embedding only). A side where no threshold holds the target is off (1.0 + the largest
+    similarity seen); a band with no pairs takes the embedding-only threshold. ``clip_veto``: 0.05 below the
+    lowest similarity of a val positive that pHash accepts (``d <= phash_accept``), so no val positive is
+    vetoed; never above ``clip_verify``."""
+    rows = con.execute(
+        "SELECT s.phash_distance, s.clip_similarity, p.label FROM scores s JOIN pairs p "
+        "ON p.dataset = s.dataset AND p.pair_id = s.pair_id WHERE s.run_id = ? AND p.split = 'val' "
+        "AND s.clip_similarity IS NOT NULL", [run_id]).fetchnumpy()
+    d = np.asarray(rows["phash_distance"], dtype=np.float64)
+    sim = np.asarray(rows["clip_similarity"], dtype=np.float64)
+    label = np.asarray(rows["label"], dtype=bool)
+    off = 1.0 + (float(sim.max()) if sim.size else 0.0)
+    strict = _lowest_threshold(sim, label, target)
+    strict = off if strict is None else strict
+    band = (d > phash_accept) & (d <= phash_radius)
+    verify = _lowest_threshold(sim[band], label[band], target) if band.any() else strict
+    verify = off if verify is None else verify
+    verify = min(verify, strict)
+    accepted = label & (d <= phash_accept)
+    veto = float(sim[accepted].min()) - 0.05 if accepted.any() else -1.0
+    return verify, strict, min(veto, verify)
 
 
 def embedded_shas(con, shas: Sequence[str], model_id: str) -> set[str]:
@@ -131,6 +170,7 @@ def save_dedup_results(con, run_id: int, roots: Sequence[str], options, images, 
             "clip_similarity": np.array([np.nan if r[2].clip_similarity is None else r[2].clip_similarity
                                          for r in rows], dtype=np.float64),
             "exact": np.array([r[2].exact for r in rows], dtype=bool),
+            "clause": [r[2].clause for r in rows],
         })
         store.insert_rows(con, "dedup_errors", {
             "run_id": np.full(len(errors), run_id, dtype=np.int64),
