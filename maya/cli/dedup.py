@@ -148,10 +148,10 @@ def _use_prefect(args) -> bool:
 
 
 def _shown(path: str) -> str:
-    """A path as printable text (bytes that are not UTF-8 as \\xNN)."""
-    from maya.io.ingest import path_text
+    """A path as printable text (control characters and bytes that are not UTF-8 escaped)."""
+    from maya.io.printable import printable
 
-    return path_text(path)
+    return printable(path)
 
 
 def _size(n: float) -> str:

@@ -588,8 +588,7 @@ def _check_limits(min_side: int | None, max_pixels: int) -> None:
 
 
 def _printable(text: str) -> str:
-    """One printable line: undecodable bytes and control characters as escapes."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    """One printable line (:func:`maya.io.printable.printable`)."""
+    from maya.io.printable import printable
+
+    return printable(text)

@@ -24,7 +24,10 @@ Walk rules (``walk_images``):
 
 Paths are kept exactly as the walk produced them (``str``; bytes that are not valid UTF-8 appear as
 surrogate escapes, so ``os.fsencode(path)`` is the real name). DuckDB only stores valid UTF-8, so the
-database holds :func:`path_text` of a path: undecodable bytes written as ``\\xNN``.
+database holds :func:`path_text` of a path: backslashes doubled and undecodable bytes written as
+``\\xNN`` (lossless: :func:`text_path` gives the path back). Deep paths: a name whose full path is
+longer than the system allows (``ENAMETOOLONG``) is a problem ``unreadable: file name too long``, a
+folder so deep it cannot be listed too, never a silent skip.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from maya.io.images import file_kind
+from maya.io.pathtext import path_text, text_path  # noqa: F401  (re-exported)
 
 #: File name extensions taken as images (lower case). HEIC/HEIF/AVIF decode only with Pillow's
 #: plugins; without them they are listed as ``unsupported`` rather than skipped unseen.
@@ -74,18 +78,6 @@ class Walk:
 
     def _skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
-
-
-def path_text(path: str) -> str:
-    """``path`` as valid UTF-8 text for the database: undecodable bytes become ``\\xNN``.
-
-    Valid UTF-8 paths come back unchanged.
-    """
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def problem(path: str, reason: str, detail: str) -> FileProblem:
@@ -228,7 +220,6 @@ def _os_problem(path: str, e: OSError, what: str | None = None) -> FileProblem:
 
 
 def _printable(text: str) -> str:
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    from maya.io.printable import printable
+
+    return printable(text)

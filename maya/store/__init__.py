@@ -223,7 +223,7 @@ def run_of_flow_run(con, flow_run_id: str) -> dict | None:
 def save_files(con, files) -> None:
     """Upsert file rows (path -> sha256); a later sighting replaces the earlier row.
 
-    Paths must be valid UTF-8 already (:func:`maya.io.walk.path_text`: the walker's and the pair
+    Paths must be valid UTF-8 already, written losslessly (:func:`maya.io.pathtext.path_text`: the walker's and the pair
     builder's writers convert them), so the store does not depend on the walker.
     """
     if not files:
@@ -261,7 +261,9 @@ def image_paths(con, sha256s) -> dict[str, str]:
         "SELECT sha256, arg_max(path, seen_at) FROM files JOIN _maya_q USING (sha256) "
         "WHERE status = 'ok' GROUP BY sha256"
     ).fetchall()
-    return dict(rows)
+    from maya.io.pathtext import text_path
+
+    return {sha: text_path(path) for sha, path in rows}
 
 
 def failed_images(con, sha256s) -> dict[str, str]:
