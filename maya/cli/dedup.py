@@ -169,7 +169,8 @@ _SKIPPED = {
     "same_file": "the same file reached twice",
     "broken_symlink": "broken links not named like an image",
     "same_folder": "folders reached twice",
-    "excluded": "folders left out (the data folder, --move-to)",
+    "excluded": "folders left out (the data folder, --move-to, earlier --move-to folders)",
+    "name_too_long": "paths longer than the system allows (listed above as unreadable)",
 }
 
 
