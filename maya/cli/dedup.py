@@ -103,8 +103,10 @@ def _cmd_dedup(args) -> int:
     if args.max_pixels is not None and args.max_pixels < 1:
         raise lib.DedupUsageError(f"--max-pixels must be >= 1, got {args.max_pixels}")
     settings = _settings(args)
-    if args.move_to and os.path.exists(args.move_to) and not os.path.isdir(args.move_to):
-        raise lib.DedupUsageError(f"--move-to {args.move_to} is a file, not a folder")
+    if args.move_to:
+        from maya.dedup.actions import destination_folder
+
+        destination_folder(args.move_to)  # a file or a dangling link: a clear error before the scan
     out = sys.stderr if args.json_path == "-" else sys.stdout
     outputs = {"json_path": args.json_path, "csv_path": args.csv_path, "html_path": args.html_path}
     # files moved aside, and Maya's own folder, are never searched again
@@ -264,6 +266,10 @@ def _undo(manifest: str) -> int:
     print(f"restored {result.done:,} of {len(result.actions):,} files from {_shown(manifest)}")
     for a in result.skipped:
         print(f"  not restored {_shown(a.path)}: {a.status}")
+    if result.folders_left:
+        print(f"  {len(result.folders_left):,} folders it created still hold files and were left, e.g. "
+              f"{_shown(result.folders_left[0])}")
+    print(f"the manifest stays at {_shown(result.manifest)}, marked undone (delete it when done)")
     return 0
 
 
