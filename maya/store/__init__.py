@@ -41,8 +41,10 @@ def _lock_message(db_path: Path, exc: Exception) -> str:
     )
 
 
-def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the store and apply the schema. Raises StoreLockedError / StoreError."""
+def connect(db_path: str | Path, *, read_only: bool = False, config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the store and apply the schema. Raises StoreLockedError / StoreError.
+
+    ``config``: DuckDB settings for this connection (``maya sql`` turns file access off with it)."""
     db_path = Path(db_path)
     if read_only and not db_path.exists():
         raise StoreError(f"no database at {db_path}: run `maya demo` or `maya pairs build` first")
@@ -52,7 +54,7 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         except OSError as e:
             raise StoreError(f"cannot create the data folder {db_path.parent}: {e.strerror or e}") from None
     try:
-        con = duckdb.connect(str(db_path), read_only=read_only)
+        con = duckdb.connect(str(db_path), read_only=read_only, config=config or {})
     except duckdb.IOException as e:
         if "lock" in str(e).lower():
             raise StoreLockedError(_lock_message(db_path, e)) from None
