@@ -444,7 +444,7 @@ def _verified_actions(data: dict, folder: str, path: str) -> list[Action]:
         actions.append(a)
     for p in data["created_folders"]:
         if not isinstance(p, str) or not p.startswith(folder + os.sep) or os.path.normpath(p) != p:
-            raise ActionError(f"{shown}: a created folder {printable(p)} is not inside {printable(folder)}; "
+            raise ActionError(f"{shown}: a created folder {printable(p)} is not inside {printable(folder)}: refused, "
                               "nothing was moved")
     return actions
 
