@@ -450,3 +450,22 @@ def test_an_earlier_move_to_folder_inside_the_tree_is_not_scanned_again(tmp_path
     assert _dedup(*common, "--move-to", str(root / "second")) == 0
     out = capsys.readouterr().out
     assert "groups: 0," in out and "earlier --move-to folders" in out
+
+
+def test_an_older_store_drops_its_ambiguous_path_rows_once_and_keeps_working(tmp_path):
+    from maya import store
+
+    db = tmp_path / "maya.duckdb"
+    con = store.connect(db)
+    con.execute("DROP TABLE path_format")  # as a store written before paths were lossless
+    con.execute("INSERT INTO files (path, sha256, size_bytes, mtime, status) VALUES "
+                "('/p/a\\xff.png', 'old', 1, 1.0, 'ok'), ('/p/plain.png', 'kept', 1, 1.0, 'ok')")
+    con.close()
+    con = store.connect(db)
+    assert con.execute("SELECT path FROM files ORDER BY path").fetchall() == [("/p/plain.png",)]
+    con.execute("INSERT INTO files (path, sha256, size_bytes, mtime, status) VALUES "
+                "('/p/a\\\\xff.png', 'new', 1, 1.0, 'ok')")
+    con.close()
+    con = store.connect(db)  # once only: rows written since are kept
+    assert con.execute("SELECT count(*) FROM files").fetchone() == (2,)
+    con.close()

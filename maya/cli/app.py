@@ -30,7 +30,9 @@ def format_table(columns: list[str], rows: list[tuple]) -> str:
             return ""
         if isinstance(v, float):
             return f"{v:.4g}"
-        return str(v)
+        return printable(v)  # a stored path or name may hold control characters: never raw on a terminal
+
+    from maya.io.printable import printable
 
     body = [[cell(v) for v in r] for r in rows]
     widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(columns)]
@@ -250,8 +252,10 @@ def _report_pairset(name: str, ps) -> None:
     print(f"dataset {name!r}: {len(ps.pairs)} pairs ({n_pos} positive, {len(ps.pairs) - n_pos} negative; "
           f"val {splits['val']}, test {splits['test']}); {len(edits)} edit kinds + {chains} chains; "
           f"negatives: {', '.join(negatives)}")
+    from maya.io.printable import printable
+
     for e in ps.errors:
-        print(f"note: {e}", file=sys.stderr)
+        print(f"note: {printable(e)}", file=sys.stderr)
 
 
 def cmd_pairs_show(args) -> int:
