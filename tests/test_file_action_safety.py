@@ -469,3 +469,16 @@ def test_an_older_store_drops_its_ambiguous_path_rows_once_and_keeps_working(tmp
     con = store.connect(db)  # once only: rows written since are kept
     assert con.execute("SELECT count(*) FROM files").fetchone() == (2,)
     con.close()
+
+
+def test_a_run_killed_between_link_and_unlink_is_undone_without_a_second_copy(tmp_path, capsys):
+    manifest, copies, dups = _applied(tmp_path)
+    data = json.loads(Path(manifest).read_text())
+    first = data["actions"][0]
+    os.link(first["backup"], first["path"])  # the file was linked into the folder, not yet unlinked
+    _rewrite(manifest, lambda d: [d.update(state="applying"), *[a.update(status="planned") for a in d["actions"]]],
+             fix_checksum=True)
+    assert _dedup("--undo", manifest) == 0
+    assert "restored 2 of 2 files" in capsys.readouterr().out
+    assert all(p.is_file() and os.stat(p).st_nlink == 1 for p in copies)
+    assert not os.path.lexists(first["backup"])

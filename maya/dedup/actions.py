@@ -285,8 +285,12 @@ def _keep_verdict(a: Action) -> str | None:
 
 def _apply_one(a: Action, root_fd: int, root: str, created: list[str]) -> None:
     parts = beneath.parts_below(a.path)
-    dst_fd = beneath.open_dirs(root_fd, root, parts[:-1], mirror=True, created=created)
     src_fd = os.open(os.path.dirname(a.path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        dst_fd = beneath.open_dirs(root_fd, root, parts[:-1], mirror=True, created=created)
+    except BaseException:
+        os.close(src_fd)
+        raise
     name = os.path.basename(a.path)
     try:
         beneath.move_entry(src_fd, name, dst_fd, parts[-1])
@@ -346,7 +350,11 @@ def _undo_one(a: Action, root_fd: int, root: str) -> str | None:
                 if not _is_our_link(a):
                     return "something else is at its path now"
                 os.unlink(name, dir_fd=dst_fd)
-            if beneath.entry_stat(dst_fd, name) is not None:
+            there = beneath.entry_stat(dst_fd, name)
+            if there is not None and (there.st_dev, there.st_ino) == (st.st_dev, st.st_ino):
+                os.unlink(parts[-1], dir_fd=src_fd)  # killed between link and unlink: the file never left
+                return None
+            if there is not None:
                 return "a file is at its path again"
             try:
                 beneath.move_entry(src_fd, parts[-1], dst_fd, name)
