@@ -137,8 +137,9 @@ def _import_stream(csv_path: Path, stream, seed: int, val_fraction: float) -> Pa
         # One connected group holds every image: split by pair instead (images may then be shared).
         splits = list(split_units(len(rows), seed, val_fraction))
         out.errors.append(f"{csv_path}: all pairs are connected; split by pair, so an image may be in both splits")
-    out.pairs = [
-        Pair(k, a, b, label, kind, params, str(sp), find(a))
-        for k, ((a, b, label, kind, _, params), sp) in enumerate(zip(rows, splits))
-    ]
+    out.pairs = []
+    for k, sp in enumerate(splits):  # each row is dropped as its Pair is made: one of the two at a time
+        a, b, label, kind, _, params = rows[k]
+        rows[k] = None
+        out.pairs.append(Pair(k, a, b, label, kind, params, str(sp), find(a)))
     return out
