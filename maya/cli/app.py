@@ -190,12 +190,14 @@ def cmd_demo(args) -> int:
     if not source.exists():
         raise UsageError(f"no such folder: {source}")
     _demo_model(args)
-    print(f"demo: pairs from {source}")
+    from maya.io.printable import printable
+
+    print(f"demo: pairs from {printable(source)}")
     options = {"positives_per_original": args.positives}
     summary = _run_evaluate_flow(args, dataset=args.dataset, source=str(source), seed=args.seed,
                                  pair_options=options, replace=args.replace)
     for e in summary["errors"][:5]:
-        print(f"skipped: {e}", file=sys.stderr)
+        print(f"skipped: {printable(e)}", file=sys.stderr)
     print_summary(summary)
     return 0
 
