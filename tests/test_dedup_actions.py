@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from maya.dedup import actions
+from maya.io.walk import MOVED_ASIDE_MARKER
 from maya.cli.dedup import main
 from maya.dedup.pipeline import find_duplicates
 from tests.dedup_corpus import build_dedup_corpus
@@ -63,7 +64,7 @@ def test_move_to_with_yes_moves_exactly_the_non_kept_members_and_undo_restores_t
     assert main(["--undo", manifest]) == 0
     assert f"restored {len(moved)} of {len(moved)} files" in capsys.readouterr().out
     assert _tree(corpus.root) == before
-    assert not any(p.is_file() for p in dest.rglob("*") if p.name != Path(manifest).name)
+    assert not any(p.is_file() for p in dest.rglob("*") if p.name not in (Path(manifest).name, MOVED_ASIDE_MARKER))
 
 
 def test_link_replaces_members_by_links_and_undo_restores_the_originals(corpus, tmp_path):
@@ -71,12 +72,13 @@ def test_link_replaces_members_by_links_and_undo_restores_the_originals(corpus, 
     report = find_duplicates(corpus.root, mode="phash")
     backup = tmp_path / "originals-backup"
     plan = actions.plan_actions(report, link=True, move_to=str(backup))
-    result = actions.apply_actions(plan, str(tmp_path / "undo.json"))
+    manifest = actions.default_manifest_path(str(backup))
+    result = actions.apply_actions(plan, manifest)
     assert result.done == len(plan) > 0 and not result.skipped
     for a in plan:
         assert os.path.samefile(a.path, a.keep) and a.link_type == "hard"
         assert hashlib.sha256(Path(a.backup).read_bytes()).hexdigest() == a.sha256
-    undone = actions.undo(str(tmp_path / "undo.json"))
+    undone = actions.undo(manifest)
     assert undone.done == len(plan)
     assert _tree(corpus.root) == before
     for a in plan:
@@ -92,7 +94,8 @@ def test_unsafe_actions_are_skipped(corpus, tmp_path):
     Path(blocked.backup).parent.mkdir(parents=True)
     Path(blocked.backup).write_bytes(b"already here")
     os.rename(keep_gone.keep, keep_gone.keep + ".away")
-    result = actions.apply_actions(plan, str(tmp_path / "undo.json"))
+    manifest = actions.default_manifest_path(str(tmp_path / "dups"))
+    result = actions.apply_actions(plan, manifest)
     why = {a.path: a.status for a in result.skipped}
     assert why[changed.path] == "skipped: its content changed since the scan"
     assert why[blocked.path].startswith("skipped: ") and "exists (never overwritten)" in why[blocked.path]
@@ -101,7 +104,7 @@ def test_unsafe_actions_are_skipped(corpus, tmp_path):
     assert Path(blocked.backup).read_bytes() == b"already here"
     assert result.done == len(plan) - len(result.skipped) > 0
     # undo restores only what was done, and leaves the rest alone
-    undone = actions.undo(str(tmp_path / "undo.json"))
+    undone = actions.undo(manifest)
     assert undone.done == result.done
     assert Path(blocked.backup).read_bytes() == b"already here"
 
@@ -109,7 +112,7 @@ def test_unsafe_actions_are_skipped(corpus, tmp_path):
 def test_bad_undo_manifest_is_a_usage_error(tmp_path, capsys):
     (tmp_path / "m.json").write_text('{"not": "a manifest"}')
     assert main(["--undo", str(tmp_path / "m.json")]) == 2
-    assert capsys.readouterr().err.strip() == f"maya: error: {tmp_path / 'm.json'} is not a maya undo manifest"
+    assert capsys.readouterr().err.strip() == f"maya: error: {tmp_path / 'm.json'} is not a maya undo manifest; nothing was moved"
     assert main(["--undo", str(tmp_path / "missing.json")]) == 2
 
 
@@ -121,4 +124,4 @@ def test_a_move_to_folder_inside_the_searched_folder_is_not_searched_again(corpu
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "groups: 0," in out and "nothing to move" in out
-    assert "2 folders left out (the data folder, --move-to)" in out
+    assert "2 folders left out (the data folder, --move-to, earlier --move-to folders)" in out

@@ -22,7 +22,10 @@ def test_the_queries_folder_holds_the_issue_questions():
 
 @pytest.fixture(scope="module")
 def con(demo_store):  # noqa: F811
-    c = store.connect(demo_store.db_path, read_only=True)
+    # the settings `maya sql` uses: DuckDB lets one process open a file with one configuration at a time
+    from maya.store.queries import NO_FILES
+
+    c = store.connect(demo_store.db_path, read_only=True, config=dict(NO_FILES))
     yield c
     c.close()
 

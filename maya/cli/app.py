@@ -30,7 +30,9 @@ def format_table(columns: list[str], rows: list[tuple]) -> str:
             return ""
         if isinstance(v, float):
             return f"{v:.4g}"
-        return str(v)
+        return printable(v)  # a stored path or name may hold control characters: never raw on a terminal
+
+    from maya.io.printable import printable
 
     body = [[cell(v) for v in r] for r in rows]
     widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(columns)]
@@ -210,12 +212,14 @@ def cmd_demo(args) -> int:
     if not source.exists():
         raise UsageError(f"no such folder: {source}")
     _demo_model(args)
-    print(f"demo: pairs from {source}")
+    from maya.io.printable import printable
+
+    print(f"demo: pairs from {printable(source)}")
     options = {"positives_per_original": args.positives}
     summary = _run_evaluate_flow(args, dataset=args.dataset, source=str(source), seed=args.seed,
                                  pair_options=options, replace=args.replace)
     for e in summary["errors"][:5]:
-        print(f"skipped: {e}", file=sys.stderr)
+        print(f"skipped: {printable(e)}", file=sys.stderr)
     print_summary(summary)
     return 0
 
@@ -303,8 +307,10 @@ def _report_pairset(name: str, ps) -> None:
     print(f"dataset {name!r}: {len(ps.pairs)} pairs ({n_pos} positive, {len(ps.pairs) - n_pos} negative; "
           f"val {splits['val']}, test {splits['test']}); {len(edits)} edit kinds + {chains} chains; "
           f"negatives: {', '.join(negatives)}")
+    from maya.io.printable import printable
+
     for e in ps.errors:
-        print(f"note: {e}", file=sys.stderr)
+        print(f"note: {printable(e)}", file=sys.stderr)
 
 
 def cmd_pairs_show(args) -> int:
@@ -317,9 +323,14 @@ def resolve_query(text: str | None, file: str | None) -> str:
     """SQL from ``--file``, from a name in sql/queries, or the text itself."""
     if file:
         try:
-            return Path(file).read_text()
-        except OSError as e:
-            raise UsageError(f"cannot read {file}: {e.strerror or e}") from None
+            from maya.io import images as imageio
+
+            with imageio.open_text_file(file, max_bytes=64 << 20, encoding="utf-8") as f:  # the shared opener
+                return f.read()
+        except imageio.ImageLoadError as e:
+            raise UsageError(f"cannot read {file}: {e.detail}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"cannot read {file}: not UTF-8 text") from None
     assert text is not None
     from maya.store.queries import named_query
 
@@ -327,14 +338,13 @@ def resolve_query(text: str | None, file: str | None) -> str:
 
 
 def cmd_sql(args) -> int:
-    from maya import store
-    from maya.store.queries import run_query
+    from maya.store.queries import open_for_queries, run_query
 
     if not args.query and not args.file:
         raise UsageError("give a query, a query name from sql/queries, or --file PATH")
     s = _settings(args)
     query = resolve_query(args.query, args.file)
-    con = store.connect(s.db_path, read_only=True)
+    con = open_for_queries(s.db_path, allow_files=getattr(args, "allow_files", False))
     result = run_query(con, query)
     if result is None:
         return 0
@@ -344,9 +354,11 @@ def cmd_sql(args) -> int:
     elif args.format == "csv":
         import csv
 
+        from maya.report.gallery import formula_safe
+
         w = csv.writer(sys.stdout)
-        w.writerow(cols)
-        w.writerows(rows)
+        w.writerow([formula_safe(c) for c in cols])
+        w.writerows([formula_safe(v) for v in r] for r in rows)
     else:
         print(format_table(cols, rows))
         print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
@@ -418,9 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_from_review_flags(i)
 
-    q = sub.add_parser("sql", parents=[common], help="run SQL (or a named query from sql/queries) on the store")
+    q = sub.add_parser("sql", parents=[common], help="run SQL (or a named query from sql/queries) on the store",
+                       description="Run one SQL statement on the store, read-only. File access is off by default: "
+                                   "a query cannot COPY TO a file, read other files (read_csv, read_text, ...), "
+                                   "ATTACH other databases or load extensions; --allow-files turns that on.")
     q.add_argument("query", nargs="?")
     q.add_argument("--file")
+    q.add_argument("--allow-files", action="store_true",
+                   help="let the query read and write files and ATTACH databases (DuckDB external access; "
+                        "off by default; the store itself stays read-only)")
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     q.set_defaults(func=cmd_sql)
 

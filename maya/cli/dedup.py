@@ -124,8 +124,10 @@ def _cmd_dedup(args) -> int:
     if args.max_pixels is not None and args.max_pixels < 1:
         raise lib.DedupUsageError(f"--max-pixels must be >= 1, got {args.max_pixels}")
     settings = _settings(args)
-    if args.move_to and os.path.exists(args.move_to) and not os.path.isdir(args.move_to):
-        raise lib.DedupUsageError(f"--move-to {args.move_to} is a file, not a folder")
+    if args.move_to:
+        from maya.dedup.actions import destination_folder
+
+        destination_folder(args.move_to)  # a file or a dangling link: a clear error before the scan
     out = sys.stderr if args.json_path == "-" else sys.stdout
     outputs = {"json_path": args.json_path, "csv_path": args.csv_path, "html_path": args.html_path}
     # files moved aside, and Maya's own folder, are never searched again
@@ -170,10 +172,10 @@ def _use_prefect(args) -> bool:
 
 
 def _shown(path: str) -> str:
-    """A path as printable text (bytes that are not UTF-8 as \\xNN)."""
-    from maya.io.ingest import path_text
+    """A path as printable text (control characters and bytes that are not UTF-8 escaped)."""
+    from maya.io.printable import printable
 
-    return path_text(path)
+    return printable(path)
 
 
 def _size(n: float) -> str:
@@ -191,7 +193,8 @@ _SKIPPED = {
     "same_file": "the same file reached twice",
     "broken_symlink": "broken links not named like an image",
     "same_folder": "folders reached twice",
-    "excluded": "folders left out (the data folder, --move-to)",
+    "excluded": "folders left out (the data folder, --move-to, earlier --move-to folders)",
+    "name_too_long": "paths longer than the system allows (listed above as unreadable)",
 }
 
 
@@ -294,6 +297,10 @@ def _undo(manifest: str) -> int:
     print(f"restored {result.done:,} of {len(result.actions):,} files from {_shown(manifest)}")
     for a in result.skipped:
         print(f"  not restored {_shown(a.path)}: {a.status}")
+    if result.folders_left:
+        print(f"  {len(result.folders_left):,} folders it created still hold files and were left, e.g. "
+              f"{_shown(result.folders_left[0])}")
+    print(f"the manifest stays at {_shown(result.manifest)}, marked undone (delete it when done)")
     return 0
 
 

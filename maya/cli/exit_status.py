@@ -25,7 +25,9 @@ def run_command(args) -> int:
             raise
         # Maya's own errors carry their exit code; a ValueError raised by Maya's code is a message too
         known = isinstance(e, MayaError) or (isinstance(e, ValueError) and type(e).__module__.startswith("maya"))
-        print(f"maya: error: {e}", file=sys.stderr)
+        from maya.io.printable import printable_lines
+
+        print(f"maya: error: {printable_lines(e)}", file=sys.stderr)
         if not known:
             print(f"maya: ({type(e).__name__}; rerun with --debug for the traceback)", file=sys.stderr)
         return e.exit_code if isinstance(e, MayaError) else EXIT_FAILED

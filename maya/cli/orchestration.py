@@ -320,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     except OrchestrationError as e:
         if args.debug:
             raise
-        print(f"maya: error: {e}", file=sys.stderr)
+        from maya.io.printable import printable_lines
+
+        print(f"maya: error: {printable_lines(e)}", file=sys.stderr)
         return 2
 
 

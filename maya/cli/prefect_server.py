@@ -35,9 +35,12 @@ def _configured_elsewhere() -> bool:
     for path, needle in ((profiles, "PREFECT_API_URL"), (Path(".env"), "PREFECT_API_URL"),
                          (Path("prefect.toml"), "url"), (Path("pyproject.toml"), "tool.prefect")):
         try:
-            if needle in path.read_text(errors="replace"):
-                return True
-        except OSError:
+            from maya.io.opener import ImageLoadError, open_regular_file
+
+            with open_regular_file(path, 16 << 20) as f:  # a FIFO named .env must not hang every command
+                if needle in f.read().decode("utf-8", "replace"):
+                    return True
+        except (OSError, ImageLoadError):
             continue
     return False
 

@@ -43,8 +43,10 @@ def cmd_report(args) -> int:
 
 def _shown(path: Path) -> str:
     """The path relative to the current folder when it lies below it (symlinks kept), else absolute."""
+    from maya.io.printable import printable
+
     absolute = Path(os.path.abspath(path))
     try:
-        return str(absolute.relative_to(Path(os.path.abspath(Path.cwd()))))
+        return printable(absolute.relative_to(Path(os.path.abspath(Path.cwd()))))
     except ValueError:
-        return str(absolute)
+        return printable(absolute)

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 
 from maya.embedding.devices import pick_device, resolve_precision
+from maya.io.opener import ImageLoadError, open_regular_file, open_text_file
 from maya.embedding.embedder import (  # noqa: F401  (re-exported: callers import the embedders from here)
     CLIPEmbedder,
     EfficientNetEmbedder,
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 EFFICIENTNET_NAME = "efficientnet-lite0"
 
 _HUB_PROBE_TIMEOUT_S = 2.0
+_MAX_JSON_BYTES = 64 << 20  # a model's config.json / preprocessor_config.json
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _CLIP_MODEL_TYPES = ("clip", "clip_vision_model")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -312,7 +314,7 @@ def _folder_digest(folder: Path) -> str:
                                      if p.is_file()]
     for path in files:
         digest.update(path.name.encode() + b"\0")
-        with open(path, "rb") as f:
+        with open_regular_file(path) as f:  # the shared opener: a FIFO or device here never blocks
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()[:12]
@@ -320,10 +322,12 @@ def _folder_digest(folder: Path) -> str:
 
 def _read_json(path: Path, name: str, *, what: str) -> dict[str, Any]:
     try:
-        with open(path, encoding="utf-8") as f:
+        with open_text_file(path, max_bytes=_MAX_JSON_BYTES, encoding="utf-8") as f:
             data = json.load(f)
-    except FileNotFoundError:
-        raise ModelLoadError(f"model {name!r}: no {what} in {path.parent}") from None
+    except ImageLoadError as exc:
+        if exc.reason == "missing":
+            raise ModelLoadError(f"model {name!r}: no {what} in {path.parent}") from None
+        raise ModelLoadError(f"model {name!r}: cannot read {path}: {exc.detail}") from None
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"model {name!r}: cannot read {path}: {_first_line(exc)}") from exc
     if not isinstance(data, dict):

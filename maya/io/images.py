@@ -84,19 +84,25 @@ read into memory (needed anyway for the sha256 and the decode).
 
 from __future__ import annotations
 
-from maya.errors import MayaError
-
-import errno
 import hashlib
 import io
 import os
-import stat
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Union
 
 from PIL import Image, UnidentifiedImageError
+
+from maya.io.opener import (  # noqa: F401  (re-exported: the error and opener every caller knows from here)
+    REASONS,
+    ImageLoadError,
+    _os_error,
+    _printable,
+    file_kind,
+    open_regular_file,
+    open_text_file,
+)
 
 PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
@@ -115,45 +121,10 @@ DECODABLE_FORMATS: tuple[str, ...] = (
     "JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "MPO", "AVIF", "HEIF",
 )
 
-#: Every reason code :class:`ImageLoadError` may carry.
-REASONS = frozenset({
-    "missing", "unreadable", "is_directory", "empty", "not_an_image",
-    "truncated", "too_large", "unsupported", "corrupt",
-})
-
 _READ_CHUNK = 1 << 20  # bytes per read() when hashing a file
+#: Largest file read whole into memory (bytes): env MAYA_MAX_FILE_BYTES, default 2 GiB.
+MAX_FILE_BYTES = int(os.environ.get("MAYA_MAX_FILE_BYTES", 2 << 30))
 
-
-class ImageLoadError(MayaError):
-    """A file that could not be turned into an RGB image.
-
-    Attributes:
-        reason: one of :data:`REASONS` -- short, stable, safe to store and group by.
-        path: the path as given, as ``str`` (``os.fsdecode``; undecodable bytes
-            are kept as surrogate escapes, so ``os.fsencode(path)`` gives the
-            original bytes back), or None when only bytes were decoded.
-        detail: human explanation of what went wrong.
-
-    ``str(e)`` is one printable line, ``"<reason>: <path>: <detail>"``
-    (``"<reason>: <detail>"`` without a path), with undecodable bytes and
-    control characters in the path shown as backslash escapes.
-    """
-
-    def __init__(self, reason: str, path: PathLike | None, detail: str):
-        if reason not in REASONS:
-            raise ValueError(f"unknown ImageLoadError reason {reason!r}")
-        path_str = None if path is None else os.fsdecode(path)
-        # args are exactly the __init__ arguments so the error pickles (Dask).
-        super().__init__(reason, path_str, detail)
-        self.reason = reason
-        self.path = path_str
-        self.detail = detail
-
-    def __str__(self) -> str:
-        detail = _printable(self.detail)
-        if self.path is None:
-            return f"{self.reason}: {detail}"
-        return f"{self.reason}: {_printable(self.path)}: {detail}"
 
 
 @dataclass(frozen=True)
@@ -184,14 +155,14 @@ class LoadedImage:
 # --------------------------------------------------------------------------- files
 
 
-def read_file(path: PathLike) -> bytes:
-    """Return the whole content of the regular file at ``path``.
+def read_file(path: PathLike, max_bytes: int | None = None) -> bytes:
+    """Return the whole content of the regular file at ``path`` (at most :data:`MAX_FILE_BYTES`).
 
     Raises:
         ImageLoadError: reason "missing", "unreadable", "is_directory" or
             "empty" (see the module docstring).
     """
-    with _open_regular_file(path) as f:
+    with open_regular_file(path, MAX_FILE_BYTES if max_bytes is None else max_bytes) as f:
         try:
             data = f.read()
         except MemoryError:
@@ -212,7 +183,7 @@ def sha256_file(path: PathLike) -> str:
         ImageLoadError: reason "missing", "unreadable" or "is_directory".
     """
     digest = hashlib.sha256()
-    with _open_regular_file(path) as f:
+    with open_regular_file(path) as f:
         try:
             while chunk := f.read(_READ_CHUNK):
                 digest.update(chunk)
@@ -509,87 +480,8 @@ def _decode_error(e: BaseException, path: PathLike | None, n_bytes: int) -> Imag
     return ImageLoadError("corrupt", path, f"{type(e).__name__}: {message}")
 
 
-def _os_error(e: OSError, path: PathLike) -> ImageLoadError:
-    """Map an OSError from opening or reading a file to an ImageLoadError."""
-    if isinstance(e, FileNotFoundError):
-        try:
-            broken_link = os.path.islink(path)
-        except (OSError, ValueError):
-            broken_link = False
-        detail = "broken symbolic link (its target does not exist)" if broken_link else "no such file"
-        return ImageLoadError("missing", path, detail)
-    if isinstance(e, NotADirectoryError):
-        return ImageLoadError("missing", path, "a parent of this path is a file, not a directory")
-    if isinstance(e, IsADirectoryError):
-        return ImageLoadError("is_directory", path, "is a directory, not a file")
-    if isinstance(e, PermissionError):
-        return ImageLoadError("unreadable", path, "permission denied")
-    if e.errno == errno.ELOOP:
-        return ImageLoadError(
-            "unreadable", path, "symbolic link loop (too many levels of symbolic links)"
-        )
-    if e.errno == errno.ENAMETOOLONG:
-        return ImageLoadError("unreadable", path, "file name too long")
-    return ImageLoadError("unreadable", path, e.strerror or str(e))
-
-
-class _open_regular_file:
-    """Context manager: a binary file object for a regular file, else ImageLoadError.
-
-    Opens with O_NONBLOCK so a FIFO named like an image cannot hang the caller,
-    then checks the *opened* descriptor with fstat (no check-then-open race).
-    """
-
-    def __init__(self, path: PathLike):
-        self.path = path
-        self.file = None
-
-    def __enter__(self):
-        path = os.fspath(self.path)  # TypeError for a non-path: a caller bug
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-        flags |= getattr(os, "O_BINARY", 0)
-        try:
-            fd = os.open(path, flags)
-        except ValueError:  # embedded NUL byte: no such file can exist
-            raise ImageLoadError("missing", self.path, "path contains a NUL byte") from None
-        except OSError as e:
-            raise _os_error(e, self.path) from e
-        try:
-            mode = os.fstat(fd).st_mode
-            if stat.S_ISDIR(mode):
-                raise ImageLoadError("is_directory", self.path, "is a directory, not a file")
-            if not stat.S_ISREG(mode):
-                raise ImageLoadError("unreadable", self.path, f"not a regular file ({file_kind(mode)})")
-            self.file = os.fdopen(fd, "rb")
-        except BaseException:
-            os.close(fd)
-            raise
-        return self.file
-
-    def __exit__(self, *exc_info):
-        self.file.close()
-        return False
-
-
-def file_kind(mode: int) -> str:
-    """What a non-regular file is, in words (for error messages)."""
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "a special file"
-
-
 def _check_limits(min_side: int | None, max_pixels: int) -> None:
     if min_side is not None and (not isinstance(min_side, int) or min_side < 1):
         raise ValueError(f"min_side must be a positive int or None, got {min_side!r}")
     if not isinstance(max_pixels, int) or max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
-
-
-def _printable(text: str) -> str:
-    """One printable line: undecodable bytes and control characters as escapes."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -14,8 +14,9 @@ Walk rules (``walk_images``):
 * A file is taken when its extension is one of :data:`IMAGE_EXTENSIONS` (case-insensitive); other
   files are counted in ``Walk.skipped["not_an_image_name"]``. A folder named like an image
   (``2019.jpg/``) is a folder: it is walked into.
-* Folders in ``exclude`` (Maya's own data folder, the ``--move-to`` folder) are not entered when met
-  inside a root, so files moved aside are not found again (counted in ``Walk.skipped["excluded"]``).
+* Folders in ``exclude`` (Maya's own data folder, the ``--move-to`` folder), and folders holding the
+  file :data:`MOVED_ASIDE_MARKER` (an earlier ``--move-to`` folder), are not entered when met inside a
+  root, so files moved aside are not found again (counted in ``Walk.skipped["excluded"]``).
 * One file reached twice (overlapping roots, a hard link, a followed link) is taken once, under the
   first path found; the others are counted in ``Walk.skipped["same_file"]``. Moving one of two hard
   links would free nothing, so they are not reported as duplicates of each other.
@@ -24,7 +25,10 @@ Walk rules (``walk_images``):
 
 Paths are kept exactly as the walk produced them (``str``; bytes that are not valid UTF-8 appear as
 surrogate escapes, so ``os.fsencode(path)`` is the real name). DuckDB only stores valid UTF-8, so the
-database holds :func:`path_text` of a path: undecodable bytes written as ``\\xNN``.
+database holds :func:`path_text` of a path: backslashes doubled and undecodable bytes written as
+``\\xNN`` (lossless: :func:`text_path` gives the path back). Deep paths: a name whose full path is
+longer than the system allows (``ENAMETOOLONG``) is a problem ``unreadable: file name too long``, a
+folder so deep it cannot be listed too, never a silent skip.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from maya.io.images import file_kind
+from maya.io.pathtext import path_text, text_path  # noqa: F401  (re-exported)
 
 #: File name extensions taken as images (lower case). HEIC/HEIF/AVIF decode only with Pillow's
 #: plugins; without them they are listed as ``unsupported`` rather than skipped unseen.
@@ -74,18 +79,6 @@ class Walk:
 
     def _skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
-
-
-def path_text(path: str) -> str:
-    """``path`` as valid UTF-8 text for the database: undecodable bytes become ``\\xNN``.
-
-    Valid UTF-8 paths come back unchanged.
-    """
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def problem(path: str, reason: str, detail: str) -> FileProblem:
@@ -140,8 +133,14 @@ def walk_images(
     return walk
 
 
+#: The file ``maya dedup --move-to`` leaves in its folder: a folder holding it is never walked into
+#: (files moved aside are not found again, whichever --move-to a later run is given).
+MOVED_ASIDE_MARKER = ".maya-moved-aside"
+
+
 def _walk_dir(walk, root, root_stat, seen_files, seen_dirs, follow, include_hidden, extensions, excluded) -> None:
     stack = [(root, (root_stat.st_dev, root_stat.st_ino))]
+    root_key = stack[0][1]
     while stack:
         folder, key = stack.pop()
         if key in seen_dirs:
@@ -152,7 +151,12 @@ def _walk_dir(walk, root, root_stat, seen_files, seen_dirs, follow, include_hidd
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
+            if e.errno == errno.ENAMETOOLONG:
+                walk._skip("name_too_long")
             walk.problems.append(_os_problem(folder, e, what="folder cannot be listed"))
+            continue
+        if key != root_key and any(e.name == MOVED_ASIDE_MARKER for e in entries):
+            walk._skip("excluded")
             continue
         subfolders = []
         for entry in entries:
@@ -164,8 +168,11 @@ def _walk_dir(walk, root, root_stat, seen_files, seen_dirs, follow, include_hidd
             try:
                 is_link = entry.is_symlink()
                 st = entry.stat(follow_symlinks=False)
-            except OSError as e:  # vanished between listing and stat
-                if image_name:
+            except OSError as e:  # vanished between listing and stat, or a path too long to name
+                if e.errno == errno.ENAMETOOLONG:  # whatever it is (a deep folder, an image): say so
+                    walk._skip("name_too_long")
+                    walk.problems.append(_os_problem(path, e))
+                elif image_name:
                     walk.problems.append(_os_problem(path, e))
                 continue
             if is_link:
@@ -228,7 +235,6 @@ def _os_problem(path: str, e: OSError, what: str | None = None) -> FileProblem:
 
 
 def _printable(text: str) -> str:
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    from maya.io.printable import printable
+
+    return printable(text)

@@ -42,18 +42,26 @@ def read_groups(source: str | Path, groups, originals: list[Path]) -> tuple[dict
         where = "groups"
     else:
         csv_path = Path(groups)
-        try:
-            text = csv_path.read_text(encoding="utf-8-sig")
-        except OSError as e:
-            raise PairsError(f"cannot read the groups file {csv_path}: {e.strerror or e}") from None
-        reader = csv.DictReader(text.splitlines())
-        names = [(f or "").strip().lower() for f in (reader.fieldnames or [])]
-        if not {"path", "group"} <= set(names):
-            raise PairsError(f"{csv_path}: a groups CSV needs the columns path,group (found: {', '.join(names)})")
+        from maya.io import images as imageio
+
         entries = []
-        for lineno, row in enumerate(reader, start=2):
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            entries.append((lineno, row.get("path", ""), row.get("group", "")))
+        try:
+            with imageio.open_text_file(csv_path) as stream:  # the shared opener; quoted newlines kept
+                reader = csv.DictReader(stream)
+                names = [(f or "").strip().lower() for f in (reader.fieldnames or [])]
+                if not {"path", "group"} <= set(names):
+                    raise PairsError(f"{csv_path}: a groups CSV needs the columns path,group "
+                                     f"(found: {', '.join(names)})")
+                line_after = reader.line_num
+                for row in reader:
+                    lineno, line_after = line_after + 1, reader.line_num
+                    row = {(k or "").strip().lower(): (v or "").strip() if isinstance(v, str) else ""
+                           for k, v in row.items()}
+                    entries.append((lineno, row.get("path", ""), row.get("group", "")))
+        except imageio.ImageLoadError as e:
+            raise PairsError(f"cannot read the groups file {csv_path}: {e.detail}") from None
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise PairsError(f"the groups file {csv_path} is not a UTF-8 CSV: {e}") from None
         base = csv_path.resolve().parent
         where = str(csv_path)
     for lineno, raw, group in entries:

@@ -1,7 +1,10 @@
 """Import labelled pairs from a CSV (``a,b,label`` with optional ``kind``, ``split``, ``params``).
 
 Bad rows are reported with their line number and skipped; images are identified by the sha256 of
-their bytes; without a split column, splits are seeded by connected group of images.
+their bytes; without a split column, splits are seeded by connected group of images. The CSV is read
+as a stream by the csv module (a quoted field may hold newlines), so memory grows with the rows kept,
+not the file; every file it names is opened by the shared opener (``maya.io.opener``): a FIFO, a
+device such as ``/dev/zero`` or a folder is reported on its row and skipped without being read.
 """
 
 from __future__ import annotations
@@ -28,14 +31,25 @@ def import_pairs(csv_path: str | Path, *, seed: int = 0, val_fraction: float = 0
     imported. Without a split column, splits are assigned by connected group of images (seeded),
     so one image never lands in both splits. No usable row at all is a :class:`PairsError`.
     """
+    from maya.io import images as imageio
+
     csv_path = Path(csv_path)
     try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except OSError as e:
-        raise PairsError(f"cannot read {csv_path}: {e.strerror or e}") from None
+        with imageio.open_text_file(csv_path) as stream:
+            return _import_stream(csv_path, stream, seed, val_fraction)
+    except imageio.ImageLoadError as e:
+        raise PairsError(f"cannot read {csv_path}: {e.detail}") from None
     except UnicodeDecodeError:
         raise PairsError(f"{csv_path} is not UTF-8 text: is it really a CSV?") from None
-    reader = csv.DictReader(text.splitlines())
+    except csv.Error as e:
+        raise PairsError(f"{csv_path} is not a CSV this reader understands: {e}") from None
+
+
+def _import_stream(csv_path: Path, stream, seed: int, val_fraction: float) -> PairSet:
+    """The rows of the open CSV ``stream``, read one record at a time (quoted newlines kept)."""
+    from maya.io import images as imageio
+
+    reader = csv.DictReader(stream)
     fields_ = [f.strip().lower() for f in (reader.fieldnames or []) if f is not None]
     missing = {"a", "b", "label"} - set(fields_)
     if missing:
@@ -50,23 +64,22 @@ def import_pairs(csv_path: str | Path, *, seed: int = 0, val_fraction: float = 0
         p = p if p.is_absolute() else base / p
         key = str(p)
         if key not in by_path:
-            try:
-                data = p.read_bytes()
-            except IsADirectoryError:
-                by_path[key] = (None, "a folder, not a file")
-                out.files.append(file_record(p, None, "is_directory: a folder, not a file"))
-            except OSError as e:
-                reason = "missing" if isinstance(e, FileNotFoundError) else "unreadable"
-                by_path[key] = (None, reason)
-                out.files.append(file_record(p, None, f"{reason}: {e.strerror or e}"))
+            try:  # the shared opener: FIFOs, devices (/dev/zero) and folders are refused before any read
+                sha = imageio.sha256_file(p)
+            except imageio.ImageLoadError as e:
+                why = "a folder, not a file" if e.reason == "is_directory" else e.detail
+                by_path[key] = (None, why)
+                out.files.append(file_record(p, None, f"{e.reason}: {why}"))
             else:
-                rec = file_record(p, data)
+                rec = file_record(p, sha256=sha)
                 by_path[key] = (rec.sha256, None)
                 out.files.append(rec)
         return by_path[key][0], key
 
     rows = []
-    for lineno, row in enumerate(reader, start=2):
+    line_after = reader.line_num  # physical lines read so far: a record starts on the next one
+    for row in reader:
+        lineno, line_after = line_after + 1, reader.line_num
         row = {(k or "").strip().lower(): (v or "").strip() if isinstance(v, str) else "" for k, v in row.items()}
         at = f"{csv_path}:{lineno}"
         label_raw = row.get("label", "").lower()
@@ -124,8 +137,9 @@ def import_pairs(csv_path: str | Path, *, seed: int = 0, val_fraction: float = 0
         # One connected group holds every image: split by pair instead (images may then be shared).
         splits = list(split_units(len(rows), seed, val_fraction))
         out.errors.append(f"{csv_path}: all pairs are connected; split by pair, so an image may be in both splits")
-    out.pairs = [
-        Pair(k, a, b, label, kind, params, str(sp), find(a))
-        for k, ((a, b, label, kind, _, params), sp) in enumerate(zip(rows, splits))
-    ]
+    out.pairs = []
+    for k, sp in enumerate(splits):  # each row is dropped as its Pair is made: one of the two at a time
+        a, b, label, kind, _, params = rows[k]
+        rows[k] = None
+        out.pairs.append(Pair(k, a, b, label, kind, params, str(sp), find(a)))
     return out

@@ -32,18 +32,32 @@ CSV_COLUMNS = ("group", "keep", "path", "sha256", "phash_distance", "clip_simila
                "size_bytes", "chained", "clause")
 
 
+#: First characters that make a spreadsheet read a cell as a formula (or a DDE command).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_safe(value):
+    """``value`` for a CSV cell a spreadsheet will not evaluate: text starting with ``= + - @``, tab or
+    CR gets a leading ``'`` (the usual rule; the quote shows, the text is kept). Numbers, booleans and
+    other text are unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def write_csv(groups: Sequence, path: str | os.PathLike) -> None:
     """One row per member of every group (``CSV_COLUMNS``); ``group`` counts from 1 as in the report.
 
     Bytes of paths that are not UTF-8 are written back as the same bytes (surrogateescape), so the
-    CSV names the real files. ``clip_similarity`` is empty when no embedding was used.
+    CSV names the real files. ``clip_similarity`` is empty when no embedding was used. A path that
+    would start a formula is written with a leading ``'`` (:func:`formula_safe`).
     """
     with atomic_file(path, text=True, newline="", errors="surrogateescape") as f:
         w = csv.writer(f)
         w.writerow(CSV_COLUMNS)
         for k, g in enumerate(groups, start=1):
             for i, m in enumerate(g.members):
-                w.writerow([k, i == 0, m.path, m.sha256, m.phash_distance,
+                w.writerow([k, i == 0, formula_safe(m.path), m.sha256, m.phash_distance,
                             "" if m.clip_similarity is None else f"{m.clip_similarity:.6f}", m.exact,
                             m.width, m.height, m.size_bytes, g.chained, m.clause])
 

@@ -13,6 +13,7 @@ import base64
 import html
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,13 +238,30 @@ class _Table:
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
     def markdown(self) -> str:
-        def esc(v):
-            return str(v).replace("|", "\\|")
+        esc = md_text
 
         lines = ["| " + " | ".join(esc(c) for c in self.columns) + " |",
                  "|" + "|".join("---" for _ in self.columns) + "|"]
         lines += ["| " + " | ".join(esc(v) for v in r) + " |" for r in self.rows]
         return "\n".join(lines)
+
+
+_MD_SPECIAL = frozenset("\\`*_[]<>|~!&#")
+
+
+def md_text(value) -> str:
+    """``value`` as inert Markdown inline text: one printable line (control characters escaped), with
+    every character Markdown or inline HTML would act on (``\\ ` * _ [ ] < > | ~ ! & #``) backslash-escaped.
+    What report.md inlines from the store (dataset names, kinds, parameters, paths) goes through it."""
+    from maya.io.printable import printable
+
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in printable(value))
+
+
+def _md_fence(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text`` (so ``text`` cannot close it)."""
+    longest = max((len(m) for m in re.findall("`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 _CSS = """
@@ -311,7 +329,8 @@ def _run_section(info: dict) -> tuple[str, str]:
     t = _Table(["field", "value"], [[k, _fmt(info.get(k))] for k in keys if info.get(k) is not None], text_columns=2)
     params = json.dumps(info.get("parameters"), indent=2, sort_keys=True, default=str)
     h = f"<h2>Run parameters and code version</h2>{t.html()}<pre>{html.escape(params)}</pre>"
-    md = f"## Run parameters and code version\n\n{t.markdown()}\n\n```json\n{params}\n```\n"
+    fence = _md_fence(params)
+    md = f"## Run parameters and code version\n\n{t.markdown()}\n\n{fence}json\n{params}\n{fence}\n"
     return h, md
 
 
@@ -336,7 +355,7 @@ def _write_evaluate_report(con, info: dict, out: Path) -> ReportFiles:
     md: list[str] = []
     title = f"Maya report — run {rid}, dataset {info['dataset']!r}"
     h.append(f"<h1>{html.escape(title)}</h1>")
-    md.append(f"# {title}\n")
+    md.append(f"# {md_text(title)}\n")
     size_txt = "; ".join(f"<b>{sp}</b>: {n} pairs ({p} duplicates, {q} non-duplicates)" for sp, n, p, q in sizes)
     note = ("Thresholds are chosen on the <b>val</b> split (best F1) and every other number is measured on the "
             "held-out <b>test</b> split, whose originals never appear in val. " + size_txt + ". "
@@ -383,7 +402,7 @@ def _write_evaluate_report(con, info: dict, out: Path) -> ReportFiles:
         md.append(f"### {p.title}\n\n![{p.title}]({p.path.name})\n\n{p.caption}\n")
     for s in skipped:
         h.append(f"<p>Not drawn: {html.escape(s)}</p>")
-        md.append(f"Not drawn: {s}\n")
+        md.append(f"Not drawn: {md_text(s)}\n")
 
     rk = plots.recall_by_kind(con, rid)
     methods = rk["methods"]
@@ -431,7 +450,7 @@ def _errors_section(con, rid: int, methods: list[str], out: Path, h: list[str], 
     for (m, oc), rows in errors.items():
         what = "false positives (non-duplicates matched)" if oc == "fp" else "false negatives (duplicates missed)"
         h.append(f"<h3>{html.escape(m)}: {what}</h3>")
-        md.append(f"### {m}: {what}\n")
+        md.append(f"### {md_text(m)}: {what}\n")
         if not rows:
             h.append("<p>none</p>")
             md.append("none\n")
@@ -452,7 +471,7 @@ def _errors_section(con, rid: int, methods: list[str], out: Path, h: list[str], 
                                 f'title="{html.escape(str(paths.get(sha)))}">')
                     md_imgs.append(f"![{sha[:12]}](thumbs/{p.name})")
             cells.append(f'<div class="pair">{"".join(imgs)}<br>{html.escape(cap)}</div>')
-            md.append(f"- {' '.join(md_imgs)} {cap}")
+            md.append(f"- {' '.join(md_imgs)} {md_text(cap)}")
         h.append(f'<div class="pairs">{"".join(cells)}</div>')
         md.append("")
     return [p for p in written.values() if p is not None]
@@ -493,7 +512,7 @@ def _write_repeats_report(con, info: dict, out: Path) -> ReportFiles:
     rid = info["run_id"]
     title = f"Maya stability report — run {rid}, dataset {info['dataset']!r}"
     h = [f"<h1>{html.escape(title)}</h1>"]
-    md = [f"# {title}\n"]
+    md = [f"# {md_text(title)}\n"]
     note = ("Each repeat regenerates the pairs with another seed (other edits, other negatives, another val/test "
             "split of the originals), chooses thresholds on its val split and reports its test split. Below: the "
             "spread of those test F1 values (sample std, 95 % percentile-bootstrap interval of the mean).")

@@ -41,8 +41,10 @@ def _lock_message(db_path: Path, exc: Exception) -> str:
     )
 
 
-def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the store and apply the schema. Raises StoreLockedError / StoreError."""
+def connect(db_path: str | Path, *, read_only: bool = False, config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the store and apply the schema. Raises StoreLockedError / StoreError.
+
+    ``config``: DuckDB settings for this connection (``maya sql`` turns file access off with it)."""
     db_path = Path(db_path)
     if read_only and not db_path.exists():
         raise StoreError(f"no database at {db_path}: run `maya demo` or `maya pairs build` first")
@@ -52,7 +54,7 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         except OSError as e:
             raise StoreError(f"cannot create the data folder {db_path.parent}: {e.strerror or e}") from None
     try:
-        con = duckdb.connect(str(db_path), read_only=read_only)
+        con = duckdb.connect(str(db_path), read_only=read_only, config=config or {})
     except duckdb.IOException as e:
         if "lock" in str(e).lower():
             raise StoreLockedError(_lock_message(db_path, e)) from None
@@ -223,7 +225,7 @@ def run_of_flow_run(con, flow_run_id: str) -> dict | None:
 def save_files(con, files) -> None:
     """Upsert file rows (path -> sha256); a later sighting replaces the earlier row.
 
-    Paths must be valid UTF-8 already (:func:`maya.io.walk.path_text`: the walker's and the pair
+    Paths must be valid UTF-8 already, written losslessly (:func:`maya.io.pathtext.path_text`: the walker's and the pair
     builder's writers convert them), so the store does not depend on the walker.
     """
     if not files:
@@ -261,7 +263,9 @@ def image_paths(con, sha256s) -> dict[str, str]:
         "SELECT sha256, arg_max(path, seen_at) FROM files JOIN _maya_q USING (sha256) "
         "WHERE status = 'ok' GROUP BY sha256"
     ).fetchall()
-    return dict(rows)
+    from maya.io.pathtext import text_path
+
+    return {sha: text_path(path) for sha, path in rows}
 
 
 def failed_images(con, sha256s) -> dict[str, str]:
