@@ -1,0 +1,110 @@
+"""The first hour of a new user (issue 18): help texts, global options, --version, the config file, ``~``
+in paths, the demo's next steps, HEIC photos, quiet decoding, and dedup's filters and sensitivity."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maya.cli.app import build_parser, main
+
+FLAG_ACTIONS = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._HelpAction,
+                argparse._VersionAction, argparse._CountAction)
+
+
+def _all_parsers(parser: argparse.ArgumentParser, name: str = "maya"):
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from _all_parsers(sub, f"{name} {sub_name}")
+
+
+def test_every_option_of_every_command_has_help_and_says_its_default():
+    missing = []
+    parsers = list(_all_parsers(build_parser()))
+    assert len(parsers) > 10
+    for name, parser in parsers:
+        if name != "maya" and not parser.description:
+            missing.append(f"{name}: no description")
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            label = f"{name} {'/'.join(action.option_strings) or action.dest}"
+            if not action.help:
+                missing.append(f"{label}: no help")
+                continue
+            if (action.option_strings and not isinstance(action, FLAG_ACTIONS) and not action.required
+                    and "default" not in formatter._expand_help(action)):
+                missing.append(f"{label}: default not shown")
+    assert missing == []
+
+
+def test_evaluate_help_describes_the_command_and_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    out = capsys.readouterr().out
+    assert "precision / recall / F1" in out and "(default: 0)" in out
+
+
+def test_version_prints_the_package_version(capsys):
+    from maya import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"maya {__version__}"
+
+
+def test_global_options_work_before_the_command_as_after_it(tmp_path, capsys):
+    before, after = tmp_path / "before", tmp_path / "after"
+    assert main(["--data-dir", str(before), "--model", "efficientnet-lite0", "config"]) == 0
+    out = capsys.readouterr().out
+    assert f"data_dir   = {before}  (flag)" in out and "model      = efficientnet-lite0  (flag)" in out
+    # the one after the command wins
+    assert main(["--data-dir", str(before), "config", "--data-dir", str(after)]) == 0
+    assert f"data_dir   = {after}  (flag)" in capsys.readouterr().out
+
+
+def test_config_set_writes_the_file_and_its_value_sits_between_env_and_defaults(tmp_path, monkeypatch, capsys):
+    cfg = tmp_path / "cfg" / "config.toml"
+    monkeypatch.setenv("MAYA_CONFIG", str(cfg))
+    assert main(["config", "--set", "model=efficientnet-lite0", "--set", "data_dir=~/maya-store"]) == 0
+    out = capsys.readouterr().out
+    assert cfg.exists() and f"config file: {cfg} (read)" in out
+    assert "model      = efficientnet-lite0  (config file)" in out
+    assert f"data_dir   = {Path.home() / 'maya-store'}  (config file)" in out
+    monkeypatch.setenv("MAYA_MODEL", "from-env")
+    assert main(["config"]) == 0
+    assert "model      = from-env  (env MAYA_MODEL)" in capsys.readouterr().out
+    assert main(["config", "--unset", "model"]) == 0
+    monkeypatch.delenv("MAYA_MODEL")
+    assert main(["config"]) == 0
+    assert "model      = openai/clip-vit-base-patch32  (default)" in capsys.readouterr().out
+
+
+def test_a_bad_config_file_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('modle = "efficientnet-lite0"\n')
+    monkeypatch.setenv("MAYA_CONFIG", str(cfg))
+    assert main(["config"]) == 2
+    err = capsys.readouterr().err
+    assert str(cfg) in err and "unknown setting 'modle'" in err
+
+
+def test_the_default_config_file_is_in_the_platform_config_folder(tmp_path):
+    from maya.settings import config_path
+
+    if sys.platform.startswith("linux"):
+        assert config_path({"XDG_CONFIG_HOME": str(tmp_path)}) == tmp_path / "maya" / "config.toml"
+    assert config_path({"MAYA_CONFIG": "~/m.toml"}) == Path.home() / "m.toml"
+
+
+def test_the_model_load_error_says_how_to_set_the_model_once(tmp_path, capsys, photo_dir):
+    assert main(["dedup", str(photo_dir), "--data-dir", str(tmp_path), "--model", "no-such/model"]) == 2
+    assert "maya config --set model=efficientnet-lite0" in capsys.readouterr().err
