@@ -65,10 +65,10 @@ def test_global_options_work_before_the_command_as_after_it(tmp_path, capsys):
     before, after = tmp_path / "before", tmp_path / "after"
     assert main(["--data-dir", str(before), "--model", "efficientnet-lite0", "config"]) == 0
     out = capsys.readouterr().out
-    assert f"data_dir   = {before}  (flag)" in out and "model      = efficientnet-lite0  (flag)" in out
+    assert f"data_dir = {before}  (flag)" in out and "model = efficientnet-lite0  (flag)" in out
     # the one after the command wins
     assert main(["--data-dir", str(before), "config", "--data-dir", str(after)]) == 0
-    assert f"data_dir   = {after}  (flag)" in capsys.readouterr().out
+    assert f"data_dir = {after}  (flag)" in capsys.readouterr().out
 
 
 def test_config_set_writes_the_file_and_its_value_sits_between_env_and_defaults(tmp_path, monkeypatch, capsys):
@@ -77,15 +77,15 @@ def test_config_set_writes_the_file_and_its_value_sits_between_env_and_defaults(
     assert main(["config", "--set", "model=efficientnet-lite0", "--set", "data_dir=~/maya-store"]) == 0
     out = capsys.readouterr().out
     assert cfg.exists() and f"config file: {cfg} (read)" in out
-    assert "model      = efficientnet-lite0  (config file)" in out
-    assert f"data_dir   = {Path.home() / 'maya-store'}  (config file)" in out
+    assert "model = efficientnet-lite0  (config file)" in out
+    assert f"data_dir = {Path.home() / 'maya-store'}  (config file)" in out
     monkeypatch.setenv("MAYA_MODEL", "from-env")
     assert main(["config"]) == 0
-    assert "model      = from-env  (env MAYA_MODEL)" in capsys.readouterr().out
+    assert "model = from-env  (env MAYA_MODEL)" in capsys.readouterr().out
     assert main(["config", "--unset", "model"]) == 0
     monkeypatch.delenv("MAYA_MODEL")
     assert main(["config"]) == 0
-    assert "model      = openai/clip-vit-base-patch32  (default)" in capsys.readouterr().out
+    assert "model = openai/clip-vit-base-patch32  (default)" in capsys.readouterr().out
 
 
 def test_a_bad_config_file_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):

@@ -107,11 +107,8 @@ def cmd_config(args) -> int:
         print(f"wrote {path}")
     s, sources = _settings_and_sources(args)
     print(f"config file: {path} ({'read' if path.exists() else 'none yet; maya config --set KEY=VALUE makes it'})")
-    d = s.as_dict()
-    width = max(len(k) for k in d)
-    for k, v in d.items():
-        where = sources.get(k, "from data_dir")
-        print(f"{k.ljust(width)} = {v}  ({where})")
+    for k, v in s.as_dict().items():
+        print(f"{k} = {v}  ({sources.get(k, 'from data_dir')})")
     return 0
 
 
@@ -443,8 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "MAYA_*, the user config file, or the default) and which config file is read; "
                                    "--set / --unset write the user config file (TOML; MAYA_CONFIG names another).")
     c.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="store a setting in the user config file, e.g. model=efficientnet-lite0 (repeatable)")
-    c.add_argument("--unset", action="append", metavar="KEY", help="remove a setting from the user config file (repeatable)")
+                   help="store a setting in the user config file, e.g. model=efficientnet-lite0 (repeatable; default: only print)")
+    c.add_argument("--unset", action="append", metavar="KEY", help="remove a setting from the user config file (repeatable; default: only print)")
     c.set_defaults(func=cmd_config)
     finish_help(p)
     return p

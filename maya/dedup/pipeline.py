@@ -92,6 +92,8 @@ def run_dedup(
     runner: Runner | None = None,
     flow_run_id: str | None = None,
     parameters: dict | None = None,
+    selection=None,
+    sensitivity=None,
 ) -> DedupRun:
     """Run every step and record the run in the store (``runs`` and the ``dedup_*`` tables).
 
@@ -99,6 +101,8 @@ def run_dedup(
     (None: an in-memory database, nothing kept). ``exclude``: folders not to enter (see
     ``maya.io.ingest``). ``runner``: where batches run (:class:`Runner`; default threads here).
     ``flow_run_id``, ``parameters``: recorded with the run (``runs.flow_run_id``, ``runs.parameters``).
+    ``selection``: the user's file filters (:class:`maya.io.selection.FileSelection`); ``sensitivity``: a
+    :class:`maya.dedup.sensitivity.Sensitivity` applied to the resolved thresholds.
     Other arguments as in :func:`find_duplicates`.
     """
     import duckdb
@@ -125,6 +129,8 @@ def run_dedup(
         con = store.connect(db_path)
     try:
         options = measured_options(con, options, spec.name if spec else None, model_id)
+        if sensitivity is not None:
+            options = sensitivity.apply(options)
         run_id = dedup_store.start_dedup_run(
             con, roots, options, model_id,
             {"model": model if spec else None, "batch_size": batch, "follow_symlinks": follow_symlinks,
@@ -133,7 +139,7 @@ def run_dedup(
         try:
             identified = identify_files(con, roots, follow_symlinks=follow_symlinks, include_hidden=include_hidden,
                                         exclude=exclude, submit=runner.sha256_files, in_flight=runner.in_flight,
-                                        progress=progress)
+                                        progress=progress, selection=selection)
             path_of: dict[str, str] = {}
             for f in identified.files:
                 path_of.setdefault(f.sha256, f.path)
