@@ -108,3 +108,71 @@ def test_the_default_config_file_is_in_the_platform_config_folder(tmp_path):
 def test_the_model_load_error_says_how_to_set_the_model_once(tmp_path, capsys, photo_dir):
     assert main(["dedup", str(photo_dir), "--data-dir", str(tmp_path), "--model", "no-such/model"]) == 2
     assert "maya config --set model=efficientnet-lite0" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- paths, HEIC, noise
+
+
+def test_find_duplicates_expands_a_leading_tilde(tmp_path, monkeypatch, photo_dir):
+    import shutil
+
+    import maya
+
+    home = tmp_path / "home"
+    (home / "Pictures").mkdir(parents=True)
+    shutil.copy(photo_dir / "astronaut.jpg", home / "Pictures" / "a.jpg")
+    shutil.copy(photo_dir / "astronaut.jpg", home / "Pictures" / "b.jpg")
+    monkeypatch.setenv("HOME", str(home))
+    report = maya.find_duplicates("~/Pictures", mode="phash")
+    assert [sorted(os.path.basename(m["path"]) for m in g["members"]) for g in report["groups"]] == [["a.jpg", "b.jpg"]]
+
+
+def test_the_cli_expands_tilde_in_data_dir_and_folders(tmp_path, monkeypatch, photo_dir, capsys):
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(photo_dir, home / "photos")
+    monkeypatch.setenv("HOME", str(home))
+    assert main(["--data-dir", "~/store", "dedup", "~/photos", "--mode", "phash", "--quiet",
+                 "--json", "~/out.json"]) == 0
+    assert (home / "store" / "maya.duckdb").exists() and (home / "out.json").exists()
+    assert capsys.readouterr().out == ""  # --quiet: no summary
+
+
+def _heic_twin(folder: Path, photo) -> Path:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    photo.save(folder / "twin.jpg", quality=90)
+    heif = pillow_heif.from_pillow(photo)
+    heif.save(folder / "IMG_0001.HEIC", quality=80)
+    return folder / "IMG_0001.HEIC"
+
+
+def test_a_heic_photo_groups_with_its_jpeg_twin(tmp_path, capsys):
+    from tests.conftest import photo
+
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    heic = _heic_twin(folder, photo("chelsea", 400))
+    photo("coffee", 400).save(folder / "other.jpg", quality=90)
+    from maya.io.images import load_image
+
+    assert load_image(heic).format == "HEIF"
+    assert main(["dedup", str(folder), "--mode", "phash", "--data-dir", str(tmp_path / "d"),
+                 "--json", str(tmp_path / "g.json")]) == 0
+    import json
+
+    groups = json.loads((tmp_path / "g.json").read_text())["groups"]
+    assert [sorted(os.path.basename(m["path"]) for m in g["members"]) for g in groups] == [["IMG_0001.HEIC", "twin.jpg"]]
+
+
+def test_no_raw_decompression_bomb_warning_on_stderr_for_a_photo_under_the_limit(tmp_path):
+    from tests.conftest import photo
+
+    path = tmp_path / "big.png"
+    photo("coffee", 1200).save(path)  # 1200 x 800: above the Pillow limit set below, under Maya's
+    code = ("from PIL import Image; Image.MAX_IMAGE_PIXELS = 600_000; "
+            "from maya.io.images import load_image; "
+            f"print(load_image({str(path)!r}).width)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "1200"
+    assert "DecompressionBombWarning" not in out.stderr and "warnings.warn" not in out.stderr
