@@ -268,7 +268,8 @@ def cmd_pairs_build(args) -> int:
     if args.model:
         options["embedder"] = args.model  # hard negatives by embedding too
     args.source = str(expand_path(args.source))
-    ps = pairs.build_pairs(args.source, s.images_dir, seed=args.seed, max_pixels=s.max_pixels, **options)
+    ps = pairs.build_pairs(args.source, s.images_dir, seed=args.seed, max_pixels=s.max_pixels, progress=True,
+                           **options)
     store.save_pairset(con, args.dataset, origin="build", source=str(Path(args.source).resolve()), seed=args.seed,
                        params={"kind": "build", **options}, pairset=ps, replace=args.replace)
     _report_pairset(args.dataset, ps)
