@@ -176,3 +176,79 @@ def test_no_raw_decompression_bomb_warning_on_stderr_for_a_photo_under_the_limit
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "1200"
     assert "DecompressionBombWarning" not in out.stderr and "warnings.warn" not in out.stderr
+
+
+# ---------------------------------------------------------------------------------------------- dedup options
+
+
+@pytest.fixture
+def twins(tmp_path, photo_dir):
+    """Two byte-identical copies of three photos, a thumbnail folder, and a PNG under a cache folder."""
+    import shutil
+
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    (root / "Thumbnails").mkdir(parents=True)
+    (root / "cache").mkdir()
+    for name in ("astronaut.jpg", "chelsea.jpg", "coffee.png"):
+        shutil.copy(photo_dir / name, root / name)
+        shutil.copy(photo_dir / name, root / ("copy-" + name))
+    with Image.open(photo_dir / "astronaut.jpg") as im:
+        im.resize((32, 32)).save(root / "Thumbnails" / "astronaut-small.jpg")
+    shutil.copy(photo_dir / "coffee.png", root / "cache" / "coffee.png")
+    return root
+
+
+def _groups(path: Path) -> list[list[str]]:
+    import json
+
+    return sorted(sorted(os.path.relpath(m["path"], path.parent / "photos") for m in g["members"])
+                  for g in json.loads(path.read_text())["groups"])
+
+
+def test_exclude_min_size_and_ext_leave_files_out(twins, tmp_path, capsys):
+    base = ["dedup", str(twins), "--mode", "phash", "--data-dir", str(tmp_path / "d"), "--json", str(tmp_path / "g.json")]
+    assert main(base) == 0
+    assert _groups(tmp_path / "g.json") == [["Thumbnails/astronaut-small.jpg", "astronaut.jpg", "copy-astronaut.jpg"],
+                                            ["cache/coffee.png", "coffee.png", "copy-coffee.png"],
+                                            ["chelsea.jpg", "copy-chelsea.jpg"]]
+    capsys.readouterr()
+    assert main(base + ["--exclude", "Thumbnails", "--exclude", "*/cache/*"]) == 0
+    assert _groups(tmp_path / "g.json") == [["astronaut.jpg", "copy-astronaut.jpg"], ["chelsea.jpg", "copy-chelsea.jpg"],
+                                            ["coffee.png", "copy-coffee.png"]]
+    assert "2 files and folders matching --exclude" in capsys.readouterr().out
+    assert main(base + ["--min-size", "5KB", "--ext", "jpg"]) == 0
+    assert _groups(tmp_path / "g.json") == [["astronaut.jpg", "copy-astronaut.jpg"], ["chelsea.jpg", "copy-chelsea.jpg"]]
+    assert main(base + ["--min-size", "lots"]) == 2
+    assert "--min-size takes a size" in capsys.readouterr().err
+
+
+def test_sensitivity_scales_the_thresholds_and_an_explicit_flag_wins(tmp_path, twins, capsys):
+    from maya.dedup.options import DedupOptions
+    from maya.dedup.sensitivity import Sensitivity
+
+    resolved = DedupOptions("hybrid", 8, 16, 0.80, 0.85)
+    strict = Sensitivity("strict").apply(resolved)
+    loose = Sensitivity("loose").apply(resolved)
+    assert (strict.phash_accept, strict.phash_radius, strict.clip_verify, strict.clip_strict) == (4, 12, 0.8667, 0.9)
+    assert (loose.phash_accept, loose.phash_radius, loose.clip_verify, loose.clip_strict) == (12, 20, 0.7333, 0.8)
+    assert Sensitivity("strict", frozenset({"phash_accept"})).apply(resolved).phash_accept == 8
+    assert Sensitivity("normal").apply(resolved) == resolved
+    base = ["dedup", str(twins), "--mode", "phash", "--data-dir", str(tmp_path / "d")]
+    assert main(base + ["--sensitivity", "strict"]) == 0
+    assert "match rule: pHash d <= 4" in capsys.readouterr().out
+    assert main(base + ["--sensitivity", "loose", "--phash-accept", "6"]) == 0
+    assert "match rule: pHash d <= 6" in capsys.readouterr().out
+
+
+def test_the_dry_run_is_one_line_per_group_and_a_summary(twins, tmp_path, capsys):
+    assert main(["dedup", str(twins), "--mode", "phash", "--data-dir", str(tmp_path / "d"), "--exclude", "Thumbnails",
+                 "--exclude", "cache", "--move-to", str(tmp_path / "aside")]) == 0
+    out = capsys.readouterr().out
+    plan = [line for line in out.splitlines() if line.startswith("  group ") and "; move 1 (" in line]
+    assert len(plan) == 3
+    assert "dry run: would move 3 files" in out and "of 3 groups" in out and "nothing was changed" in out
+    assert sorted(p.name for p in twins.iterdir() if p.is_file()) == sorted(
+        ["astronaut.jpg", "chelsea.jpg", "coffee.png", "copy-astronaut.jpg", "copy-chelsea.jpg", "copy-coffee.png"])
+    assert f"database: {tmp_path / 'd' / 'maya.duckdb'}" in out
