@@ -122,6 +122,8 @@ def run_dedup(
         spec = features.ModelSpec(model or DEFAULT_MODEL, device, precision or "auto", batch_size)
         embedder = features.get_embedder(spec)  # fail fast, before reading any file
         model_id, batch = embedder.model_id, batch_size or embedder.batch_size
+    if db_path is not None:
+        db_path = os.path.expanduser(db_path)  # "~/maya-data/maya.duckdb" as a shell would
     if db_path is None:
         con = duckdb.connect(":memory:")
         store.apply_schema(con)
