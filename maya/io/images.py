@@ -68,13 +68,8 @@ Safety
   pixel memory is allocated. Pillow's own limit ``PIL.Image.MAX_IMAGE_PIXELS``
   still applies on top: it raises above twice 89.5 MP, so a ``max_pixels``
   above ``2 * PIL.Image.MAX_IMAGE_PIXELS`` only takes effect if the caller
-  raises Pillow's limit too. Pillow's DecompressionBombWarning (above 89.5 MP,
-  i.e. for photos Maya's own limit accepts) is silenced once this module
-  decodes: Maya enforces the limit itself, and a raw ``warnings.warn(`` line
-  on stderr for a normal 100 MP photo only alarms users.
-* HEIC / HEIF (phone photos) decode when ``pillow-heif`` is installed
-  (``pip install 'mirror-of-maya[heic]'``): its opener is registered on the
-  first decode; without it they are ``unsupported`` with that advice.
+  raises Pillow's limit too. Pillow's DecompressionBombWarning is silenced and
+  HEIC / HEIF decode with pillow-heif: see :mod:`maya.io.pillow_setup`.
 * Truncated files are errors: this module never sets
   ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` (if other code sets it to True, Pillow
   pads truncated images with grey instead of raising).
@@ -102,6 +97,8 @@ from functools import lru_cache
 from typing import Union
 
 from PIL import Image, UnidentifiedImageError
+
+from maya.io.pillow_setup import prepare_pillow
 
 PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
@@ -408,20 +405,6 @@ def _scale_16_bit(values):
 
 
 @lru_cache(maxsize=1)
-@lru_cache(maxsize=1)
-def _prepare_pillow() -> None:
-    """Once per process: register the HEIF opener of pillow-heif when it is installed, and silence Pillow's
-    DecompressionBombWarning (Maya checks ``max_pixels`` from the header itself; see the module docstring)."""
-    import warnings
-
-    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-    try:
-        from pillow_heif import register_heif_opener
-    except ImportError:
-        return
-    register_heif_opener()
-
-
 def heif_available() -> bool:
     """Whether HEIC / HEIF files decode here (pillow-heif installed)."""
     return "HEIF" in _decodable_formats()
@@ -429,7 +412,7 @@ def heif_available() -> bool:
 
 def _decodable_formats() -> tuple[str, ...]:
     """DECODABLE_FORMATS that this Pillow has registered (Image.open raises KeyError on others)."""
-    _prepare_pillow()
+    prepare_pillow()
     Image.init()
     return tuple(f for f in DECODABLE_FORMATS if f in Image.OPEN)
 
