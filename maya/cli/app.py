@@ -272,7 +272,7 @@ def cmd_pairs_build(args) -> int:
                            **options)
     store.save_pairset(con, args.dataset, origin="build", source=str(Path(args.source).resolve()), seed=args.seed,
                        params={"kind": "build", **options}, pairset=ps, replace=args.replace)
-    _report_pairset(args.dataset, ps)
+    _report_pairset(args.dataset, ps, s.db_path)
     return 0
 
 
@@ -288,11 +288,11 @@ def cmd_pairs_import(args) -> int:
     ps = pairs.import_pairs(args.csv, seed=args.seed)
     store.save_pairset(con, args.dataset, origin="import", source=str(Path(args.csv).resolve()), seed=args.seed,
                        params={"kind": "import"}, pairset=ps, replace=args.replace)
-    _report_pairset(args.dataset, ps)
+    _report_pairset(args.dataset, ps, s.db_path)
     return 0
 
 
-def _report_pairset(name: str, ps) -> None:
+def _report_pairset(name: str, ps, db_path) -> None:
     n_pos = sum(p.label for p in ps.pairs)
     splits = {sp: sum(p.split == sp for p in ps.pairs) for sp in ("val", "test")}
     edits = {p.kind for p in ps.pairs if p.label and not p.kind.startswith("chain:")}
@@ -303,6 +303,7 @@ def _report_pairset(name: str, ps) -> None:
           f"negatives: {', '.join(negatives)}")
     for e in ps.errors:
         print(f"note: {e}", file=sys.stderr)
+    print(f"database: {db_path}")
 
 
 def cmd_pairs_show(args) -> int:
