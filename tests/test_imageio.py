@@ -289,6 +289,7 @@ def test_max_pixels_is_checked_from_the_header():
     assert (loaded.width, loaded.height, loaded.image.size) == (4000, 3000, (1334, 1000))  # reduce(3) rounds up
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # pytest resets Maya's filter per test
 def test_pillow_bomb_warning_becomes_too_large_when_warnings_are_errors():
     data = bomb_png(10_000, 9_000, rows=1)  # 90 MP: above Pillow's 89.5 MP warning threshold
     with warnings.catch_warnings():
