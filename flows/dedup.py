@@ -13,7 +13,9 @@ from prefect import flow, get_run_logger
 
 from maya import dedup as lib
 from maya.dedup.options import CLIP_NEIGHBOURS, PHASH_ACCEPT, PHASH_RADIUS, DedupOptions
+from maya.dedup.sensitivity import Sensitivity
 from maya.flows.runners import dask_in_flight, run_on_cluster
+from maya.io.selection import FileSelection
 from maya.settings import load_settings
 from maya.tasks import dedup as tasks
 from maya.tasks import features as feature_tasks
@@ -31,10 +33,12 @@ def dedup(paths: list[str], mode: str = "hybrid", data_dir: str | None = None, m
           max_pixels: int | None = None, json_path: str | None = None, csv_path: str | None = None,
           html_path: str | None = None, dask_address: str | None = None, progress: bool = False,
           calibration: str | None = None, grouping: str = "star", clip_veto: float | None = None,
-          keep: str = "source", prefer: list[str] | None = None) -> dict:
+          keep: str = "source", prefer: list[str] | None = None,
+          selection: dict | None = None, sensitivity: str = "normal", given: list[str] | None = None) -> dict:
     """Find the duplicate groups under ``paths``; write DuckDB and the requested outputs.
 
-    ``exclude``: folders not to enter (Maya's data folder is always left out).
+    ``exclude``: folders not to enter (Maya's data folder is always left out). ``selection``: file filters
+    (``maya.io.selection.FileSelection.as_dict``); ``sensitivity``, ``given``: ``maya.dedup.sensitivity``.
     ``dask_address``: ``"tcp://host:8786"`` or ``"local"`` runs the tasks on a Dask cluster (a subflow
     with Prefect's Dask task runner); None: threads in this process. Returns a summary dict: ``run_id``,
     ``report`` (the JSON structure of :func:`maya.dedup.pipeline.find_duplicates`), ``counts``,
@@ -55,7 +59,7 @@ def dedup_on_cluster(**params) -> dict:
 def _dedup(paths, mode, data_dir, model, device, precision, batch_size, phash_accept, phash_radius, clip_verify,
            clip_strict, clip_k, split_chains, follow_symlinks, include_hidden, exclude, max_pixels, json_path,
            csv_path, html_path, progress, in_flight, calibration=None, grouping="star",
-           clip_veto=None, keep="source", prefer=None) -> dict:
+           clip_veto=None, keep="source", prefer=None, selection=None, sensitivity="normal", given=None) -> dict:
     from prefect.runtime import flow_run
 
     options = DedupOptions(mode, phash_accept, phash_radius, clip_verify, clip_strict, clip_k, split_chains, grouping,
@@ -69,7 +73,9 @@ def _dedup(paths, mode, data_dir, model, device, precision, batch_size, phash_ac
                         batch_size=s.batch_size, max_pixels=max_pixels, follow_symlinks=follow_symlinks,
                         include_hidden=include_hidden, exclude=[*(exclude or ()), str(s.data_dir)],
                         progress=progress, runner=runner, flow_run_id=str(flow_run.get_id() or ""),
-                        parameters={"max_pixels": max_pixels}, calibration=calibration)
+                        parameters={"max_pixels": max_pixels}, calibration=calibration,
+                        selection=FileSelection.from_dict(selection),
+                        sensitivity=Sensitivity(sensitivity, frozenset(given or ())))
     if run.errors:
         get_run_logger().info("%d file(s) could not be used, e.g. %s", len(run.errors), run.errors[0].error)
     outputs = lib.write_outputs(run.report, run.groups, json_path=json_path, csv_path=csv_path, html_path=html_path)

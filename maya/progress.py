@@ -37,7 +37,10 @@ class Progress:
         now = time.monotonic()
         if self._last is None or now - self._last >= self.interval or self.done >= self.total:
             self._last = now
-            print(f"maya: {self.desc}: {self.done}/{self.total}", file=self.stream, flush=True)
+            # write(), not print(): a Prefect flow with log_prints turns print() into log records, which
+            # a quiet console never shows
+            self.stream.write(f"maya: {self.desc}: {self.done}/{self.total}\n")
+            self.stream.flush()
 
     def close(self) -> None:
         if self._bar is not None:

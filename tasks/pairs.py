@@ -23,7 +23,7 @@ _PAIR_CODE = ("maya.pairs.build", "maya.pairs.transforms", "maya.io.images", "ma
       cache_key_fn=content_key_with(code=_PAIR_CODE, paths=("source", "options.groups")), persist_result=True)
 def generate_pairs(source: str, images_dir: str, seed: int, options: dict) -> pairs.PairSet:
     """Pairs built from the originals in ``source``; derived images are written under ``images_dir``."""
-    return pairs.build_pairs(source, images_dir, seed=seed, **options)
+    return pairs.build_pairs(source, images_dir, seed=seed, progress=True, **options)
 
 
 # Not cached: what an import produces depends on the bytes of every image the CSV names, and hashing

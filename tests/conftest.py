@@ -14,6 +14,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # A user's MAYA_* settings must not leak into tests (MAYA_FUZZ_EXAMPLES is the tests' own knob).
 for _k in [k for k in os.environ if k.startswith("MAYA_") and k != "MAYA_FUZZ_EXAMPLES"]:
     del os.environ[_k]
+# ... nor their user config file: tests read one only where they write it.
+os.environ["MAYA_CONFIG"] = os.path.join(tempfile.mkdtemp(prefix="maya-config-test-"), "config.toml")
 
 from pathlib import Path  # noqa: E402
 

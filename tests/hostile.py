@@ -162,7 +162,10 @@ def build_hostile_corpus(root: Path) -> dict[str, str | None]:
     put("bad_idat.png", bytes(bad_idat), "corrupt")
     put("bomb_50000x50000.png", bomb_png(), "too_large")
     put("bomb_65000x65000.jpg", bomb_jpeg(), "too_large")
-    put("heic_header.heic", struct.pack(">I", 24) + b"ftypheic" + b"\x00\x00\x00\x00mif1heic", "unsupported")
+    from maya.io.images import heif_available  # with pillow-heif, a HEIC header alone is a broken HEIC
+
+    put("heic_header.heic", struct.pack(">I", 24) + b"ftypheic" + b"\x00\x00\x00\x00mif1heic",
+        "corrupt" if heif_available() else "unsupported")
     put("postscript.jpg", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n", "unsupported")
 
     # --- odd but valid images

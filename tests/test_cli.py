@@ -30,6 +30,12 @@ def test_demo_exits_0_and_prints_the_summary(demo):
     for method in ("phash", "clip", "hybrid", "cascade"):
         assert f"\n{method} " in out.stdout
     assert "test_f1" in out.stdout and (data / "maya.duckdb").exists()
+    # the database used, the next steps, progress of the long steps even when piped, no raw warnings
+    assert f"database: {data / 'maya.duckdb'}" in out.stdout
+    nxt = out.stdout[out.stdout.index("\nnext:"):]
+    assert "maya report" in nxt and "maya pairs show --dataset demo" in nxt and "maya dedup ~/Pictures" in nxt
+    assert "maya: pairs: edited copies: " in out.stderr and "maya: features" in out.stderr
+    assert "warnings.warn" not in out.stderr and "Warning" not in out.stderr
 
 
 @pytest.mark.slow
@@ -102,6 +108,7 @@ def test_demo_without_the_default_model_says_so_and_runs_on_efficientnet(photo_d
     notes = [line for line in out.stderr.splitlines() if "efficientnet-lite0" in line]
     assert len(notes) == 1 and "openai/clip-vit-base-patch32 cannot be loaded" in notes[0]
     assert "model efficientnet-lite0" in out.stdout and "cascade" in out.stdout
+    assert "\nefficientnet " in out.stdout and "\nclip " not in out.stdout  # the method named after the model
     # evaluate never falls back: it names both options and stops before any work
     ev = run(["evaluate", "--dataset", "demo"], env)
     assert ev.returncode == 2 and "--model efficientnet-lite0" in ev.stderr and "Traceback" not in ev.stderr

@@ -34,7 +34,9 @@ def test_dry_run_touches_nothing(corpus, tmp_path, capsys):
     report = find_duplicates(corpus.root, mode="phash")
     n = sum(len(g["members"]) - 1 for g in report["groups"])
     assert f"dry run: would move {n} files" in out and "nothing was changed" in out
-    assert out.count("\n  move  ") == n
+    import re  # the plan: one line per group, "  group K: keep X; move M (size): a, b"
+
+    assert sum(int(m) for m in re.findall(r"^  group \d+: keep .*; move (\d+) \(", out, re.M)) == n
     assert _tree(corpus.root) == before and not (tmp_path / "dups").exists()
 
 

@@ -17,9 +17,11 @@ from pathlib import Path
 from maya.cli.dedup import add_dedup_parser
 from maya.cli.exit_status import run_command
 from maya.cli.orchestration import add_orchestration_parsers
-from maya.cli.options import UsageError, common_parser, flow_parser, model_parser, settings_from_args as _settings
+from maya.cli.options import (UsageError, add_global_options, apply_global_options, common_parser, finish_help,
+                              flow_parser, model_parser, settings_from_args as _settings)
 from maya.cli.prefect_server import prefect_api, quiet_prefect as _quiet_prefect
 from maya.cli.report import add_report_parser
+from maya.settings import expand_path
 
 # ---------------------------------------------------------------------------------------------- output
 
@@ -51,7 +53,15 @@ def _numeric(s: str) -> bool:
         return False
 
 
-def print_summary(summary: dict) -> None:
+def method_label(method: str, model: str | None) -> str:
+    """The name a user reads for a study method: the embedding-only method is named after the model
+    family it ran (``efficientnet``, ``clip``); the stored name (``metrics.method``) stays ``clip``."""
+    if method != "clip" or not model:
+        return method
+    return "efficientnet" if str(model).startswith("efficientnet") else "clip"
+
+
+def print_summary(summary: dict, db_path=None) -> None:
     c = summary["counts"]
     print(f"run {summary['run_id']}: dataset {summary['dataset']!r}, {summary['pairs']} pairs, "
           f"{summary['images']} images, model {summary['model']}")
@@ -71,21 +81,46 @@ def print_summary(summary: dict) -> None:
             parts.append(f"d<={t['phash_threshold']}" if r["method"] == "phash" else f"reject d>{t['phash_threshold']}")
         if t.get("clip_threshold") is not None:
             parts.append(f"sim>={t['clip_threshold']:.3f}")
-        rows.append((r["method"], ", ".join(parts), r["val_f1"], r["test_precision"], r["test_recall"],
+        rows.append((method_label(r["method"], summary.get("model")), ", ".join(parts), r["val_f1"], r["test_precision"], r["test_recall"],
                      r["test_f1"], r["test_clip_fraction"]))
     print()
     print(format_table(["method", "thresholds (chosen on val)", "val_f1", "test_precision", "test_recall",
                         "test_f1", "clip_fraction"], rows))
+    if db_path is not None:
+        print(f"\ndatabase: {db_path}")
 
 
 # ---------------------------------------------------------------------------------------------- commands
 
 
 def cmd_config(args) -> int:
-    s = _settings(args)
+    from maya.settings import config_path, write_config
+
+    path = config_path()
+    if args.set or args.unset:
+        changes: dict = {}
+        for item in args.set or ():
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
+            changes[key.strip()] = value.strip()
+        changes.update({key: None for key in args.unset or ()})
+        write_config(changes, path)
+        print(f"wrote {path}")
+    s, sources = _settings_and_sources(args)
+    print(f"config file: {path} ({'read' if path.exists() else 'none yet; maya config --set KEY=VALUE makes it'})")
     for k, v in s.as_dict().items():
-        print(f"{k} = {v}")
+        print(f"{k} = {v}  ({sources.get(k, 'from data_dir')})")
     return 0
+
+
+def _settings_and_sources(args):
+    from maya.settings import resolve_settings
+
+    return resolve_settings(
+        data_dir=getattr(args, "data_dir", None), model=getattr(args, "model", None),
+        device=getattr(args, "device", None), precision=getattr(args, "precision", None),
+        batch_size=getattr(args, "batch_size", None))
 
 
 def _check_model(s) -> None:
@@ -136,7 +171,7 @@ def cmd_evaluate(args) -> int:
     if args.repeats and args.repeats > 1:
         return _evaluate_repeats(args)
     summary = _run_evaluate_flow(args, dataset=args.dataset, seed=args.seed)
-    print_summary(summary)
+    print_summary(summary, _settings(args).db_path)
     _evaluate_collection(args, summary["run_id"])
     return 0
 
@@ -182,6 +217,7 @@ def _evaluate_repeats(args) -> int:
     rows = {k: np.array([r[k] for r in out["stability"]]) for k in out["stability"][0]}
     print(f"\nstability over {len(seeds)} seeds (run {out['run_id']}; test split, thresholds chosen on val):")
     print(format_table(*stability_table(rows)))
+    print(f"\ndatabase: {s.db_path}")
     return 0
 
 
@@ -208,7 +244,8 @@ def _demo_model(args) -> None:
 def cmd_demo(args) -> int:
     from maya.sample_photos import copy_sample_photos
 
-    source = Path(args.source) if args.source else copy_sample_photos(_settings(args).data_dir / "demo-originals")
+    s = _settings(args)
+    source = expand_path(args.source) if args.source else copy_sample_photos(s.data_dir / "demo-originals")
     if not source.exists():
         raise UsageError(f"no such folder: {source}")
     _demo_model(args)
@@ -220,8 +257,19 @@ def cmd_demo(args) -> int:
                                  pair_options=options, replace=args.replace)
     for e in summary["errors"][:5]:
         print(f"skipped: {printable(e)}", file=sys.stderr)
-    print_summary(summary)
+    print_summary(summary, s.db_path)
+    print(demo_next_steps(args, s))
     return 0
+
+
+def demo_next_steps(args, s) -> str:
+    """What a user tries after the demo: the report of this run, its pairs, and their own photos."""
+    data = "" if s.data_dir == Path("maya-data") else f" --data-dir {s.data_dir}"
+    model = f" --model {args.model}" if args.model else ""
+    return ("\nnext:\n"
+            f"  maya report{data}                          # HTML report of this run: curves, mistakes\n"
+            f"  maya pairs show --dataset {args.dataset}{data}       # contact sheet of the edits the pairs hold\n"
+            f"  maya dedup ~/Pictures --html dups.html{model}{data}   # near-duplicates in your own photos")
 
 
 def _pair_store(args):
@@ -245,10 +293,12 @@ def cmd_pairs_build(args) -> int:
         options["groups"] = args.groups if args.groups == "subfolders" else str(Path(args.groups).resolve())
     if args.model:
         options["embedder"] = args.model  # hard negatives by embedding too
-    ps = pairs.build_pairs(args.source, s.images_dir, seed=args.seed, max_pixels=s.max_pixels, **options)
+    args.source = str(expand_path(args.source))
+    ps = pairs.build_pairs(args.source, s.images_dir, seed=args.seed, max_pixels=s.max_pixels, progress=True,
+                           **options)
     store.save_pairset(con, args.dataset, origin="build", source=str(Path(args.source).resolve()), seed=args.seed,
                        params={"kind": "build", **options}, pairset=ps, replace=args.replace)
-    _report_pairset(args.dataset, ps)
+    _report_pairset(args.dataset, ps, s.db_path)
     if args.collection:
         _lay_out(s, con, args.dataset, args.replace)
     return 0
@@ -290,15 +340,16 @@ def cmd_pairs_import(args) -> int:
     if args.from_review or not args.csv:  # maya.cli.review: pairs from `maya review` decisions
         from maya.cli.review import cmd_pairs_import_review
 
-        return cmd_pairs_import_review(args, con, _report_pairset)
+        return cmd_pairs_import_review(args, con, lambda name, ps: _report_pairset(name, ps, s.db_path))
+    args.csv = str(expand_path(args.csv))
     ps = pairs.import_pairs(args.csv, seed=args.seed)
     store.save_pairset(con, args.dataset, origin="import", source=str(Path(args.csv).resolve()), seed=args.seed,
                        params={"kind": "import"}, pairset=ps, replace=args.replace)
-    _report_pairset(args.dataset, ps)
+    _report_pairset(args.dataset, ps, s.db_path)
     return 0
 
 
-def _report_pairset(name: str, ps) -> None:
+def _report_pairset(name: str, ps, db_path) -> None:
     n_pos = sum(p.label for p in ps.pairs)
     splits = {sp: sum(p.split == sp for p in ps.pairs) for sp in ("val", "test")}
     edits = {p.kind for p in ps.pairs if p.label and not p.kind.startswith("chain:")}
@@ -311,6 +362,7 @@ def _report_pairset(name: str, ps) -> None:
 
     for e in ps.errors:
         print(f"note: {printable(e)}", file=sys.stderr)
+    print(f"database: {db_path}")
 
 
 def cmd_pairs_show(args) -> int:
@@ -325,7 +377,7 @@ def resolve_query(text: str | None, file: str | None) -> str:
         try:
             from maya.io import images as imageio
 
-            with imageio.open_text_file(file, max_bytes=64 << 20, encoding="utf-8") as f:  # the shared opener
+            with imageio.open_text_file(expand_path(file), max_bytes=64 << 20, encoding="utf-8") as f:  # the shared opener
                 return f.read()
         except imageio.ImageLoadError as e:
             raise UsageError(f"cannot read {file}: {e.detail}") from None
@@ -371,60 +423,81 @@ def cmd_sql(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common, model, flowopts = common_parser(), model_parser(), flow_parser()
 
-    p = argparse.ArgumentParser(prog="maya", description="Find near-duplicate and similar images (pHash + CLIP).")
-    sub = p.add_subparsers(dest="command", required=True)
+    from maya import __version__
 
-    d = sub.add_parser("demo", parents=[common, model, flowopts], help="build pairs from bundled photos and evaluate")
-    d.add_argument("--source", help="folder of originals (default: scikit-image's sample photos)")
-    d.add_argument("--dataset", default="demo")
-    d.add_argument("--seed", type=int, default=0)
+    p = argparse.ArgumentParser(
+        prog="maya", description="Find near-duplicate and similar images (pHash + image embeddings: CLIP or "
+                                 "efficientnet-lite0). Start with `maya demo`, then `maya dedup DIR`.",
+        epilog="Options shown under 'global options' work before the command (maya --data-dir X demo) as "
+               "after it. Settings: flags > env MAYA_* > user config file (maya config) > defaults.")
+    p.add_argument("--version", action="version", version=f"maya {__version__}", help="print the version and stop")
+    add_global_options(p)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo", parents=[common, model, flowopts], help="build pairs from bundled photos and evaluate",
+                       description="The study on scikit-image's sample photos (or --source DIR): build labelled "
+                                   "pairs, score every pair with pHash and the embedding model, and print what "
+                                   "each method achieves on the held-out test split.")
+    d.add_argument("--source", metavar="DIR", help="folder of originals (default: scikit-image's sample photos)")
+    d.add_argument("--dataset", default="demo", help="name the pairs are stored under")
+    d.add_argument("--seed", type=int, default=0, help="seed of the edits and of the val/test split")
     d.add_argument("--positives", type=int, default=8, help="edited copies per original")
     d.add_argument("--replace", action="store_true", help="rebuild the dataset if it exists with other parameters")
     d.set_defaults(func=cmd_demo)
 
-    e = sub.add_parser("evaluate", parents=[common, model, flowopts], help="score and evaluate a dataset's pairs")
-    e.add_argument("--dataset", required=True)
+    e = sub.add_parser("evaluate", parents=[common, model, flowopts], help="score and evaluate a dataset's pairs",
+                       description="Score a dataset's pairs (pHash distance, embedding similarity), choose each "
+                                   "method's thresholds on the val split and report precision / recall / F1 on "
+                                   "the test split.")
+    e.add_argument("--dataset", required=True, help="the stored pairs to evaluate (from pairs build / import / demo)")
     e.add_argument("--seed", type=int, default=0, help="first seed (with --repeats: seeds SEED..SEED+K-1)")
     e.add_argument("--repeats", type=int, metavar="K",
                    help="rebuild the dataset's pairs with K seeds and report mean ± std and a 95%% bootstrap "
-                        "interval of test F1 per method")
+                        "interval of test F1 per method (default: one run, no rebuild)")
     e.set_defaults(func=cmd_evaluate)
 
-    pr = sub.add_parser("pairs", help="build, import or show labelled pairs")
-    psub = pr.add_subparsers(dest="pairs_command", required=True)
-    b = psub.add_parser("build", parents=[common], help="make pairs from a folder of originals")
-    b.add_argument("source")
-    b.add_argument("--dataset", required=True)
-    b.add_argument("--seed", type=int, default=0)
+    pr = sub.add_parser("pairs", help="build, import or show labelled pairs",
+                        description="Labelled benchmark pairs: build them from originals, import a CSV, or look "
+                                    "at them.")
+    psub = pr.add_subparsers(dest="pairs_command", required=True, metavar="SUBCOMMAND")
+    b = psub.add_parser("build", parents=[common], help="make pairs from a folder of originals",
+                        description="Make a labelled benchmark from a folder of originals: edited copies "
+                                    "(positives) and other photos (negatives), split into val and test by original.")
+    b.add_argument("source", metavar="SOURCE", help="folder of original photos (searched recursively)")
+    b.add_argument("--dataset", required=True, help="name to store the pairs under")
+    b.add_argument("--seed", type=int, default=0, help="seed of the edits and the split: the same seed gives the same pairs")
     b.add_argument("--positives", type=int, default=8, help="edited copies per original")
     b.add_argument("--chains", type=int, default=2, help="chains of 2-3 edits per original")
     b.add_argument("--negatives", type=float, default=1.0, help="negatives per positive")
     b.add_argument("--hard", type=float, default=0.5, help="fraction of negatives that are hard (nearest other original)")
     b.add_argument("--groups", metavar="subfolders|CSV",
                    help="groups of different shots of the same thing (sub-folders, or a CSV path,group): "
-                        "pairs inside a group are positives of kind 'semantic'")
-    b.add_argument("--model", help="also pick hard negatives by this embedding model (name or folder)")
-    b.add_argument("--replace", action="store_true")
+                        "pairs inside a group are positives of kind 'semantic' (default: none)")
+    b.add_argument("--model", help="also pick hard negatives by this embedding model, name or folder (default: pHash only)")
+    b.add_argument("--replace", action="store_true", help="replace the dataset if it exists")
     b.add_argument("--collection", action="store_true",
                    help="also lay out the originals and their edited copies as files (a collection benchmark "
                         "under <data-dir>/collections/DATASET, truth in the table collection_files)")
     col = psub.add_parser("collection", parents=[common],
                           help="lay out a built dataset's originals and edited copies as a folder (a collection "
                                "benchmark for `maya evaluate`)")
-    col.add_argument("--dataset", required=True)
+    col.add_argument("--dataset", required=True, help="the built dataset to lay out")
     col.add_argument("--replace", action="store_true", help="lay the folder out again if it exists")
     col.set_defaults(func=cmd_pairs_collection)
     b.set_defaults(func=cmd_pairs_build)
-    sh = psub.add_parser("show", parents=[common], help="contact sheet PNG: one row per transformation kind")
-    sh.add_argument("--dataset", required=True)
+    sh = psub.add_parser("show", parents=[common], help="contact sheet PNG: one row per transformation kind",
+                         description="Draw a contact sheet of a dataset's pairs, one row per transformation kind.")
+    sh.add_argument("--dataset", required=True, help="the stored pairs to draw")
     sh.add_argument("--out", help="PNG path (default: <data-dir>/reports/pairs-<dataset>.png)")
     sh.add_argument("--thumb", type=int, default=160, help="thumbnail size, px")
     sh.set_defaults(func=cmd_pairs_show)
-    i = psub.add_parser("import", parents=[common], help="import labelled pairs: CSV with a,b,label[,kind][,split]")
-    i.add_argument("csv", nargs="?", help="CSV file (or --from-review)")
-    i.add_argument("--dataset", required=True)
+    i = psub.add_parser("import", parents=[common], help="import labelled pairs: CSV with a,b,label[,kind][,split]",
+                        description="Import labelled pairs from a CSV with columns a,b,label[,kind][,split][,params] "
+                                    "(a and b: image paths; label 1 = duplicate), or from `maya review` decisions.")
+    i.add_argument("csv", nargs="?", metavar="CSV", help="the CSV file of pairs (or --from-review)")
+    i.add_argument("--dataset", required=True, help="name to store the pairs under")
     i.add_argument("--seed", type=int, default=0, help="seed for the val/test split when the CSV has none")
-    i.add_argument("--replace", action="store_true")
+    i.add_argument("--replace", action="store_true", help="replace the dataset if it exists")
     i.set_defaults(func=cmd_pairs_import)
     from maya.cli.review import add_from_review_flags, add_review_parser
 
@@ -434,12 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run one SQL statement on the store, read-only. File access is off by default: "
                                    "a query cannot COPY TO a file, read other files (read_csv, read_text, ...), "
                                    "ATTACH other databases or load extensions; --allow-files turns that on.")
-    q.add_argument("query", nargs="?")
-    q.add_argument("--file")
+    q.add_argument("query", nargs="?", metavar="QUERY", help="SQL text or a query name (default: --file)")
+    q.add_argument("--file", help="read the SQL from this file (default: the QUERY argument)")
     q.add_argument("--allow-files", action="store_true",
                    help="let the query read and write files and ATTACH databases (DuckDB external access; "
                         "off by default; the store itself stays read-only)")
-    q.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    q.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format")
     q.set_defaults(func=cmd_sql)
 
     add_dedup_parser(sub, [common, model])
@@ -447,13 +520,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_orchestration_parsers(sub, [common])
     add_review_parser(sub, [common])
 
-    c = sub.add_parser("config", parents=[common, model], help="print the settings a run will use")
+    c = sub.add_parser("config", parents=[common, model], help="print the settings a run will use, or set them",
+                       description="Print the settings a run will use, where each value comes from (flag, env "
+                                   "MAYA_*, the user config file, or the default) and which config file is read; "
+                                   "--set / --unset write the user config file (TOML; MAYA_CONFIG names another).")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="store a setting in the user config file, e.g. model=efficientnet-lite0 (repeatable; default: only print)")
+    c.add_argument("--unset", action="append", metavar="KEY", help="remove a setting from the user config file (repeatable; default: only print)")
     c.set_defaults(func=cmd_config)
+    finish_help(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    apply_global_options(args)
+    return run_command(args)
 
 
 if __name__ == "__main__":

@@ -32,26 +32,36 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
     )
     p.add_argument("dirs", nargs="*", metavar="DIR", help="folders (or files) to search")
     p.add_argument("--mode", choices=lib.MODES, default="hybrid",
-                   help="hybrid (default): pHash shortlist verified by the model, plus strong model "
-                        "neighbours; clip: model only; phash: pHash only, no model loaded")
+                   help="hybrid (default; the study's cascade rule): close pHash pairs match, a pHash "
+                        "shortlist is verified by the embedding model, plus strong model neighbours; clip: the "
+                        "embedding model only (CLIP or efficientnet, whichever --model is); phash: pHash only, "
+                        "no model loaded")
+    p.add_argument("--sensitivity", choices=("strict", "normal", "loose"), default="normal",
+                   help="one knob for all thresholds: strict finds fewer, surer groups, loose more; scales the "
+                        "thresholds below (a threshold flag given explicitly wins)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress and no summary: only problems (stderr), the files --json/--csv/--html "
+                        "write, and what --move-to/--link do")
     out = p.add_argument_group("outputs")
-    out.add_argument("--json", dest="json_path", metavar="PATH", help="write the groups and errors as JSON ('-': stdout)")
-    out.add_argument("--csv", dest="csv_path", metavar="PATH", help="write one CSV row per group member")
-    out.add_argument("--html", dest="html_path", metavar="PATH", help="write a self-contained HTML gallery")
+    out.add_argument("--json", dest="json_path", metavar="PATH", help="write the groups and errors as JSON ('-': stdout; default: not written)")
+    out.add_argument("--csv", dest="csv_path", metavar="PATH", help="write one CSV row per group member (default: not written)")
+    out.add_argument("--html", dest="html_path", metavar="PATH", help="write a self-contained HTML gallery (default: not written)")
     act = p.add_argument_group("acting on the groups (dry run unless --yes)")
-    act.add_argument("--move-to", metavar="DIR", help="move every member that is not kept under DIR (path mirrored)")
+    act.add_argument("--move-to", metavar="DIR", help="move every member that is not kept under DIR, path mirrored (default: nothing is moved)")
     act.add_argument("--link", action="store_true",
                      help="replace every member that is not kept by a link to the kept file (originals go to "
                           "--move-to DIR, or to DATA_DIR/dedup-originals)")
     act.add_argument("--yes", action="store_true", help="really do it (and write an undo manifest)")
     act.add_argument("--include-chained", action="store_true",
                      help="also act on chained groups and groups of more than 50 files (held back by default)")
-    act.add_argument("--undo", metavar="MANIFEST", help="put back the files of an earlier --yes run, then stop")
+    act.add_argument("--undo", metavar="MANIFEST", help="put back the files of an earlier --yes run, then stop (default: no undo)")
     th = p.add_argument_group("thresholds (pHash distances in bits, similarities as cosine)")
-    th.add_argument("--phash-accept", type=int, default=lib.PHASH_ACCEPT, metavar="BITS",
-                    help="pHash distance accepted without the model (default %(default)s)")
-    th.add_argument("--phash-radius", type=int, default=lib.PHASH_RADIUS, metavar="BITS",
-                    help="hybrid: pHash candidates up to this distance are verified by the model (default %(default)s)")
+    th.add_argument("--phash-accept", type=int, default=None, metavar="BITS",
+                    help=f"pHash distance accepted without the model (default {lib.PHASH_ACCEPT}, scaled by "
+                         "--sensitivity)")
+    th.add_argument("--phash-radius", type=int, default=None, metavar="BITS",
+                    help="hybrid: pHash candidates up to this distance are verified by the model (default "
+                         f"{lib.PHASH_RADIUS}, scaled by --sensitivity)")
     th.add_argument("--clip-verify", type=float, default=None, metavar="SIM",
                     help="hybrid: similarity a pHash candidate needs (default: the cascade threshold the "
                          f"evaluate study chose for this model in this store, else {lib.CLIP_VERIFY} for CLIP)")
@@ -83,11 +93,20 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
     walk = p.add_argument_group("walking")
     walk.add_argument("--follow-symlinks", action="store_true", help="follow symbolic links (off by default)")
     walk.add_argument("--include-hidden", action="store_true", help="include files and folders whose name starts with '.'")
+    walk.add_argument("--exclude", action="append", metavar="GLOB", default=None,
+                      help="leave out files and folders whose name or path matches GLOB, e.g. '*.tmp', "
+                           "'Thumbnails', '*/cache/*' (repeatable; default: none)")
+    walk.add_argument("--min-size", metavar="SIZE",
+                      help="leave out files smaller than SIZE: bytes, or 100KB, 2MB, 1MiB (default: no minimum)")
+    walk.add_argument("--ext", action="append", metavar="EXT",
+                      help="take only files with these extensions, e.g. jpg,heic (repeatable; default: every "
+                           "image extension)")
     walk.add_argument("--max-pixels", type=int, metavar="N",
                       help="largest declared width x height decoded (env MAYA_MAX_PIXELS; default 178956970)")
     run = p.add_argument_group("running")
     run.add_argument("--dask-address", metavar="ADDR",
-                     help="run the tasks on a Dask cluster: tcp://host:8786, or 'local' for a local one")
+                     help="run the tasks on a Dask cluster: tcp://host:8786, or 'local' for a local one "
+                          "(default: threads in this process)")
     run.add_argument("--engine", choices=("auto", "prefect", "local"), default="auto",
                      help="auto: the Prefect flow when PREFECT_API_URL or --dask-address is set, else in this "
                           "process; prefect / local: force one")
@@ -111,15 +130,28 @@ def cmd_dedup(args) -> int:
 def _cmd_dedup(args) -> int:
     from maya import dedup as lib
 
+    for key in ("move_to", "json_path", "csv_path", "html_path", "undo"):  # "~/dups.html" as a shell would
+        if getattr(args, key) and getattr(args, key) != "-":
+            setattr(args, key, os.path.expanduser(getattr(args, key)))
     if args.undo:
         if args.dirs or args.move_to or args.link:
             raise lib.DedupUsageError("--undo takes only the manifest: no folders, --move-to or --link")
         return _undo(args.undo)
     if args.yes and not (args.move_to or args.link):
         raise lib.DedupUsageError("--yes only goes with --move-to DIR or --link")
-    options = lib.DedupOptions(args.mode, args.phash_accept, args.phash_radius, args.clip_verify, args.clip_strict,
-                               args.clip_k, args.split_chains, args.grouping,
+    from maya.dedup.sensitivity import Sensitivity
+    from maya.io.selection import FileSelection, parse_extensions, parse_size
+
+    given = frozenset(k for k in ("phash_accept", "phash_radius", "clip_verify", "clip_strict")
+                      if getattr(args, k) is not None)
+    sensitivity = Sensitivity(args.sensitivity, given)
+    accept = lib.PHASH_ACCEPT if args.phash_accept is None else args.phash_accept
+    radius = lib.PHASH_RADIUS if args.phash_radius is None else args.phash_radius
+    options = lib.DedupOptions(args.mode, accept, max(radius, accept) if args.phash_radius is None else radius,
+                               args.clip_verify, args.clip_strict, args.clip_k, args.split_chains, args.grouping,
                                args.clip_veto, args.keep, tuple(args.prefer)).check()
+    selection = FileSelection(tuple(args.exclude or ()), parse_size(args.min_size) if args.min_size else 0,
+                              parse_extensions(args.ext))
     roots = lib.check_roots(args.dirs)
     if args.max_pixels is not None and args.max_pixels < 1:
         raise lib.DedupUsageError(f"--max-pixels must be >= 1, got {args.max_pixels}")
@@ -144,17 +176,24 @@ def _cmd_dedup(args) -> int:
                             device=settings.device, precision=settings.precision, batch_size=settings.batch_size,
                             max_pixels=args.max_pixels or settings.max_pixels, follow_symlinks=args.follow_symlinks,
                             include_hidden=args.include_hidden, exclude=exclude, dask_address=args.dask_address,
-                            progress=True, calibration=args.calibration, **options.as_dict(), **outputs)
+                            progress=not args.quiet, selection=selection.as_dict(), sensitivity=args.sensitivity,
+                            given=sorted(given), calibration=args.calibration, **options.as_dict(), **outputs)
     else:
         run = lib.run_dedup(roots, options, db_path=settings.db_path, model=settings.model, device=settings.device,
                             precision=settings.precision, batch_size=settings.batch_size,
                             max_pixels=args.max_pixels or settings.max_pixels, follow_symlinks=args.follow_symlinks,
-                            include_hidden=args.include_hidden, exclude=exclude, progress=True,
+                            include_hidden=args.include_hidden, exclude=exclude, progress=not args.quiet,
+                            selection=selection, sensitivity=sensitivity,
                             calibration=args.calibration)
-        written = lib.write_outputs(run.report, run.groups, progress=True, **outputs)
+        written = lib.write_outputs(run.report, run.groups, progress=not args.quiet, **outputs)
         summary = {"run_id": run.run_id, "report": run.report, "counts": run.counts, "skipped": run.skipped,
                    "model_id": run.model_id, "options": run.options.as_dict(), "outputs": written}
-    print_summary(summary, out=out, show_groups=not any(outputs.values()))
+    summary["database"] = str(settings.db_path)
+    if not args.quiet:
+        print_summary(summary, out=out, show_groups=not any(outputs.values()))
+    else:
+        for e in summary["report"]["errors"]:
+            print(f"maya: {_shown(e['path'])}: {e['error']}", file=sys.stderr)
     if args.move_to or args.link:
         _act(args, summary["report"], settings, out)
     return 0
@@ -195,6 +234,8 @@ _SKIPPED = {
     "same_folder": "folders reached twice",
     "excluded": "folders left out (the data folder, --move-to, earlier --move-to folders)",
     "name_too_long": "paths longer than the system allows (listed above as unreadable)",
+    "excluded_glob": "files and folders matching --exclude",
+    "too_small": "files under --min-size",
 }
 
 
@@ -207,7 +248,9 @@ def print_summary(summary: dict, *, out=None, show_groups: bool = True, max_erro
     opts = summary["options"]
     model = f", model {summary['model_id']}" if summary.get("model_id") else ""
     p = lambda *a: print(*a, file=out)  # noqa: E731
-    p(f"dedup run {summary['run_id']}: mode {opts['mode']}{model}")
+    mode = {"hybrid": "hybrid (pHash + embedding)", "phash": "phash (no model)",
+            "clip": f"clip (embedding only: {_family(summary.get('model_id'))})"}.get(opts["mode"], opts["mode"])
+    p(f"dedup run {summary['run_id']}: mode {mode}{model}")
     from maya.dedup.options import DedupOptions, describe_rule
 
     known = {k: v for k, v in opts.items() if k in DedupOptions.__dataclass_fields__}
@@ -256,6 +299,13 @@ def print_summary(summary: dict, *, out=None, show_groups: bool = True, max_erro
     written = [_shown(v) for v in (summary.get("outputs") or {}).values() if v != "-"]
     if written:
         p("wrote " + ", ".join(written))
+    if summary.get("database"):
+        p(f"database: {_shown(summary['database'])}")
+
+
+def _family(model_id) -> str:
+    """The embedding family a user knows the model by: efficientnet or clip."""
+    return "efficientnet" if str(model_id or "").startswith("efficientnet") else "clip"
 
 
 def _act(args, report: dict, settings, out) -> None:
@@ -276,10 +326,12 @@ def _act(args, report: dict, settings, out) -> None:
     total = sum(a.size_bytes or 0 for a in plan)
     verb = "replace by links" if args.link else "move"
     if not args.yes:
-        print(f"dry run: would {verb} {len(plan):,} files ({_size(total)}); nothing was changed:", file=out)
-        for line in actions.describe(plan):
-            print("  " + line.replace("\n", "\n  "), file=out)
-        print("run again with --yes to do it (an undo manifest is written)", file=out)
+        for line in plan_by_group(plan):
+            print(line, file=out)
+        where = f" (originals to {_shown(args.move_to or backup)})" if args.link else f" into {_shown(args.move_to)}"
+        groups = len({a.keep for a in plan})
+        print(f"dry run: would {verb} {len(plan):,} files ({_size(total)}) of {groups:,} groups{where}; "
+              f"nothing was changed; run again with --yes to do it (an undo manifest is written)", file=out)
         return
     folder = args.move_to or backup
     manifest = actions.default_manifest_path(folder)
@@ -288,6 +340,19 @@ def _act(args, report: dict, settings, out) -> None:
           f"undo with: maya dedup --undo {_shown(manifest)}", file=out)
     for a in result.skipped:
         print(f"  left alone {_shown(a.path)}: {a.status}", file=out)
+
+
+def plan_by_group(plan) -> list[str]:
+    """The dry run, one line per group: the kept file, then the members that would be moved or linked."""
+    by_keep: dict[str, list] = {}
+    for a in plan:
+        by_keep.setdefault(a.keep, []).append(a)
+    lines = []
+    for k, (keep, members) in enumerate(by_keep.items(), start=1):
+        size = _size(sum(a.size_bytes or 0 for a in members))
+        names = ", ".join(_shown(a.path) for a in members)
+        lines.append(f"  group {k}: keep {_shown(keep)}; {members[0].kind} {len(members)} ({size}): {names}")
+    return lines
 
 
 def _undo(manifest: str) -> int:

@@ -275,7 +275,7 @@ def add_orchestration_parsers(subparsers, common_parents: list[argparse.Argument
     schedule = argparse.ArgumentParser(add_help=False)
     schedule.add_argument("--dedup-folder", action="append", metavar="DIR",
                           help="folder the nightly dedup scans (repeat for several; env MAYA_DEDUP_FOLDERS, "
-                               f"separated by {os.pathsep!r})")
+                               f"separated by {os.pathsep!r}; default: none, the dedup deployment is not scheduled)")
     schedule.add_argument("--cron", help=f"schedule of the nightly dedup (default {DEFAULT_DEDUP_CRON!r}; "
                                          "env MAYA_DEDUP_CRON)")
     schedule.add_argument("--timezone", help=f"time zone of --cron (default {DEFAULT_TIMEZONE}; env MAYA_DEDUP_TIMEZONE)")
@@ -301,8 +301,8 @@ def add_orchestration_parsers(subparsers, common_parents: list[argparse.Argument
     r.add_argument("flow", choices=sorted(DEPLOYMENTS), help="which deployment")
     r.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="a flow parameter (VALUE read as JSON when it parses: --param seed=3 --param "
-                        "'paths=[\"/photos\"]'); repeat for several")
-    r.add_argument("--params", metavar="JSON", help="parameters as one JSON object")
+                        "'paths=[\"/photos\"]'); repeat for several; default: the deployment's own")
+    r.add_argument("--params", metavar="JSON", help="parameters as one JSON object (default: the deployment's own)")
     r.add_argument("--no-wait", action="store_true", help="return once the run is scheduled")
     r.add_argument("--timeout", type=float, help="seconds to wait at most (default: until it ends)")
     r.set_defaults(func=cmd_run)

@@ -29,7 +29,7 @@ def cmd_report(args) -> int:
     from maya.settings import load_settings
 
     settings = load_settings(data_dir=getattr(args, "data_dir", None))
-    files = write_report_files(settings.db_path, run_id=args.run, out_dir=args.out)
+    files = write_report_files(settings.db_path, run_id=args.run, out_dir=os.path.expanduser(args.out) if args.out else None)
     print(f"report of run {files.run_id}:")
     print(f"  {_shown(files.html)}")
     print(f"  {_shown(files.markdown)}")

@@ -47,6 +47,7 @@ def identify_files(
     batch_size: int = ingest.DEFAULT_HASH_BATCH,
     in_flight: int = 2,
     progress: bool = False,
+    selection=None,
 ) -> Identified:
     """Walk ``roots``, reuse the stored sha256 of unchanged files, read and hash the others.
 
@@ -54,7 +55,8 @@ def identify_files(
     default: computed here. ``in_flight`` batches are submitted ahead; each batch's rows are written
     in one transaction by this process, so an interrupted run keeps what it finished.
     """
-    walk = ingest.walk_images(roots, follow_symlinks=follow_symlinks, include_hidden=include_hidden, exclude=exclude)
+    walk = ingest.walk_images(roots, follow_symlinks=follow_symlinks, include_hidden=include_hidden, exclude=exclude,
+                              selection=selection)
     reused, to_read = ingest.plan_ingest(con, walk.files)
     submit = submit or (lambda paths: _done_future(ingest.sha256_files(paths)))
     by_path: dict[str, ingest.IngestedFile] = {f.path: f for f in reused}

@@ -220,7 +220,7 @@ def resolve_thresholds(con, options: DedupOptions, model_name: str | None, model
 def check_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
     """The roots as ``str``; :class:`DedupUsageError` when none is given or one does not exist."""
     out = [os.fspath(r) for r in ([roots] if isinstance(roots, (str, bytes, os.PathLike)) else roots)]
-    out = [os.fsdecode(r) for r in out]
+    out = [os.path.expanduser(os.fsdecode(r)) for r in out]  # "~/Pictures" as a shell would
     if not out:
         raise DedupUsageError("give at least one folder to look in")
     for r in out:

@@ -103,6 +103,8 @@ def run_dedup(
     flow_run_id: str | None = None,
     parameters: dict | None = None,
     calibration: str | None = None,
+    selection=None,
+    sensitivity=None,
 ) -> DedupRun:
     """Run every step and record the run in the store (``runs`` and the ``dedup_*`` tables).
 
@@ -112,6 +114,8 @@ def run_dedup(
     ``flow_run_id``, ``parameters``: recorded with the run (``runs.flow_run_id``, ``runs.parameters``).
     ``calibration``: an evaluate run id or dataset whose val pairs set the embedding thresholds left None
     (``--calibration``; default: the model's built-in defaults, see ``maya.dedup.options.resolve_thresholds``).
+    ``selection``: the user's file filters (:class:`maya.io.selection.FileSelection`); ``sensitivity``: a
+    :class:`maya.dedup.sensitivity.Sensitivity` applied to the resolved thresholds.
     Other arguments as in :func:`find_duplicates`.
     """
     import duckdb
@@ -131,6 +135,8 @@ def run_dedup(
         spec = features.ModelSpec(model or DEFAULT_MODEL, device, precision or "auto", batch_size)
         embedder = features.get_embedder(spec)  # fail fast, before reading any file
         model_id, batch = embedder.model_id, batch_size or embedder.batch_size
+    if db_path is not None:
+        db_path = os.path.expanduser(db_path)  # "~/maya-data/maya.duckdb" as a shell would
     if db_path is None:
         con = duckdb.connect(":memory:")
         store.apply_schema(con)
@@ -138,6 +144,8 @@ def run_dedup(
         con = store.connect(db_path)
     try:
         options, source = resolve_thresholds(con, options, spec.name if spec else None, model_id, calibration)
+        if sensitivity is not None:
+            options = sensitivity.apply(options)
         run_id = dedup_store.start_dedup_run(
             con, roots, options, model_id,
             {"model": model if spec else None, "batch_size": batch, "follow_symlinks": follow_symlinks,
@@ -147,7 +155,7 @@ def run_dedup(
         try:
             identified = identify_files(con, roots, follow_symlinks=follow_symlinks, include_hidden=include_hidden,
                                         exclude=exclude, submit=runner.sha256_files, in_flight=runner.in_flight,
-                                        progress=progress)
+                                        progress=progress, selection=selection)
             path_of: dict[str, str] = {}
             for f in identified.files:
                 path_of.setdefault(f.sha256, f.path)

@@ -66,7 +66,7 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _CLIP_MODEL_TYPES = ("clip", "clip_vision_model")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _NEXT_STEP = ("download it once with network access, or pass --model DIR for a local CLIP checkpoint, "
-              f"or --model {EFFICIENTNET_NAME}")
+              f"or --model {EFFICIENTNET_NAME} (to set it once: maya config --set model={EFFICIENTNET_NAME})")
 
 class ModelLoadError(MayaUsageError):
     """A model could not be loaded; the message names the model and what to do about it."""

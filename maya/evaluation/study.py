@@ -60,7 +60,7 @@ def build_pairs_step(source: str, images_dir: str, seed: int, options: dict, *, 
     """(PairSet, "computed"): pairs built from the originals in ``source`` (no cache)."""
     from maya.pairs import build
 
-    return build.build_pairs(source, images_dir, seed=seed, **options), "computed"
+    return build.build_pairs(source, images_dir, seed=seed, progress=True, **options), "computed"
 
 
 def evaluate_scores_step(phash_distance, similarity, label, split, methods, *, results: Path,
@@ -231,10 +231,9 @@ def _default_batch(device: str) -> int:
 
 
 def _progress(total: int):
-    from tqdm.auto import tqdm
+    from maya.progress import Progress
 
-    return tqdm(total=total, desc="features", unit="img", mininterval=1.0, leave=False,
-                disable=None if total else True)
+    return Progress(total, "features")  # a bar on a terminal, else a line every second or so
 
 
 # ---------------------------------------------------------------------------------------------- scores

@@ -66,10 +66,10 @@ Safety
   image.
 * Decompression bombs are rejected from the header (``too_large``) before any
   pixel memory is allocated. Pillow's own limit ``PIL.Image.MAX_IMAGE_PIXELS``
-  still applies on top: it warns above 89.5 MP and raises above twice that, so
-  a ``max_pixels`` above ``2 * PIL.Image.MAX_IMAGE_PIXELS`` only takes effect if
-  the caller raises Pillow's limit too. If warnings are turned into errors
-  (``-W error``), Pillow's DecompressionBombWarning also becomes ``too_large``.
+  still applies on top: it raises above twice 89.5 MP, so a ``max_pixels``
+  above ``2 * PIL.Image.MAX_IMAGE_PIXELS`` only takes effect if the caller
+  raises Pillow's limit too. Pillow's DecompressionBombWarning is silenced and
+  HEIC / HEIF decode with pillow-heif: see :mod:`maya.io.pillow_setup`.
 * Truncated files are errors: this module never sets
   ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` (if other code sets it to True, Pillow
   pads truncated images with grey instead of raising).
@@ -103,6 +103,7 @@ from maya.io.opener import (  # noqa: F401  (re-exported: the error and opener e
     open_regular_file,
     open_text_file,
 )
+from maya.io.pillow_setup import prepare_pillow
 
 PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
@@ -374,8 +375,14 @@ def _scale_16_bit(values):
 
 
 @lru_cache(maxsize=1)
+def heif_available() -> bool:
+    """Whether HEIC / HEIF files decode here (pillow-heif installed)."""
+    return "HEIF" in _decodable_formats()
+
+
 def _decodable_formats() -> tuple[str, ...]:
     """DECODABLE_FORMATS that this Pillow has registered (Image.open raises KeyError on others)."""
+    prepare_pillow()
     Image.init()
     return tuple(f for f in DECODABLE_FORMATS if f in Image.OPEN)
 
@@ -388,7 +395,7 @@ def _decodable_formats() -> tuple[str, ...]:
 _UNSUPPORTED_SIGNATURES = (
     (lambda h: h[4:8] == b"ftyp" and h[8:12] in {b"heic", b"heix", b"hevc", b"hevx",
                                                  b"heim", b"heis", b"mif1", b"msf1"},
-     "HEIF/HEIC (install pillow-heif and add 'HEIF' to DECODABLE_FORMATS)"),
+     "HEIF/HEIC (to decode phone photos: pip install pillow-heif, or pip install 'mirror-of-maya[heic]')"),
     (lambda h: h[4:8] == b"ftyp" and h[8:12] in {b"avif", b"avis"}, "AVIF"),
     (lambda h: h[4:12] == b"ftypcrx ", "Canon CR3 raw"),
     (lambda h: h.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")), "JPEG XL"),

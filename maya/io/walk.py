@@ -101,14 +101,18 @@ def walk_images(
     include_hidden: bool = False,
     extensions: frozenset[str] = IMAGE_EXTENSIONS,
     exclude: Iterable[str | os.PathLike] = (),
+    selection=None,
 ) -> Walk:
     """Every image file under ``roots`` (folders or single files), by the rules in the module docstring.
 
     A root that does not exist or cannot be listed becomes a problem (callers that want a usage error
     check the roots first). Returns a :class:`Walk`; ``files`` are in walk order (roots in the given
-    order; in each folder its files, then its sub-folders, by name).
+    order; in each folder its files, then its sub-folders, by name). ``selection``: the user's filters
+    (:class:`maya.io.selection.FileSelection`: globs, smallest size, extensions), counted in ``skipped``.
     """
     walk = Walk()
+    if selection is not None and selection.extensions:
+        extensions = selection.extensions
     seen_files: set[tuple[int, int]] = set()
     seen_dirs: set[tuple[int, int]] = set()
     excluded: set[tuple[int, int]] = set()
@@ -126,7 +130,8 @@ def walk_images(
             walk.problems.append(_os_problem(root, e))
             continue
         if stat.S_ISDIR(st.st_mode):
-            _walk_dir(walk, root, st, seen_files, seen_dirs, follow_symlinks, include_hidden, extensions, excluded)
+            _walk_dir(walk, root, st, seen_files, seen_dirs, follow_symlinks, include_hidden, extensions, excluded,
+                      selection)
         else:
             # A file named on the command line is taken whatever its extension: the user chose it.
             _take_file(walk, root, st, seen_files)
@@ -138,7 +143,8 @@ def walk_images(
 MOVED_ASIDE_MARKER = ".maya-moved-aside"
 
 
-def _walk_dir(walk, root, root_stat, seen_files, seen_dirs, follow, include_hidden, extensions, excluded) -> None:
+def _walk_dir(walk, root, root_stat, seen_files, seen_dirs, follow, include_hidden, extensions, excluded,
+              selection=None) -> None:
     stack = [(root, (root_stat.st_dev, root_stat.st_ino))]
     root_key = stack[0][1]
     while stack:
@@ -164,6 +170,9 @@ def _walk_dir(walk, root, root_stat, seen_files, seen_dirs, follow, include_hidd
                 walk._skip("hidden")
                 continue
             path = entry.path
+            if selection is not None and selection.exclude and selection.left_out(path):
+                walk._skip("excluded_glob")
+                continue
             image_name = os.path.splitext(entry.name)[1].lower() in extensions
             try:
                 is_link = entry.is_symlink()
@@ -196,6 +205,9 @@ def _walk_dir(walk, root, root_stat, seen_files, seen_dirs, follow, include_hidd
             elif not image_name:
                 walk._skip("not_an_image_name")
             elif stat.S_ISREG(st.st_mode):
+                if selection is not None and st.st_size < selection.min_size:
+                    walk._skip("too_small")
+                    continue
                 _take_file(walk, path, st, seen_files)
             else:
                 walk.problems.append(problem(path, "unreadable", f"not a regular file ({file_kind(st.st_mode)})"))

@@ -51,6 +51,7 @@ from maya.hashing import DEFAULT
 from maya.pairs.groups import read_groups
 from maya.pairs.importing import import_pairs
 from maya.pairs.negatives import NegativeMaker
+from maya.progress import Progress
 from maya.pairs.records import (  # noqa: F401  (re-exported: callers import the pair vocabulary from here)
     KIND_HARD_EMBEDDING,
     KIND_HARD_PHASH,
@@ -151,6 +152,7 @@ def build_pairs(
     groups=None,
     semantic_pairs_per_original: int = 2,
     workers: int | None = None,
+    progress: bool = False,
 ) -> PairSet:
     """Make a labelled benchmark from the images under ``source`` (see the module docstring).
 
@@ -177,6 +179,7 @@ def build_pairs(
         semantic_pairs_per_original: in a group of n originals, all n(n-1)/2 pairs when that is at
             most ceil(n * this / 2), else a seeded set in which every original has this many partners.
         workers: edit threads (default :func:`default_workers`); the result does not depend on it.
+        progress: show progress of reading the originals and of the edits on stderr (:mod:`maya.progress`).
 
     Files that cannot be read are reported in ``errors`` and skipped; fewer than two usable
     originals is a :class:`PairsError`.
@@ -203,7 +206,7 @@ def build_pairs(
     if groups is not None:
         group_of, problems = read_groups(source, groups, paths)
         out.errors.extend(problems)
-    originals, bits, embeddings = _survey(paths, group_of, max_pixels, embedder, workers, out)
+    originals, bits, embeddings = _survey(paths, group_of, max_pixels, embedder, workers, out, progress)
     if len(originals) < 2:
         raise PairsError(f"need at least 2 readable images under {source}, found {len(originals)}")
     out.timings["survey"] = time.perf_counter() - t0
@@ -219,7 +222,7 @@ def build_pairs(
 
     t0 = time.perf_counter()
     plans = _plan_edits(len(originals), seed, positives_per_original, chains_per_original, levels, transforms)
-    derived = _make_derived(originals, plans, images_dir, max_pixels, workers)
+    derived = _make_derived(originals, plans, images_dir, max_pixels, workers, progress)
     out.timings["edits"] = time.perf_counter() - t0
 
     rows: list[tuple] = []  # (a, b, label, kind, params, split, original)
@@ -297,7 +300,7 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-def _survey(paths, group_of, max_pixels, embedder, workers, out: PairSet):
+def _survey(paths, group_of, max_pixels, embedder, workers, out: PairSet, progress: bool = False):
     """Read every file once at reduced scale: identity, pHash, embedding. Duplicates by bytes are
     used once. Returns (originals, pHash bits (N,) uint64, embeddings (N, d) float32 or None)."""
     from maya.io import images as imageio
@@ -317,10 +320,12 @@ def _survey(paths, group_of, max_pixels, embedder, workers, out: PairSet):
     bits: list[int] = []
     vectors: list[np.ndarray] = []
     seen: dict[str, Path] = {}
+    bar = Progress(len(paths), "pairs: reading originals", progress)
     with ThreadPoolExecutor(workers) as pool:
         for start in range(0, len(paths), _SURVEY_CHUNK):
             keep = []
             for p, loaded, result in pool.map(look, paths[start:start + _SURVEY_CHUNK]):
+                bar.update(1)
                 if loaded is None:
                     out.errors.append(str(result))
                     out.files.append(file_record(p, None, str(result)))
@@ -336,6 +341,7 @@ def _survey(paths, group_of, max_pixels, embedder, workers, out: PairSet):
                 keep.append(loaded.image)
             if embedder is not None and keep:
                 vectors.append(np.asarray(embedder.embed_images(keep), dtype=np.float32))
+    bar.close()
     embeddings = None
     if embedder is not None and vectors:
         embeddings = np.concatenate(vectors)
@@ -383,7 +389,8 @@ def _plan_edits(n: int, seed: int, positives: int, chains: int, levels, transfor
     return plans
 
 
-def _make_derived(originals, plans, images_dir: Path, max_pixels, workers: int) -> list[list[_Derived]]:
+def _make_derived(originals, plans, images_dir: Path, max_pixels, workers: int,
+                  progress: bool = False) -> list[list[_Derived]]:
     """Run every planned edit in a thread pool; results in plan order, whatever the scheduling.
 
     Each original is decoded once at full size (a load task), and its edits wait on that load.
@@ -392,6 +399,7 @@ def _make_derived(originals, plans, images_dir: Path, max_pixels, workers: int) 
     """
     results: list[list[_Derived]] = [[] for _ in originals]
     window = 2 * workers
+    bar = Progress(sum(len(plan) for plan in plans), "pairs: edited copies", progress)
     pool = ThreadPoolExecutor(workers)
     try:
         inflight: deque = deque()
@@ -403,12 +411,16 @@ def _make_derived(originals, plans, images_dir: Path, max_pixels, workers: int) 
             if len(inflight) >= window:
                 i, futures = inflight.popleft()
                 results[i] = [f.result() for f in futures]
+                bar.update(len(futures))
         while inflight:
             i, futures = inflight.popleft()
             results[i] = [f.result() for f in futures]
+            bar.update(len(futures))
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
+    finally:
+        bar.close()
     pool.shutdown(wait=True)
     return results
 

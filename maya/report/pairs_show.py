@@ -205,7 +205,7 @@ def cmd_pairs_show(args) -> int:
     from maya.settings import load_settings
 
     settings = load_settings(data_dir=getattr(args, "data_dir", None))
-    out = Path(args.out) if getattr(args, "out", None) else settings.reports_dir / f"pairs-{_file_safe(args.dataset)}.png"
+    out = Path(args.out).expanduser() if getattr(args, "out", None) else settings.reports_dir / f"pairs-{_file_safe(args.dataset)}.png"
     path = show_dataset(settings.db_path, args.dataset, out, thumb=getattr(args, "thumb", None) or 160,
                         max_pixels=settings.max_pixels)
     print(path)
