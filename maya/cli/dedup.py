@@ -89,7 +89,7 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
                          "line, then most pixels; largest: most pixels; oldest / newest: by mtime; first-root: "
                          "an earlier root first")
     kp.add_argument("--prefer", action="append", default=[], metavar="GLOB",
-                    help="keep a file whose path matches GLOB first, whatever --keep says (repeatable)")
+                    help="keep a file whose path matches GLOB first, whatever --keep says (repeatable; default: none)")
     walk = p.add_argument_group("walking")
     walk.add_argument("--follow-symlinks", action="store_true", help="follow symbolic links (off by default)")
     walk.add_argument("--include-hidden", action="store_true", help="include files and folders whose name starts with '.'")

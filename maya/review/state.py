@@ -20,7 +20,6 @@ Pure functions over plain dicts: no database, no files (except :func:`disk_path`
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 
 
@@ -173,16 +172,16 @@ def review_pairs(groups: list[dict], decisions: list[dict]) -> tuple[list[tuple]
     return list(by_pair.values()), notes
 
 
-_ESCAPED = re.compile(r"\\x([0-9a-fA-F]{2})")
 
 
 def disk_path(stored: str) -> str:
-    """The file name a stored path stands for. The store writes bytes that are not UTF-8 as ``\\xNN``
-    (``maya.io.walk.path_text``); when the text itself names no file and such escapes are in it, the
-    bytes are put back (as the surrogate escapes ``os.fsencode`` understands)."""
-    if "\\x" not in stored or os.path.lexists(stored):
+    """The file name a stored path stands for: the store writes paths losslessly as text
+    (:func:`maya.io.pathtext.path_text`: backslashes doubled, bytes that are not UTF-8 as escapes), and this is
+    its inverse. A text that names an existing file as it is (older stores, or a name without escapes) is
+    kept as it is."""
+    from maya.io.pathtext import text_path
+
+    if os.path.lexists(stored):
         return stored
-    # only bytes >= 0x80 can fail to decode, so a lower \\xNN is a real backslash in the name
-    raw = _ESCAPED.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)) if int(m.group(1), 16) >= 0x80
-                       else m.group(0), stored)
+    raw = text_path(stored)
     return raw if os.path.lexists(raw) else stored
