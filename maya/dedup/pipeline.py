@@ -165,9 +165,15 @@ def run_dedup(
                 policy=features.DEDUP_POLICY, progress=lambda total: Progress(total, "features", progress))
             ok = [s for s in path_of if s not in outcome.problems]
             images = candidates.load_images(con, ok, model_id if options.uses_embeddings else None)
+            # three steps that take minutes on large collections: say where the run is
+            steps = Progress(3, "matching (candidates, verify, groups)", progress, unit="step")
             a, b = runner.candidate_pairs(images, options)
+            steps.update(1)
             pairs = runner.verify_pairs(images, a, b, options)
+            steps.update(1)
             groups = runner.duplicate_groups(images, identified.files, pairs, options, roots)
+            steps.update(1)
+            steps.close()
             errors = file_errors(identified, outcome)
             counts = summarise_counts(identified, outcome, errors, groups)
             dedup_store.save_dedup_results(con, run_id, roots, options, images, pairs, groups, errors, counts)
