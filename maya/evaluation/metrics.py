@@ -35,6 +35,17 @@ PHASH_GRID = np.arange(0, HASH_BITS + 1)
 CASCADE_ACCEPT_GRID = np.arange(0, 21)
 
 METHODS = ("phash", "clip", "hybrid", "cascade")
+#: Methods on the dihedral pHash distance (``maya.hashing.dihedral``: the least over the 8 flips/turns):
+#: the same rule and grids as the method named before the suffix, on that distance instead of plain pHash's.
+DIHEDRAL_SUFFIX = "-dihedral"
+DIHEDRAL_METHODS = ("phash-dihedral", "cascade-dihedral")
+#: What the study evaluates by default: plain and dihedral side by side.
+STUDY_METHODS = METHODS + DIHEDRAL_METHODS
+
+
+def base_method(method: str) -> str:
+    """The plain method a (dihedral) method is a setting of: ``"cascade-dihedral"`` -> ``"cascade"``."""
+    return method[:-len(DIHEDRAL_SUFFIX)] if method.endswith(DIHEDRAL_SUFFIX) else method
 
 
 def decide(d, s, t_accept: int, t_reject: int, t_clip: float) -> np.ndarray:

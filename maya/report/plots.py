@@ -18,9 +18,12 @@ import numpy as np
 from maya.evaluation.metrics import select_best
 
 #: One colour per method in every picture.
-METHOD_COLORS = {"phash": "#d95f02", "clip": "#1f78b4", "hybrid": "#33a02c", "cascade": "#7b3294"}
+METHOD_COLORS = {"phash": "#d95f02", "clip": "#1f78b4", "hybrid": "#33a02c", "cascade": "#7b3294",
+                 "phash-dihedral": "#e6ab02", "cascade-dihedral": "#e7298a"}
 METHOD_LABELS = {"phash": "pHash only", "clip": "CLIP only", "hybrid": "Hybrid (pHash pre-filter)",
-                 "cascade": "Cascade (accept + reject bands)"}
+                 "cascade": "Cascade (accept + reject bands)",
+                 "phash-dihedral": "pHash dihedral (8 flips/turns)",
+                 "cascade-dihedral": "Cascade on dihedral pHash (accept + reject bands)"}
 #: Hybrid curves drawn in the F1-vs-threshold picture, besides the chosen pHash threshold.
 HYBRID_CURVE_THRESHOLDS = (8, 16, 24, 32)
 DPI = 110
