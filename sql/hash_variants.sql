@@ -16,3 +16,7 @@ CREATE TABLE IF NOT EXISTS hash_variants (
 -- plain hash (bits; NULL when an image failed), and the variant that reached it ('identity', 'mirror', ...).
 ALTER TABLE scores ADD COLUMN IF NOT EXISTS dihedral_distance INTEGER;
 ALTER TABLE scores ADD COLUMN IF NOT EXISTS dihedral_variant VARCHAR;
+
+-- Which flip/turn of the dihedral pHash a dedup pair matched at ('identity', 'mirror', 'rotate90', ...);
+-- NULL where only the plain pHash was compared. phash_distance is then the dihedral distance.
+ALTER TABLE dedup_pairs ADD COLUMN IF NOT EXISTS phash_variant VARCHAR;

@@ -28,14 +28,32 @@ class Images:
     vectors: np.ndarray | None  # float32 (n, dim), unit rows; None without embeddings
     width: np.ndarray  # int64 (n,), pixels after EXIF orientation
     height: np.ndarray
+    variants: np.ndarray | None = None  # uint64 (n, 8): dihedral pHashes (maya.hashing.dihedral); None: plain only
+
+    def phash_distance(self, a, b) -> np.ndarray:
+        """pHash distance in bits (int64) of images ``a[k]``, ``b[k]``: the dihedral distance (least over the 8
+        flips/turns) when the variants are loaded, else the plain Hamming distance."""
+        return self.phash_match(a, b)[0]
+
+    def phash_match(self, a, b) -> tuple[np.ndarray, np.ndarray]:
+        """``(distance, variant)``: as :meth:`phash_distance`, and the variant index (int8) that reached it
+        (0, identity, without variants)."""
+        import numpy as np
+        from maya.hashing import dihedral, hamming
+
+        if self.variants is None:
+            d = hamming(self.hashes[a], self.hashes[b]).astype(np.int64)
+            return d, np.zeros(d.shape, np.int8)
+        return dihedral.distance(self.variants[a], self.variants[b])
 
 
 def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 4096) -> Images:
     """Read the features of ``shas`` from the store (vectors in chunks, straight into one matrix)."""
     import numpy as np
     from maya import store
-    from maya.hashing import DEFAULT
+    from maya.hashing import DEFAULT, dihedral
     from maya.store import dedup as dedup_store
+    from maya.store import variants as variant_store
 
     shas = list(shas)
     hashes_by = store.load_hashes(con, shas, DEFAULT.name)
@@ -44,7 +62,11 @@ def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 
     vectors = None
     if model_id is not None and shas:
         vectors = dedup_store.embedding_matrix(con, shas, model_id, chunk=chunk)
-    return Images(shas, hashes, vectors, width, height)
+    variants_by = variant_store.load_variants(con, shas, dihedral.ALGORITHM)
+    variants = None
+    if shas and all(s in variants_by for s in shas):  # else plain pHash only (a store of older runs)
+        variants = np.stack([variants_by[s] for s in shas])
+    return Images(shas, hashes, vectors, width, height, variants)
 
 
 @dataclass
@@ -56,9 +78,20 @@ class Pairs:
     phash_distance: np.ndarray  # int64 (P,), bits
     clip_similarity: np.ndarray  # float64 (P,); NaN without embeddings
     rule: np.ndarray  # object (P,): "phash" | "phash+clip" | "clip" ("" before verification)
+    variant: np.ndarray | None = None  # int8 (P,): the flip/turn of the dihedral pHash match; None: plain pHash
 
     def __len__(self) -> int:
         return int(self.a.size)
+
+    def variant_names(self) -> np.ndarray:
+        """Object (P,): the variant of each pair's pHash distance ('identity', 'mirror', 'rotate90', ...;
+        ``maya.hashing.dihedral.VARIANTS``), None where only the plain pHash was compared."""
+        import numpy as np
+        from maya.hashing import dihedral
+
+        if self.variant is None:
+            return np.full(len(self), None, dtype=object)
+        return np.array(dihedral.VARIANTS, dtype=object)[self.variant.astype(np.int64)]
 
 
 def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, np.ndarray]:
@@ -100,6 +133,10 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
             x, y = np.divmod(k, nb[pair])
             parts_a.append(order[starts[far_a[pair]] + x])
             parts_b.append(order[starts[far_b[pair]] + y])
+        if images.variants is not None:  # mirrored / turned copies: far apart in plain pHash
+            ta, tb = _turned_pairs(images.variants, radius)
+            parts_a.append(ta)
+            parts_b.append(tb)
     if n >= 2 and options.mode in ("clip", "hybrid") and images.vectors is not None:
         idx, sim = knn.clip_topk(images.vectors, options.clip_k)
         ca, cb = knn.pairs_above(idx, sim, options.clip_strict)
@@ -112,6 +149,26 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     key = np.unique(lo * n + hi)
     return key // n, key % n
+
+
+def _turned_pairs(variants: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image pairs within ``radius`` bits only through a flip or quarter turn (the dihedral radius search on
+    the distinct rows of ``variants``, (n, 8) uint64; pairs it finds at variant 0 the plain search has)."""
+    import numpy as np
+    from maya.hashing import dihedral
+
+    rows, inverse, counts = np.unique(variants, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    ra, rb, _, k = dihedral.pairs_within(rows, radius)
+    ra, rb = ra[k != 0], rb[k != 0]
+    order = np.argsort(inverse, kind="stable")  # images grouped by row
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    na, nb = counts[ra], counts[rb]
+    sizes = na * nb
+    pair = np.repeat(np.arange(ra.size), sizes)
+    j = np.arange(pair.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    x, y = np.divmod(j, nb[pair])
+    return order[starts[ra[pair]] + x], order[starts[rb[pair]] + y]
 
 
 def pair_similarity(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
@@ -139,11 +196,11 @@ def decide(d: np.ndarray, sim: np.ndarray | None, options: DedupOptions) -> np.n
 def verify_pairs(images: Images, a: np.ndarray, b: np.ndarray, options: DedupOptions) -> Pairs:
     """Score candidates (pHash distance; similarity when there are embeddings) and keep those the rule accepts."""
     import numpy as np
-    from maya.hashing import hamming
 
-    d = hamming(images.hashes[a], images.hashes[b]).astype(np.int64)
+    d, variant = images.phash_match(a, b)  # dihedral when the variants are loaded
     use_sim = options.uses_embeddings and images.vectors is not None
     sim = pair_similarity(images.vectors, a, b) if use_sim else np.full(len(a), np.nan)
     rule = decide(d, sim if use_sim else None, options)
     keep = rule != ""
-    return Pairs(a[keep], b[keep], d[keep], sim[keep], rule[keep])
+    return Pairs(a[keep], b[keep], d[keep], sim[keep], rule[keep],
+                 None if images.variants is None else variant[keep])
