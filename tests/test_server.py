@@ -177,7 +177,8 @@ def test_triggered_evaluate_run_completes_and_writes_duckdb(stack):
     finally:
         con.close()
     assert status == "completed" and n_scores == stack.n_pairs and n_emb == stack.n_images
-    assert methods == {"phash", "clip", "hybrid", "cascade", "phash-dihedral", "cascade-dihedral"}
+    assert methods == {"phash", "clip", "hybrid", "cascade", "phash-dihedral", "cascade-dihedral",
+                                 "clip-views", "cascade-views"}
     # the API agrees: the flow run that wrote these rows belongs to the deployment and completed
     with stack.client() as c:
         fr = c.read_flow_run(flow_run_id)

@@ -78,7 +78,7 @@ def test_the_study_without_prefect_gives_the_flows_metric_rows(flow_and_study):
     study_rows = _rows(study_data, study_summary["run_id"], METRIC_ROWS)
     assert len(flow_rows) > 100  # every method's sweep, not only the selected rows
     assert {r[0] for r in study_rows if r[-1]} == {"phash", "clip", "hybrid", "cascade", "phash-dihedral",
-                                                   "cascade-dihedral"}
+                                                   "cascade-dihedral", "clip-views", "cascade-views"}
     assert study_rows == flow_rows
     assert (_rows(study_data, study_summary["run_id"], SUMMARY_ROWS)
             == _rows(flow_data, flow_summary["run_id"], SUMMARY_ROWS))

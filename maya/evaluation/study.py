@@ -33,8 +33,8 @@ from typing import Callable
 
 import numpy as np
 
-from maya import features, store
-from maya.evaluation.metrics import STUDY_METHODS, base_method
+from maya import features, store, view_features
+from maya.evaluation.metrics import METHOD_INPUTS, STUDY_METHODS, base_method, method_suffix
 from maya.settings import load_settings
 from maya.store import study as study_store
 
@@ -264,27 +264,31 @@ def score_pairs(con, pairs: dict, model_id: str | None) -> dict[str, np.ndarray]
     vb = np.array([variants.get(b, none) for b in pairs["b"]], dtype=np.uint64).reshape(-1, dihedral.N_VARIANTS)
     dd, kk = dihedral.distance(va, vb)
     names = np.array(dihedral.VARIANTS, dtype=object)
+    dd = np.where(has_v, dd, -1).astype(np.int64)
+    from maya import view_features
+    wd, ws = view_features.best_pair_scores(con, pairs["a"], pairs["b"], np.where(has_v, dd, d), sim, hashes, embs,
+                                            model_id)
     return {"pair_id": np.asarray(pairs["pair_id"], dtype=np.int64), "phash_distance": d, "clip_similarity": sim,
-            "dihedral_distance": np.where(has_v, dd, -1).astype(np.int64),
-            "dihedral_variant": np.where(has_v, names[kk] if len(kk) else names[:0], None)}
+            "dihedral_distance": dd,
+            "dihedral_variant": np.where(has_v, names[kk] if len(kk) else names[:0], None),
+            "views_distance": wd, "views_similarity": ws}
 
 
 def evaluate_all(evaluate: Callable, scores: dict, label, split, methods: list[str], *, results: Path,
                  refresh: bool):
-    """The evaluation step for plain and dihedral methods: ``evaluate`` (a study step, e.g.
-    :func:`evaluate_scores_step`) once on the pHash distance for the plain methods and once on the dihedral
-    distance for the ``*-dihedral`` ones (as their base method), whose rows are then renamed. Returns
+    """The evaluation step for plain, dihedral and views methods: ``evaluate`` (a study step, e.g.
+    :func:`evaluate_scores_step`) once per kind of scores (:data:`~maya.evaluation.metrics.METHOD_INPUTS`),
+    on the ``*-dihedral`` and ``*-views`` methods as their base method, whose rows are then renamed. Returns
     ((metric columns, MethodResults, summary columns), how: "cached" only if every call was)."""
     from maya.evaluation.selection import MethodResult
 
-    plain = [m for m in methods if base_method(m) == m]
-    turned = [m for m in methods if base_method(m) != m]
     parts, hows = [], []
-    for names, distance in ((plain, "phash_distance"), (turned, "dihedral_distance")):
+    for suffix, (distance, similarity) in METHOD_INPUTS.items():
+        names = [m for m in methods if method_suffix(m) == suffix]
         if not names:
             continue
         base = [base_method(m) for m in names]
-        (cols, res, summary), how = evaluate(scores[distance], scores["clip_similarity"], label, split, base,
+        (cols, res, summary), how = evaluate(scores[distance], scores[similarity], label, split, base,
                                              results=results, refresh=refresh)
         rename = dict(zip(base, names))
         cols = {**cols, "method": np.array([rename[m] for m in cols["method"]], dtype=object)}
@@ -386,6 +390,9 @@ def run_study(
                     policy=features.STUDY_POLICY, retry_failed=refresh, progress=_progress,
                     log=log).counts_of(features.STUDY_COUNTS)
             clock.lap("features")
+            view_counts = view_features.compute_views(con, shas, model=spec, model_id=model_id, batch_size=batch,
+                                                      max_pixels=settings.max_pixels)
+            clock.lap("views")
             scores = score_pairs(con, pairs, model_id)
             clock.lap("scores")
             (metric_cols, results, summary_cols), evaluation_from = evaluate_all(
@@ -399,9 +406,13 @@ def run_study(
             # the schema's NULL for "unknown distance" (an image of the pair failed); -1 inside the sweeps
             scores["phash_distance"] = np.ma.masked_less(scores["phash_distance"], 0)
             scores["dihedral_distance"] = np.ma.masked_less(scores["dihedral_distance"], 0)
+            scores["views_distance"] = np.ma.masked_less(scores["views_distance"], 0)
             study_store.save_scores_and_metrics(con, run_id, dataset, scores, metric_cols,
                                                 method_summary=summary_cols)
             store.finish_run(con, run_id, status="completed", counts=counts)
+            con.execute("UPDATE runs SET view_embeddings = ?, views_found = ?, view_seconds = ? WHERE run_id = ?",
+                        [view_counts["view_embeddings_computed"], view_counts["views_found"],
+                         view_counts["view_seconds"], run_id])
             clock.lap("write")
         except BaseException:
             store.finish_run(con, run_id, status="failed")
@@ -413,7 +424,7 @@ def run_study(
                  cache["evaluation"], counts["hashes_computed"], counts["embeddings_computed"])
         return {
             "run_id": run_id, "dataset": dataset, "model": model_id, "pairs": int(len(pairs["pair_id"])),
-            "images": len(shas), "counts": counts, "errors": info.get("errors", []),
+            "images": len(shas), "counts": counts, "views": view_counts, "errors": info.get("errors", []),
             "results": [r.__dict__ for r in results], "cache": cache, "task_runner": steps.task_runner,
             "timings": clock.laps,
         }

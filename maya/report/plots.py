@@ -19,11 +19,14 @@ from maya.evaluation.metrics import select_best
 
 #: One colour per method in every picture.
 METHOD_COLORS = {"phash": "#d95f02", "clip": "#1f78b4", "hybrid": "#33a02c", "cascade": "#7b3294",
-                 "phash-dihedral": "#e6ab02", "cascade-dihedral": "#e7298a"}
+                 "phash-dihedral": "#e6ab02", "cascade-dihedral": "#e7298a", "clip-views": "#a6cee3",
+                 "cascade-views": "#666666"}
 METHOD_LABELS = {"phash": "pHash only", "clip": "CLIP only", "hybrid": "Hybrid (pHash pre-filter)",
                  "cascade": "Cascade (accept + reject bands)",
                  "phash-dihedral": "pHash dihedral (8 flips/turns)",
-                 "cascade-dihedral": "Cascade on dihedral pHash (accept + reject bands)"}
+                 "cascade-dihedral": "Cascade on dihedral pHash (accept + reject bands)",
+                 "clip-views": "CLIP only, best pair of views (inner regions)",
+                 "cascade-views": "Cascade, best pair of views (dihedral pHash, inner regions)"}
 #: Hybrid curves drawn in the F1-vs-threshold picture, besides the chosen pHash threshold.
 HYBRID_CURVE_THRESHOLDS = (8, 16, 24, 32)
 DPI = 110
