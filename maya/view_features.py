@@ -118,6 +118,12 @@ def compute_views(con, shas: Sequence[str], *, paths: Mapping[str, str] | None =
     return counts
 
 
+def record_cost(con, run_id: int, counts: dict) -> None:
+    """Write what the views cost a run (``runs.view_embeddings``, ``views_found``, ``view_seconds``)."""
+    con.execute("UPDATE runs SET view_embeddings = ?, views_found = ?, view_seconds = ? WHERE run_id = ?",
+                [counts["view_embeddings_computed"], counts["views_found"], counts["view_seconds"], run_id])
+
+
 def best_pair_scores(con, a: Sequence[str], b: Sequence[str], distance: np.ndarray, similarity: np.ndarray,
                      hashes: Mapping[str, int], embeddings: Mapping[str, np.ndarray],
                      model_id: str | None) -> tuple[np.ndarray, np.ndarray]:

@@ -56,3 +56,34 @@ def test_plain_phash_alone_would_miss_them():
 
 def _name(path: str) -> str:
     return path.rsplit("/", 1)[-1]
+
+
+def test_phash_mode_groups_a_screenshot_and_a_meme_with_their_original_through_the_inner_view(tmp_path):
+    from PIL import ImageDraw
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    real = dict(_real_images())
+    cat = real["chelsea.png"].convert("RGB")
+    cat.save(root / "cat.png")
+    window = Image.new("RGB", (cat.width + 80, cat.height + 110), (242, 242, 242))
+    ImageDraw.Draw(window).rectangle((0, 0, window.width, 30), fill=(60, 60, 64))
+    window.paste(cat, (40, 70))
+    window.save(root / "screenshot.png")
+    meme = Image.new("RGB", (cat.width, cat.height + 120), (0, 0, 0))
+    meme.paste(cat, (0, 60))
+    ImageDraw.Draw(meme).text((20, 20), "WHEN THE CAT", fill=(255, 255, 255))
+    meme.save(root / "meme.png")
+    for name in ("rocket.jpg", "camera.png", "coffee.png"):
+        real[name].convert("RGB").save(root / name.replace(".jpg", ".png"))
+    plain = run_dedup([root], DedupOptions(mode="phash", views=False), db_path=tmp_path / "plain.duckdb")
+    with_views = run_dedup([root], DedupOptions(mode="phash"), db_path=tmp_path / "maya.duckdb")
+    assert all("cat.png" not in {_name(m.path) for m in g.members} for g in plain.groups)
+    assert [sorted(_name(m.path) for m in g.members) for g in with_views.groups] == [
+        ["cat.png", "meme.png", "screenshot.png"]]
+    con = duckdb.connect(str(tmp_path / "maya.duckdb"), read_only=True)
+    try:
+        found, = con.execute("SELECT views_found FROM runs WHERE flow = 'dedup'").fetchone()
+    finally:
+        con.close()
+    assert found >= 2

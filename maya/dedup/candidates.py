@@ -29,6 +29,36 @@ class Images:
     width: np.ndarray  # int64 (n,), pixels after EXIF orientation
     height: np.ndarray
     variants: np.ndarray | None = None  # uint64 (n, 8): dihedral pHashes (maya.hashing.dihedral); None: plain only
+    # second views (maya.views), m of them: the image each belongs to, its pHash, its unit embedding
+    view_of: np.ndarray | None = None  # int64 (m,), indices into sha256
+    view_hashes: np.ndarray | None = None  # uint64 (m,)
+    view_vectors: np.ndarray | None = None  # float32 (m, dim); None without embeddings
+
+    def _view_rows(self, idx) -> np.ndarray:
+        """Row in the view arrays of each image of ``idx`` (int64, -1: the image has no view)."""
+        import numpy as np
+
+        rows = np.full(len(self.sha256), -1, dtype=np.int64)
+        if self.view_of is not None:
+            rows[self.view_of] = np.arange(self.view_of.size)
+        return rows[np.asarray(idx, dtype=np.int64)]
+
+    def similarity(self, a, b) -> np.ndarray:
+        """Cosine similarity (float64) of images ``a[k]``, ``b[k]`` over their best pair of views (whole
+        images and inner views)."""
+        import numpy as np
+
+        sim = pair_similarity(self.vectors, a, b)
+        if self.view_vectors is None or not len(sim):
+            return sim
+        ra, rb = self._view_rows(a), self._view_rows(b)
+        for x, y, ok in ((self.view_vectors[np.maximum(ra, 0)], self.vectors[b], ra >= 0),
+                         (self.vectors[a], self.view_vectors[np.maximum(rb, 0)], rb >= 0),
+                         (self.view_vectors[np.maximum(ra, 0)], self.view_vectors[np.maximum(rb, 0)],
+                          (ra >= 0) & (rb >= 0))):
+            s = np.einsum("ij,ij->i", x, y, dtype=np.float64)
+            sim = np.where(ok, np.maximum(sim, s), sim)
+        return sim
 
     def phash_distance(self, a, b) -> np.ndarray:
         """pHash distance in bits (int64) of images ``a[k]``, ``b[k]``: the dihedral distance (least over the 8
@@ -42,13 +72,21 @@ class Images:
         from maya.hashing import dihedral, hamming
 
         if self.variants is None:
-            d = hamming(self.hashes[a], self.hashes[b]).astype(np.int64)
-            return d, np.zeros(d.shape, np.int8)
-        return dihedral.distance(self.variants[a], self.variants[b])
+            d, k = hamming(self.hashes[a], self.hashes[b]).astype(np.int64), np.zeros(len(a), np.int8)
+        else:
+            d, k = dihedral.distance(self.variants[a], self.variants[b])
+        if self.view_hashes is not None and len(d):
+            ra, rb = self._view_rows(a), self._view_rows(b)
+            va, vb = self.view_hashes[np.maximum(ra, 0)], self.view_hashes[np.maximum(rb, 0)]
+            for x, y, ok in ((va, self.hashes[b], ra >= 0), (self.hashes[a], vb, rb >= 0),
+                             (va, vb, (ra >= 0) & (rb >= 0))):
+                d = np.where(ok, np.minimum(d, hamming(x, y).astype(np.int64)), d)
+        return d, k
 
 
-def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 4096) -> Images:
-    """Read the features of ``shas`` from the store (vectors in chunks, straight into one matrix)."""
+def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 4096, views: bool = False) -> Images:
+    """Read the features of ``shas`` from the store (vectors in chunks, straight into one matrix); with
+    ``views``, their stored second views too."""
     import numpy as np
     from maya import store
     from maya.hashing import DEFAULT, dihedral
@@ -66,7 +104,30 @@ def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 
     variants = None
     if shas and all(s in variants_by for s in shas):  # else plain pHash only (a store of older runs)
         variants = np.stack([variants_by[s] for s in shas])
-    return Images(shas, hashes, vectors, width, height, variants)
+    images = Images(shas, hashes, vectors, width, height, variants)
+    if views:
+        _load_views(con, images, model_id)
+    return images
+
+
+def _load_views(con, images: Images, model_id: str | None) -> None:
+    """Fill the view arrays of ``images`` from the store (``maya.view_features``): views with a pHash and,
+    with ``model_id``, an embedding."""
+    import numpy as np
+    from maya import store, view_features, views
+
+    boxes = view_features.stored_boxes(con, images.sha256)
+    with_box = [s for s in images.sha256 if boxes.get(s) is not None]
+    vh = store.load_hashes(con, with_box, view_features.hash_id())
+    ve = store.load_embeddings(con, with_box, views.view_feature_id(model_id)) if model_id else {}
+    keep = [s for s in with_box if s in vh and (model_id is None or s in ve)]
+    index_of = {s: k for k, s in enumerate(images.sha256)}
+    images.view_of = np.array([index_of[s] for s in keep], dtype=np.int64)
+    images.view_hashes = np.array([vh[s] for s in keep], dtype=np.uint64)
+    if model_id is not None and images.vectors is not None:
+        dim = images.vectors.shape[1]
+        images.view_vectors = (np.stack([ve[s] for s in keep]).astype(np.float32) if keep
+                               else np.zeros((0, dim), np.float32))
 
 
 @dataclass
@@ -137,17 +198,26 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
             ta, tb = _turned_pairs(images.variants, radius)
             parts_a.append(ta)
             parts_b.append(tb)
+        if images.view_hashes is not None and images.view_hashes.size:  # a view near an image or a view
+            qi, ii, _ = hash_index.query_within(np.concatenate([images.hashes, images.view_hashes]),
+                                                images.view_hashes, radius)
+            parts_a.append(images.view_of[qi])
+            parts_b.append(np.concatenate([np.arange(n), images.view_of])[ii])
     if n >= 2 and options.mode in ("clip", "hybrid") and images.vectors is not None:
-        idx, sim = knn.clip_topk(images.vectors, options.clip_k)
+        vectors, owner = images.vectors, np.arange(n)
+        if images.view_vectors is not None and images.view_vectors.size:  # neighbours among views too
+            vectors = np.concatenate([vectors, images.view_vectors])
+            owner = np.concatenate([owner, images.view_of])
+        idx, sim = knn.clip_topk(vectors, options.clip_k)
         ca, cb = knn.pairs_above(idx, sim, options.clip_strict)
-        parts_a.append(ca)
-        parts_b.append(cb)
+        parts_a.append(owner[ca])
+        parts_b.append(owner[cb])
     if not parts_a:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     a = np.concatenate(parts_a).astype(np.int64)
     b = np.concatenate(parts_b).astype(np.int64)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    key = np.unique(lo * n + hi)
+    key = np.unique((lo * n + hi)[lo != hi])  # an image and its own view are no pair
     return key // n, key % n
 
 
@@ -199,7 +269,7 @@ def verify_pairs(images: Images, a: np.ndarray, b: np.ndarray, options: DedupOpt
 
     d, variant = images.phash_match(a, b)  # dihedral when the variants are loaded
     use_sim = options.uses_embeddings and images.vectors is not None
-    sim = pair_similarity(images.vectors, a, b) if use_sim else np.full(len(a), np.nan)
+    sim = images.similarity(a, b) if use_sim else np.full(len(a), np.nan)
     rule = decide(d, sim if use_sim else None, options)
     keep = rule != ""
     return Pairs(a[keep], b[keep], d[keep], sim[keep], rule[keep],

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from maya.dedup import grouping
-from maya.dedup.candidates import Images, Pairs, decide, pair_similarity
+from maya.dedup.candidates import Images, Pairs, decide
 from maya.dedup.options import DedupOptions
 from maya.io import ingest
 
@@ -72,12 +72,12 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
 
     def strength(a, b):
         if use_sim:
-            return pair_similarity(images.vectors, a, b)
+            return images.similarity(a, b)
         return 1.0 - images.phash_distance(a, b).astype(np.float64) / float(DEFAULT.bits)
 
     def accepts(x, y):
         d = images.phash_distance(x, y)
-        sim = pair_similarity(images.vectors, x, y) if use_sim else None
+        sim = images.similarity(x, y) if use_sim else None
         return decide(d, sim, options) != ""
 
     groups = grouping.group_pairs(n, pairs.a, pairs.b, strength(pairs.a, pairs.b), rank=rank,

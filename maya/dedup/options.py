@@ -63,6 +63,7 @@ class DedupOptions:
     clip_strict: float | None = None
     clip_k: int = CLIP_NEIGHBOURS
     split_chains: bool = False
+    views: bool = True  # also compare the inner views of screenshots, memes, borders (maya.views)
 
     @property
     def uses_embeddings(self) -> bool:
@@ -109,7 +110,7 @@ class DedupOptions:
         return {"mode": self.mode, "phash_accept": int(self.phash_accept), "phash_radius": int(self.phash_radius),
                 "clip_verify": None if self.clip_verify is None else float(self.clip_verify),
                 "clip_strict": None if self.clip_strict is None else float(self.clip_strict),
-                "clip_k": int(self.clip_k), "split_chains": bool(self.split_chains)}
+                "clip_k": int(self.clip_k), "split_chains": bool(self.split_chains), "views": bool(self.views)}
 
 
 def measured_options(con, options: DedupOptions, model_name: str | None, model_id: str | None) -> DedupOptions:

@@ -410,9 +410,7 @@ def run_study(
             study_store.save_scores_and_metrics(con, run_id, dataset, scores, metric_cols,
                                                 method_summary=summary_cols)
             store.finish_run(con, run_id, status="completed", counts=counts)
-            con.execute("UPDATE runs SET view_embeddings = ?, views_found = ?, view_seconds = ? WHERE run_id = ?",
-                        [view_counts["view_embeddings_computed"], view_counts["views_found"],
-                         view_counts["view_seconds"], run_id])
+            view_features.record_cost(con, run_id, view_counts)
             clock.lap("write")
         except BaseException:
             store.finish_run(con, run_id, status="failed")
