@@ -133,5 +133,5 @@ def test_pluggable_steps_are_what_the_study_calls_and_a_cached_pairset_with_gone
     assert again["cache"] == {"pairs": "computed", "features": "stored", "evaluation": "cached",
                               "model_loaded": False}
     assert again["task_runner"] == "mine" and not submitted
-    assert eval_calls == [study.task_results_dir(study_data)] * 2
+    assert eval_calls == [study.task_results_dir(study_data)] * 6  # 2 runs x (plain, dihedral, views) scores
     assert (_rows(study_data, again["run_id"], METRIC_ROWS) == _rows(study_data, first["run_id"], METRIC_ROWS))
