@@ -49,7 +49,7 @@ class Images:
         import numpy as np
 
         sim = pair_similarity(self.vectors, a, b)
-        if self.view_vectors is None or not len(sim):
+        if self.view_vectors is None or not self.view_vectors.size or not len(sim):
             return sim
         ra, rb = self._view_rows(a), self._view_rows(b)
         for x, y, ok in ((self.view_vectors[np.maximum(ra, 0)], self.vectors[b], ra >= 0),
@@ -75,7 +75,7 @@ class Images:
             d, k = hamming(self.hashes[a], self.hashes[b]).astype(np.int64), np.zeros(len(a), np.int8)
         else:
             d, k = dihedral.distance(self.variants[a], self.variants[b])
-        if self.view_hashes is not None and len(d):
+        if self.view_hashes is not None and self.view_hashes.size and len(d):
             ra, rb = self._view_rows(a), self._view_rows(b)
             va, vb = self.view_hashes[np.maximum(ra, 0)], self.view_hashes[np.maximum(rb, 0)]
             for x, y, ok in ((va, self.hashes[b], ra >= 0), (self.hashes[a], vb, rb >= 0),

@@ -178,13 +178,16 @@ def plot_f1_vs_clip_threshold(con, run_id: int, path: str | Path) -> Picture:
 def pr_points(con, run_id: int, method: str, sel: dict, split: str = "test") -> dict[str, np.ndarray]:
     """Precision-recall points of ``method`` from its stored sweep (pHash over distance, the others over
     the similarity threshold at the chosen pHash band); points with no predicted match are dropped."""
+    from maya.evaluation.metrics import base_method
+
     t = sel[method]
-    if method == "phash":
-        r = sweep_rows(con, run_id, "phash", split)
-    elif method == "clip":
-        r = sweep_rows(con, run_id, "clip", split)
-    elif method == "hybrid":
-        r = sweep_rows(con, run_id, "hybrid", split, phash_threshold=t["phash_threshold"])
+    base = base_method(method)  # 'cascade-dihedral' is swept like 'cascade', on its own rows
+    if base == "phash":
+        r = sweep_rows(con, run_id, method, split)
+    elif base == "clip":
+        r = sweep_rows(con, run_id, method, split)
+    elif base == "hybrid":
+        r = sweep_rows(con, run_id, method, split, phash_threshold=t["phash_threshold"])
     else:
         r = sweep_rows(con, run_id, method, split, phash_threshold=t["phash_threshold"],
                        phash_accept=t["phash_accept"])
