@@ -29,7 +29,8 @@ def dedup(paths: list[str], mode: str = "hybrid", data_dir: str | None = None, m
           clip_strict: float | None = None, clip_k: int = CLIP_NEIGHBOURS, split_chains: bool = False,
           follow_symlinks: bool = False, include_hidden: bool = False, exclude: list[str] | None = None,
           max_pixels: int | None = None, json_path: str | None = None, csv_path: str | None = None,
-          html_path: str | None = None, dask_address: str | None = None, progress: bool = False) -> dict:
+          html_path: str | None = None, dask_address: str | None = None, progress: bool = False,
+          views: bool = True) -> dict:
     """Find the duplicate groups under ``paths``; write DuckDB and the requested outputs.
 
     ``exclude``: folders not to enter (Maya's data folder is always left out).
@@ -52,10 +53,10 @@ def dedup_on_cluster(**params) -> dict:
 
 def _dedup(paths, mode, data_dir, model, device, precision, batch_size, phash_accept, phash_radius, clip_verify,
            clip_strict, clip_k, split_chains, follow_symlinks, include_hidden, exclude, max_pixels, json_path,
-           csv_path, html_path, progress, in_flight) -> dict:
+           csv_path, html_path, progress, in_flight, views=True) -> dict:
     from prefect.runtime import flow_run
 
-    options = DedupOptions(mode, phash_accept, phash_radius, clip_verify, clip_strict, clip_k, split_chains)
+    options = DedupOptions(mode, phash_accept, phash_radius, clip_verify, clip_strict, clip_k, split_chains, views)
     s = load_settings(data_dir=data_dir, model=model, device=device, precision=precision, batch_size=batch_size)
     max_pixels = max_pixels or s.max_pixels
     runner = lib.Runner(sha256_files=tasks.sha256_files.submit, image_features=feature_tasks.image_features.submit,

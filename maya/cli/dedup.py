@@ -60,6 +60,9 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
                     help="model neighbours looked at per image (default %(default)s)")
     th.add_argument("--split-chains", action="store_true",
                     help="cut chained groups (A~B~C with A far from C) at their weakest links")
+    th.add_argument("--no-views", dest="views", action="store_false",
+                    help="do not compare the inner picture of screenshots, memes and bordered copies (saves "
+                         "one embedding per such image)")
     walk = p.add_argument_group("walking")
     walk.add_argument("--follow-symlinks", action="store_true", help="follow symbolic links (off by default)")
     walk.add_argument("--include-hidden", action="store_true", help="include files and folders whose name starts with '.'")
@@ -98,7 +101,7 @@ def _cmd_dedup(args) -> int:
     if args.yes and not (args.move_to or args.link):
         raise lib.DedupUsageError("--yes only goes with --move-to DIR or --link")
     options = lib.DedupOptions(args.mode, args.phash_accept, args.phash_radius, args.clip_verify, args.clip_strict,
-                               args.clip_k, args.split_chains).check()
+                               args.clip_k, args.split_chains, views=args.views).check()
     roots = lib.check_roots(args.dirs)
     if args.max_pixels is not None and args.max_pixels < 1:
         raise lib.DedupUsageError(f"--max-pixels must be >= 1, got {args.max_pixels}")
