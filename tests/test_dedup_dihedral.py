@@ -2,6 +2,7 @@
 
 import duckdb
 import numpy as np
+import pytest
 from PIL import Image
 
 from maya.dedup.options import DedupOptions
@@ -26,6 +27,7 @@ def _folder(tmp_path):
     return originals
 
 
+@pytest.mark.slow
 def test_phash_mode_groups_mirrored_and_turned_copies_with_their_original(tmp_path):
     root = tmp_path / "photos"
     root.mkdir()
@@ -58,6 +60,7 @@ def _name(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
+@pytest.mark.slow
 def test_phash_mode_groups_a_screenshot_and_a_meme_with_their_original_through_the_inner_view(tmp_path):
     from PIL import ImageDraw
 

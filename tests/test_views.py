@@ -1,6 +1,7 @@
 """maya.views / maya.view_features: the inner picture of screenshots, memes and borders, found and cached."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from maya import store, view_features, views
@@ -32,10 +33,12 @@ def _recovered(kind: str) -> float:
     return found / len(framed)
 
 
+@pytest.mark.slow
 def test_the_picture_inside_a_screenshot_or_meme_is_found_in_most_copies():
     assert _recovered("screenshot") >= 0.85  # measured 0.91 (49 of 54)
 
 
+@pytest.mark.slow
 def test_the_picture_inside_a_border_is_found_in_most_copies():
     assert _recovered("pad_border") >= 0.8  # measured 0.87
 
