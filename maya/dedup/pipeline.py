@@ -120,7 +120,7 @@ def run_dedup(
     """
     import duckdb
 
-    from maya import features, store
+    from maya import features, store, view_features
     from maya.store import dedup as dedup_store
 
     runner = runner or Runner()
@@ -164,7 +164,12 @@ def run_dedup(
                 max_pixels=max_pixels, submit=runner.image_features, in_flight=runner.in_flight,
                 policy=features.DEDUP_POLICY, progress=lambda total: Progress(total, "features", progress))
             ok = [s for s in path_of if s not in outcome.problems]
-            images = candidates.load_images(con, ok, model_id if options.uses_embeddings else None)
+            if options.views:  # inner views of screenshots, memes, borders (issue 15): cached by content
+                view_counts = view_features.compute_views(con, ok, paths=path_of, model=spec, model_id=model_id,
+                                                          batch_size=batch, max_pixels=max_pixels)
+                view_features.record_cost(con, run_id, view_counts)
+            images = candidates.load_images(con, ok, model_id if options.uses_embeddings else None,
+                                            views=options.views)
             # three steps that take minutes on large collections: say where the run is
             steps = Progress(3, "matching (candidates, verify, groups)", progress, unit="step")
             a, b = runner.candidate_pairs(images, options)
