@@ -259,7 +259,8 @@ def test_thresholds_come_from_built_in_defaults_or_a_named_calibration_never_the
     con.execute("INSERT INTO datasets (name, origin) VALUES ('d', 'import')")
     for k, (s_, y, d_) in enumerate(zip(sims, labels, dists)):
         con.execute("INSERT INTO pairs VALUES ('d', ?, ?, ?, ?, 'x', NULL, 'val', NULL)", [k, f"a{k}", f"b{k}", y])
-        con.execute("INSERT INTO scores VALUES (?, 'd', ?, ?, ?, true, NULL)", [run, k, d_, s_])
+        con.execute("INSERT INTO scores (run_id, dataset, pair_id, phash_distance, clip_similarity, clip_computed, "
+                    "clip_needed) VALUES (?, 'd', ?, ?, ?, true, NULL)", [run, k, d_, s_])
     # the latest study is NOT used unless named
     o, src = dedup.resolve_thresholds(con, unset, "m", "m|pp1")
     assert src.evaluate_run is None and "CLIP-like" in src.text
