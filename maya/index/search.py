@@ -108,70 +108,96 @@ def hash_candidates(index_hashes: np.ndarray, query_hashes: np.ndarray, radius: 
     return [ii[cuts[j]:cuts[j + 1]] for j in range(query_hashes.size)]
 
 
-class Collection:
-    """The searchable collection of one store: index parts loaded once, queried many times (the benchmark
-    and the Python API keep one; the CLI builds one per call)."""
+def _positions(part, order: np.ndarray, shas: np.ndarray) -> np.ndarray:
+    """Positions in ``part`` of ``shas`` (S64), -1 where absent; ``order`` = argsort of ``part.sha256``."""
+    if len(part) == 0 or shas.size == 0:
+        return np.full(shas.size, -1, np.int64)
+    sorted_shas = part.sha256[order]
+    at = np.minimum(np.searchsorted(sorted_shas, shas), len(part) - 1)
+    return np.where(sorted_shas[at] == shas, order[at], -1).astype(np.int64)
 
-    def __init__(self, con, db_path, options: DedupOptions, model_id: str | None, *, neighbours: str = "auto",
-                 write_index: bool = True):
+
+class Collection:
+    """The searchable collection: index parts loaded once, queried many times (the benchmark and a long-lived
+    caller keep one; :func:`run_search` builds one per call). ``con``: the store, asked only for the paths
+    of matched contents. ``hashes`` / ``embeddings``: :class:`maya.index.collection.IndexPart` s
+    (:meth:`from_store` loads them current)."""
+
+    def __init__(self, con, options: DedupOptions, model_id: str | None, hashes, embeddings=None, *,
+                 neighbours: str = "auto"):
         from maya.embedding import ann
+
+        self.con, self.options, self.model_id = con, options, model_id
+        self.hashes, self.embeddings = hashes, embeddings
+        if len(hashes) == 0:
+            raise NoCollectionError("the collection is empty: run `maya dedup DIR` with this data folder first")
+        self.ann_index, self.method = None, None
+        self._order: dict[str, np.ndarray] = {}
+        if options.uses_embeddings:
+            if embeddings is None or len(embeddings) == 0:
+                raise NoCollectionError(f"the collection has no embeddings of {model_id}: run `maya dedup` with "
+                                        "this model first, or search with --mode phash")
+            self.method = ann.choose_method(len(embeddings), neighbours)
+            if self.method == "ivf":
+                self.ann_index = ann.build_ivf(embeddings.values)
+
+    @classmethod
+    def from_store(cls, con, db_path, options: DedupOptions, model_id: str | None, *, neighbours: str = "auto",
+                   write_index: bool = True) -> "Collection":
+        """The collection of the store ``con`` (file ``db_path``; None: nothing written), its index current."""
         from maya.hashing import DEFAULT
         from maya.index.collection import index_dir, refresh
 
         folder = index_dir(db_path) if db_path is not None else None
-        self.con, self.options, self.model_id = con, options, model_id
-        self.hashes = refresh(con, folder, "hashes", DEFAULT.name, write=write_index)
-        self.embeddings = None
-        self.ann_index = None
-        if options.uses_embeddings:
-            self.embeddings = refresh(con, folder, "embeddings", model_id, write=write_index)
-            if len(self.embeddings) == 0:
-                raise NoCollectionError(f"the collection has no embeddings of {model_id}: run `maya dedup` with "
-                                        "this model first, or search with --mode phash")
-            self.method = ann.choose_method(len(self.embeddings), neighbours)
-            if self.method == "ivf":
-                self.ann_index = ann.build_ivf(self.embeddings.values)
-        if len(self.hashes) == 0:
-            raise NoCollectionError("the collection is empty: run `maya dedup DIR` with this data folder first")
+        hashes = refresh(con, folder, "hashes", DEFAULT.name, write=write_index)
+        embeddings = refresh(con, folder, "embeddings", model_id, write=write_index) if options.uses_embeddings else None
+        return cls(con, options, model_id, hashes, embeddings, neighbours=neighbours)
+
+    def _lookup(self, name: str, shas: np.ndarray) -> np.ndarray:
+        part = getattr(self, name)
+        if name not in self._order:
+            self._order[name] = np.argsort(part.sha256, kind="stable")
+        return _positions(part, self._order[name], shas)
 
     def match(self, queries: QueryFeatures, top: int = DEFAULT_TOP) -> list[dict]:
         """Per query ``{"path", "matches": [...]}`` (see the module docstring)."""
-        from maya import store
         from maya.embedding import ann
         from maya.store import index as index_store
 
         opts = self.options
         radius = {"phash": opts.phash_accept, "hybrid": opts.phash_radius}.get(opts.mode, -1)
-        per_query = [set() for _ in queries.shas]
-        for j, pos in enumerate(hash_candidates(self.hashes.values, queries.hashes, radius)):
-            per_query[j].update(self.hashes.shas(pos))
+        per_query = [self.hashes.sha256[pos] for pos in hash_candidates(self.hashes.values, queries.hashes, radius)]
         if self.embeddings is not None and queries.shas:
-            k = max(top, opts.clip_k)
-            idx, _ = ann.query_topk(self.embeddings.values, queries.vectors, k, method=self.method,
-                                    index=self.ann_index)
-            for j, row in enumerate(idx):
-                per_query[j].update(self.embeddings.shas(row[row >= 0]))
-        wanted = sorted(set().union(*per_query)) if per_query else []
-        bits = store.load_hashes(self.con, wanted, self.hashes.key)
-        vecs = store.load_embeddings(self.con, wanted, self.model_id) if self.embeddings is not None else {}
-        paths = index_store.file_paths(self.con, wanted)
-        out = []
+            idx, _ = ann.query_topk(self.embeddings.values, queries.vectors, max(top, opts.clip_k),
+                                    method=self.method, index=self.ann_index)
+            per_query = [np.concatenate([c, self.embeddings.sha256[row[row >= 0]]]) for c, row in zip(per_query, idx)]
+        scored = []
         for j, cands in enumerate(per_query):
-            cands = [c for c in sorted(cands) if c in bits and c in paths and (self.embeddings is None or c in vecs)]
-            d = np.bitwise_count(np.array([bits[c] for c in cands], dtype=np.uint64) ^ queries.hashes[j]).astype(np.int64)
+            cands = np.unique(cands)
+            hpos = self._lookup("hashes", cands)
+            keep = hpos >= 0
+            if self.embeddings is not None:
+                epos = self._lookup("embeddings", cands)
+                keep &= epos >= 0
+                epos = epos[keep]
+            cands, hpos = cands[keep], hpos[keep]
+            d = np.bitwise_count(self.hashes.values[hpos] ^ queries.hashes[j]).astype(np.int64)
             sim = None
             if self.embeddings is not None:
-                sim = np.array([float(vecs[c] @ queries.vectors[j]) for c in cands], dtype=np.float64)
+                sim = (self.embeddings.values[epos] @ queries.vectors[j]).astype(np.float64)
             clause = opts.rule.clauses(d, None if opts.mode == "phash" else sim)
-            keep = np.flatnonzero(clause != "")
-            order = sorted(keep, key=lambda i: (-(sim[i] if sim is not None else 0.0), d[i], cands[i]))[:top]
-            matches = []
-            for i in order:
-                for p in paths[cands[i]]:
-                    matches.append({"path": p, "sha256": cands[i], "phash_distance": int(d[i]),
-                                    "clip_similarity": None if sim is None else round(float(sim[i]), 6),
-                                    "match": str(clause[i])})
-            out.append({"path": queries.paths[j], "matches": matches})
+            ok = np.flatnonzero(clause != "")
+            ok = sorted(ok, key=lambda i: (-(sim[i] if sim is not None else 0.0), d[i], cands[i]))
+            scored.append([(cands[i].decode("ascii"), int(d[i]), None if sim is None else float(sim[i]),
+                            str(clause[i])) for i in ok])
+        paths = index_store.file_paths(self.con, sorted({m[0] for ms in scored for m in ms}))
+        out = []
+        for j, ms in enumerate(scored):
+            ms = [m for m in ms if m[0] in paths][:top]  # contents no file of the collection holds are not in it
+            out.append({"path": queries.paths[j], "matches": [
+                {"path": p, "sha256": sha, "phash_distance": d,
+                 "clip_similarity": None if sim is None else round(sim, 6), "match": clause}
+                for sha, d, sim, clause in ms for p in paths[sha]]})
         return out
 
 
@@ -245,7 +271,7 @@ def run_search(
     con = store.connect(db_path, read_only=True)
     try:
         options = measured_options(con, options, spec.name if spec else None, model_id)
-        collection = Collection(con, db_path, options, model_id, neighbours=neighbours)
+        collection = Collection.from_store(con, db_path, options, model_id, neighbours=neighbours)
         queries = query_features(roots, spec, max_pixels=max_pixels, follow_symlinks=follow_symlinks,
                                  include_hidden=include_hidden)
         results = collection.match(queries, top)
