@@ -74,7 +74,7 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
     """
     import numpy as np
     from maya.hashing import index as hash_index
-    from maya.embedding import knn
+    from maya.embedding import ann, knn
 
     n = len(images.sha256)
     parts_a, parts_b = [], []
@@ -101,7 +101,7 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
             parts_a.append(order[starts[far_a[pair]] + x])
             parts_b.append(order[starts[far_b[pair]] + y])
     if n >= 2 and options.mode in ("clip", "hybrid") and images.vectors is not None:
-        idx, sim = knn.clip_topk(images.vectors, options.clip_k)
+        idx, sim = ann.self_topk(images.vectors, options.clip_k)  # exact below ann.EXACT_MAX or without faiss
         ca, cb = knn.pairs_above(idx, sim, options.clip_strict)
         parts_a.append(ca)
         parts_b.append(cb)
