@@ -163,3 +163,31 @@ def test_hybrid_search_with_a_model_scores_similarity(tmp_path, tiny_clip_dir):
     assert Path(first["path"]).name == "astronaut.png"
     assert first["clip_similarity"] is not None and -1.0 <= first["clip_similarity"] <= 1.0
     assert first["match"] in ("phash", "phash+clip", "clip")
+
+
+def test_rows_added_to_the_store_are_appended_to_the_index_not_rebuilt(tmp_path):
+    import duckdb
+
+    from maya import store
+    from maya.index.collection import refresh
+
+    con = duckdb.connect(str(tmp_path / "maya.duckdb"))
+    store.apply_schema(con)
+    rng = np.random.default_rng(0)
+    shas = [f"{i:064x}" for i in range(5)]
+    bits = rng.integers(0, 2**63, 5, dtype=np.int64).astype(np.uint64)
+    vecs = rng.standard_normal((5, 8)).astype(np.float32)
+    store.insert_rows(con, "hashes", {"sha256": shas[:3], "algorithm": ["h"] * 3, "bits": bits[:3]})
+    store.insert_embeddings(con, shas[:3], "m", vecs[:3])
+    folder = tmp_path / "index"
+    assert refresh(con, folder, "hashes", "h").how == "rebuilt"
+    assert refresh(con, folder, "embeddings", "m").how == "rebuilt"
+    store.insert_rows(con, "hashes", {"sha256": shas[3:], "algorithm": ["h"] * 2, "bits": bits[3:]})
+    store.insert_embeddings(con, shas[3:], "m", vecs[3:])
+    h = refresh(con, folder, "hashes", "h")
+    e = refresh(con, folder, "embeddings", "m")
+    assert (h.how, h.added, e.how, e.added) == ("appended", 2, "appended", 2)
+    assert h.shas(range(5)) == shas and np.array_equal(h.values, bits)
+    assert e.shas(range(5)) == shas and np.allclose(e.values, vecs)
+    assert refresh(con, folder, "hashes", "h").how == "fresh"
+    con.close()

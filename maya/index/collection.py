@@ -112,24 +112,24 @@ def refresh(con, folder: str | os.PathLike | None, kind: str, key: str, *, write
         shas, values = index_store.rows_after(con, kind, key, -1, now[1])
         part = IndexPart(kind, key, shas, values, (len(shas), now[1]), "rebuilt", len(shas))
     if path is not None and write:
-        _save_file(path, part)
+        try:
+            _save_file(path, part)
+        except OSError:  # a read-only data folder: the part is still right, only not kept for next time
+            part.how += " (not saved)"
     return part
 
 
 def update_after_dedup(con, db_path, hash_algorithm: str | None, model_id: str | None) -> dict:
     """The hook dedup calls after writing its features: bring this store's index parts up to date.
 
-    Returns ``{part file name: how}`` (for the run's log). Failing to write an index (a read-only data
-    folder) never fails the run: the index is derived and is rebuilt by the next search.
+    Returns ``{kind: how}`` (for the run's log). Failing to write an index file (a read-only data folder)
+    never fails the run (:func:`refresh` keeps going): the index is derived and is rebuilt by the next search.
     """
     out = {}
     folder = index_dir(db_path)
     for kind, key in (("hashes", hash_algorithm), ("embeddings", model_id)):
         if key is None:
             continue
-        try:
-            part = refresh(con, folder, kind, key)
-            out[kind] = f"{part.how} (+{part.added})" if part.how != "fresh" else "fresh"
-        except OSError as e:
-            out[kind] = f"not written: {e}"
+        part = refresh(con, folder, kind, key)
+        out[kind] = f"{part.how} (+{part.added})" if part.how != "fresh" else "fresh"
     return out
