@@ -8,7 +8,7 @@ edits (resize, re-encode, brightness) until there are ``--photos`` files, so the
 
 Each tool runs in a fresh child process, one after the other, on the same folder: Maya as
 ``maya dedup DIR --model M`` does (``run_dedup``, a new DuckDB store, default mode hybrid), fastdup (when
-``import fastdup`` works; never a Maya dependency) as ``fastdup.create(work_dir, input_dir).run()``. Each
+``import fastdup`` works in ``--fastdup-python``; never a Maya dependency) as ``fastdup.create(work_dir, input_dir).run()``. Each
 child reports its wall time and its peak resident memory (``ru_maxrss`` of the child and, for fastdup, of
 the processes it starts). Prints both, then ``files_per_second_vs_fastdup: X`` (Maya's files/s over
 fastdup's; ``n/a`` without fastdup) and ``peak_rss_mib: maya=A fastdup=B``.
@@ -84,8 +84,8 @@ print(json.dumps({{"seconds": time.perf_counter() - t0, "peak_mib": max(own, kid
 """
 
 
-def child(code: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+def child(code: str, python: str = sys.executable) -> dict:
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"child failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -97,6 +97,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="efficientnet-lite0")
     ap.add_argument("--photos", type=int, default=600)
     ap.add_argument("--side", type=int, default=3000)
+    ap.add_argument("--fastdup-python", default=sys.executable,
+                    help="interpreter that has fastdup (fastdup 2.x pins numpy 1.26 and Pillow 10.3, older than "
+                         "Maya's: give it a virtualenv of its own)")
     args = ap.parse_args(argv)
     folder = Path(args.folder) if args.folder else Path(tempfile.gettempdir()) / f"maya-bench-photos-{args.side}"
     if not args.folder:
@@ -108,15 +111,14 @@ def main(argv=None) -> int:
                                   model=args.model))
     print(f"maya dedup --model {args.model}: {maya['seconds']:.1f} s, {maya['files'] / maya['seconds']:.1f} files/s, "
           f"peak {maya['peak_mib']:.0f} MiB, {maya['groups']} groups")
-    try:
-        import fastdup  # noqa: F401
-    except Exception as e:  # not installed, or its binary does not load here
-        print(f"fastdup: not available ({type(e).__name__}: {e})")
+    probe = subprocess.run([args.fastdup_python, "-c", "import fastdup"], capture_output=True, text=True)
+    if probe.returncode != 0:  # not installed there, or its binary does not load
+        print(f"fastdup: not available in {args.fastdup_python} ({probe.stderr.strip().splitlines()[-1:]})")
         print("files_per_second_vs_fastdup: n/a")
         print(f"peak_rss_mib: maya={maya['peak_mib']:.0f} fastdup=n/a")
         return 0
     with tempfile.TemporaryDirectory(prefix="fastdup-bench-") as work:
-        fd = child(_FASTDUP.format(work=work, folder=str(folder)))
+        fd = child(_FASTDUP.format(work=work, folder=str(folder)), args.fastdup_python)
     print(f"fastdup: {fd['seconds']:.1f} s, {files / fd['seconds']:.1f} files/s, peak {fd['peak_mib']:.0f} MiB")
     ratio = (maya["files"] / maya["seconds"]) / (files / fd["seconds"])
     print(f"files_per_second_vs_fastdup: {ratio:.2f}")
