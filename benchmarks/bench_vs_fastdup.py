@@ -101,7 +101,7 @@ def main(argv=None) -> int:
                     help="interpreter that has fastdup (fastdup 2.x pins numpy 1.26 and Pillow 10.3, older than "
                          "Maya's: give it a virtualenv of its own)")
     args = ap.parse_args(argv)
-    folder = Path(args.folder) if args.folder else Path(tempfile.gettempdir()) / f"maya-bench-photos-{args.side}"
+    folder = Path(args.folder) if args.folder else Path(tempfile.gettempdir()) / f"maya-bench-photos-{args.photos}-{args.side}"
     if not args.folder:
         make_photos(folder, args.photos, args.side)
     files = sum(1 for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
