@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     ap.add_argument("--neighbours", choices=("auto", "exact", "ivf"), default="auto")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    n, q, rng = args.size, args.queries, np.random.default_rng(args.seed)
+    n, q = args.size, args.queries
+    rng = np.random.default_rng([args.seed, 1])  # queries: a stream of their own, not the collection's
 
     t0 = time.perf_counter()
     hashes = near_copy_hashes(n, seed=args.seed)
