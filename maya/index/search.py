@@ -108,12 +108,12 @@ def hash_candidates(index_hashes: np.ndarray, query_hashes: np.ndarray, radius: 
     return [ii[cuts[j]:cuts[j + 1]] for j in range(query_hashes.size)]
 
 
-def _positions(part, order: np.ndarray, shas: np.ndarray) -> np.ndarray:
-    """Positions in ``part`` of ``shas`` (S64), -1 where absent; ``order`` = argsort of ``part.sha256``."""
-    if len(part) == 0 or shas.size == 0:
+def _positions(sorted_shas: np.ndarray, order: np.ndarray, shas: np.ndarray) -> np.ndarray:
+    """Positions of ``shas`` (S64) in a part whose sha256 column sorted is ``sorted_shas`` (``order`` = its
+    argsort), -1 where absent."""
+    if sorted_shas.size == 0 or shas.size == 0:
         return np.full(shas.size, -1, np.int64)
-    sorted_shas = part.sha256[order]
-    at = np.minimum(np.searchsorted(sorted_shas, shas), len(part) - 1)
+    at = np.minimum(np.searchsorted(sorted_shas, shas), sorted_shas.size - 1)
     return np.where(sorted_shas[at] == shas, order[at], -1).astype(np.int64)
 
 
@@ -132,7 +132,7 @@ class Collection:
         if len(hashes) == 0:
             raise NoCollectionError("the collection is empty: run `maya dedup DIR` with this data folder first")
         self.ann_index, self.method = None, None
-        self._order: dict[str, np.ndarray] = {}
+        self._sorted: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # part -> (sorted sha256, argsort)
         if options.uses_embeddings:
             if embeddings is None or len(embeddings) == 0:
                 raise NoCollectionError(f"the collection has no embeddings of {model_id}: run `maya dedup` with "
@@ -154,10 +154,11 @@ class Collection:
         return cls(con, options, model_id, hashes, embeddings, neighbours=neighbours)
 
     def _lookup(self, name: str, shas: np.ndarray) -> np.ndarray:
-        part = getattr(self, name)
-        if name not in self._order:
-            self._order[name] = np.argsort(part.sha256, kind="stable")
-        return _positions(part, self._order[name], shas)
+        if name not in self._sorted:  # once per collection: O(N log N), then O(log N) per candidate
+            part = getattr(self, name)
+            order = np.argsort(part.sha256, kind="stable")
+            self._sorted[name] = (part.sha256[order], order)
+        return _positions(*self._sorted[name], shas)
 
     def match(self, queries: QueryFeatures, top: int = DEFAULT_TOP) -> list[dict]:
         """Per query ``{"path", "matches": [...]}`` (see the module docstring)."""
