@@ -168,7 +168,7 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
     """
     import numpy as np
     from maya.hashing import index as hash_index
-    from maya.embedding import knn
+    from maya.embedding import ann, knn
 
     n = len(images.sha256)
     parts_a, parts_b = [], []
@@ -208,7 +208,7 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
         if images.view_vectors is not None and images.view_vectors.size:  # neighbours among views too
             vectors = np.concatenate([vectors, images.view_vectors])
             owner = np.concatenate([owner, images.view_of])
-        idx, sim = knn.clip_topk(vectors, options.clip_k)
+        idx, sim = ann.self_topk(vectors, options.clip_k)  # exact below ann.EXACT_MAX or without faiss
         ca, cb = knn.pairs_above(idx, sim, options.clip_strict)
         parts_a.append(owner[ca])
         parts_b.append(owner[cb])

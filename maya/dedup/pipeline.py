@@ -182,6 +182,11 @@ def run_dedup(
             errors = file_errors(identified, outcome)
             counts = summarise_counts(identified, outcome, errors, groups)
             dedup_store.save_dedup_results(con, run_id, roots, options, images, pairs, groups, errors, counts)
+            if db_path is not None:  # the collection index behind `maya search` (derived files, maya.index)
+                from maya.hashing import DEFAULT as hasher
+                from maya.index.collection import update_after_dedup
+
+                update_after_dedup(con, db_path, hasher.name, model_id)
             store.finish_run(con, run_id, status="completed", counts={**counts, "images_failed": len(errors)})
         except BaseException:
             store.finish_run(con, run_id, status="failed")
