@@ -14,7 +14,7 @@ import sys
 from maya.cli.options import settings_from_args as _settings
 
 #: Dedup flags that make no sense for a search (they shape groups, not matches).
-_NOT_FOR_SEARCH = {"--split-chains"}
+_NOT_FOR_SEARCH = {"--split-chains", "--grouping", "--no-views"}  # about groups and views, not one query
 
 
 def _threshold_group(parser: argparse.ArgumentParser) -> None:
@@ -48,8 +48,8 @@ def add_search_parser(subparsers, common_parents) -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=DEFAULT_TOP, metavar="K",
                    help="most matches listed per query (default %(default)s)")
     p.add_argument("--json", dest="json_path", nargs="?", const="-", metavar="PATH",
-                   help="write the result as JSON to PATH (no PATH or '-': stdout)")
-    p.add_argument("--max-pixels", type=int, metavar="N", help="largest declared width x height decoded")
+                   help="write the result as JSON to PATH (no PATH or '-': stdout; default: a table on stdout)")
+    p.add_argument("--max-pixels", type=int, metavar="N", help="largest declared width x height decoded (default: the settings' max_pixels)")
     _threshold_group(p)
     p.set_defaults(func=cmd_search)
     return p
@@ -60,12 +60,14 @@ def cmd_search(args) -> int:
     from maya import dedup as lib
     from maya.index.search import run_search
 
-    options = lib.DedupOptions(args.mode, args.phash_accept, args.phash_radius, args.clip_verify,
-                               args.clip_strict, args.clip_k).check()
+    accept = lib.PHASH_ACCEPT if args.phash_accept is None else args.phash_accept
+    radius = lib.PHASH_RADIUS if args.phash_radius is None else args.phash_radius
+    options = lib.DedupOptions(args.mode, accept, max(radius, accept) if args.phash_radius is None else radius,
+                               args.clip_verify, args.clip_strict, args.clip_k, clip_veto=args.clip_veto).check()
     s = _settings(args)
     run = run_search(args.queries, options=options, db_path=s.db_path, top=args.top,
                      model=s.model, device=s.device, precision=s.precision, batch_size=s.batch_size,
-                     max_pixels=args.max_pixels or s.max_pixels)
+                     max_pixels=args.max_pixels or s.max_pixels, calibration=args.calibration)
     if args.json_path:
         text = json.dumps(run.report, indent=2, ensure_ascii=False)
         if args.json_path == "-":
@@ -89,10 +91,9 @@ def print_table(run, *, out=None) -> None:
     model = f", model {run.model_id}" if run.model_id else ""
     sizes = ", ".join(f"{n:,} {kind}" for kind, (n, _) in run.collection.items())
     p(f"search: mode {o.mode}{model}; collection: {sizes}")
-    rule = {"phash": f"pHash d <= {o.phash_accept}",
-            "clip": f"similarity >= {o.clip_strict:.3f}",
-            "hybrid": f"pHash d <= {o.phash_accept}, or d <= {o.phash_radius} and similarity >= "
-                      f"{o.clip_verify:.3f}, or similarity >= {o.clip_strict:.3f}"}[o.mode]
+    from maya.dedup.options import describe_rule
+
+    rule = describe_rule(o)  # the one description of the rule, as dedup prints it
     p(f"match rule: {rule}")
     for q in run.report["queries"]:
         p(f"\n{path_text(q['path'])}: {len(q['matches'])} match{'es' if len(q['matches']) != 1 else ''}")

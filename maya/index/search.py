@@ -234,6 +234,7 @@ def run_search(
     follow_symlinks: bool = False,
     include_hidden: bool = False,
     neighbours: str = "auto",
+    calibration: str | None = None,
     **thresholds,
 ) -> SearchRun:
     """Near-duplicates in the collection of the store ``db_path`` of each image under ``paths``.
@@ -246,12 +247,14 @@ def run_search(
         top: most matches listed per query (each content with all its readable paths).
         model, device, precision, batch_size, max_pixels, follow_symlinks, include_hidden: as in dedup.
         neighbours: ``auto``, ``exact`` or ``ivf`` (``maya.embedding.ann``).
+        calibration: as ``maya dedup --calibration`` (the thresholds' named source; default the model's
+            built-in defaults, see :func:`maya.dedup.options.resolve_thresholds`).
 
     Returns a :class:`SearchRun` (its ``report``: the JSON structure of the module docstring). Raises
     :class:`NoCollectionError` when there is nothing to search, :class:`DedupUsageError` for bad settings.
     """
     from maya import features, store
-    from maya.dedup.options import measured_options
+    from maya.dedup.options import resolve_thresholds
 
     options = (options or DedupOptions(mode, **thresholds)).check()
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
@@ -271,7 +274,7 @@ def run_search(
         model_id = features.get_embedder(spec).model_id
     con = store.connect(db_path, read_only=True)
     try:
-        options = measured_options(con, options, spec.name if spec else None, model_id)
+        options, _ = resolve_thresholds(con, options, spec.name if spec else None, model_id, calibration)
         collection = Collection.from_store(con, db_path, options, model_id, neighbours=neighbours)
         queries = query_features(roots, spec, max_pixels=max_pixels, follow_symlinks=follow_symlinks,
                                  include_hidden=include_hidden)
