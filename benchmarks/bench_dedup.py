@@ -8,7 +8,8 @@ PNG; one in ten also saved as a JPEG copy, so there are duplicates to find) and 
 fresh child process (``maya.dedup.pipeline.run_dedup`` with a DuckDB file: walk, sha256, decode, pHash [+ embed],
 candidates, groups, all tables written). The child reports its own peak resident memory
 (``ru_maxrss``) and the time of each phase; a second run over the same folder (everything reused)
-is timed too. With ``--mode hybrid`` or ``clip`` give ``--model`` (e.g. ``efficientnet-lite0``, or a
+is timed too, then (``--grow``, default 100) new images are moved into the folder and a third run is
+timed: it must read and compute only those (``grown_run_N: seconds=S first_seconds=F ratio=S/F``). With ``--mode hybrid`` or ``clip`` give ``--model`` (e.g. ``efficientnet-lite0``, or a
 local CLIP folder); ``tiny-clip`` builds the test suite's tiny random CLIP (fast, for memory only).
 
 Prints one row per N: files, seconds (first run, second run), files/s, peak RSS (MiB) and the peak
@@ -79,9 +80,21 @@ t1 = time.perf_counter()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 again = run_dedup({folder!r}, opts, db_path={db!r}, model={model!r}, batch_size={batch!r}, device="cpu")
 t2 = time.perf_counter()
+grown = {{}}
+if {extra!r}:  # the folder grows: new files moved in, a third run
+    inside = os.path.join({folder!r}, "zz-added")
+    os.rename({extra!r}, inside)
+    try:
+        t3 = time.perf_counter()
+        g = run_dedup({folder!r}, opts, db_path={db!r}, model={model!r}, batch_size={batch!r}, device="cpu")
+        grown = {{"grown_s": time.perf_counter() - t3, "grown_read": g.counts["files_read"],
+                  "grown_computed": g.counts["hashes_computed"], "grown_files": g.counts["files_found"]}}
+    finally:
+        os.rename(inside, {extra!r})
 print(json.dumps({{"first_s": t1 - t0, "second_s": t2 - t1, "peak_mib": peak, "groups": len(run.groups),
                    "files": run.counts["files_found"], "errors": len(run.errors),
-                   "second_read": again.counts["files_read"], "second_computed": again.counts["hashes_computed"]}}))
+                   "second_read": again.counts["files_read"], "second_computed": again.counts["hashes_computed"],
+                   **grown}}))
 """
 
 
@@ -101,6 +114,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--side", type=int, default=128)
     ap.add_argument("--keep", help="folder to keep the generated images in (reused between calls)")
+    ap.add_argument("--grow", type=int, default=100,
+                    help="then add this many new images to the folder and time a third run (0: skip)")
     args = ap.parse_args()
     model = args.model
     if model == "tiny-clip":
@@ -111,23 +126,37 @@ def main() -> None:
         raise SystemExit("--mode hybrid/clip needs --model (efficientnet-lite0, a CLIP folder, or tiny-clip)")
 
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="maya-bench-dedup-"))
-    baseline = run_child(folder="", db="", mode=args.mode, model=model, batch=args.batch_size, baseline=True)
+    baseline = run_child(folder="", db="", mode=args.mode, model=model, batch=args.batch_size, baseline=True,
+                         extra="")
     print(f"mode {args.mode}, model {args.model or '-'}, batch {args.batch_size or 'default'}, "
           f"{args.side}x{args.side} PNG + JPEG copies; baseline (imports only) {baseline['peak_mib']:.0f} MiB")
     print(f"{'images':>8} {'files':>7} {'first_s':>8} {'second_s':>9} {'files/s':>8} {'peak_MiB':>9} "
           f"{'data_MiB':>9} {'groups':>7}")
+    grown = []
     for n in args.images:
         folder = base / f"n{n}"
         t = time.perf_counter()
         make_images(folder, n, args.side)
+        extra = ""
+        if args.grow:
+            extra = str(base / f"n{n}-added-{args.grow}")
+            make_images(Path(extra), args.grow, args.side, seed=1)
         made = time.perf_counter() - t
         with tempfile.TemporaryDirectory(prefix="maya-bench-db-") as d:
             r = run_child(folder=str(folder), db=os.path.join(d, "maya.duckdb"), mode=args.mode, model=model,
-                          batch=args.batch_size, baseline=False)
+                          batch=args.batch_size, baseline=False, extra=extra)
         assert r["second_read"] == 0 and r["second_computed"] == 0, r
         print(f"{n:>8} {r['files']:>7} {r['first_s']:>8.1f} {r['second_s']:>9.1f} {r['files'] / r['first_s']:>8.0f} "
               f"{r['peak_mib']:>9.0f} {r['peak_mib'] - baseline['peak_mib']:>9.0f} {r['groups']:>7}"
               f"   (images made in {made:.0f} s)")
+        if args.grow:
+            grown.append((n, r))
+    for n, r in grown:
+        new = r["grown_files"] - r["files"]
+        print(f"grown folder {n:,} + {new:,} files: {r['grown_read']:,} read, {r['grown_computed']:,} hashes computed, "
+              f"{r['grown_s']:.2f} s against {r['first_s']:.1f} s for the first run")
+        print(f"grown_run_{n}: seconds={r['grown_s']:.2f} first_seconds={r['first_s']:.1f} "
+              f"ratio={r['grown_s'] / r['first_s']:.3f} files_read={r['grown_read']}")
     if not args.keep:
         import shutil
 

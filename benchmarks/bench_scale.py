@@ -1,4 +1,4 @@
-"""Search at scale: all pairs within a radius among N hashes (and, later, CLIP top-k).
+"""Search at scale: all pairs within a radius among N hashes, and the CLIP top-k self-join.
 
     python benchmarks/bench_scale.py [--sizes 10000,100000,1000000] [--only phash|clip]
                                      [--radius 8] [--sample-rows 2000] [--repeats 3] [--seed 0]
@@ -22,7 +22,10 @@ The LAST line is ``phash_speedup_vs_bruteforce_1M: X`` = the faster brute force 
 (measured or extrapolated) / Maya's time, or ``n/a`` when 1M was not among the sizes.
 
 Adding a section: write ``def section_NAME(args) -> list[str]`` (the lines it prints last, e.g.
-its own ``..._1M: X`` summary) and register it in ``SECTIONS``. The CLIP top-k section goes there.
+its own ``..._1M: X`` summary) and register it in ``SECTIONS``.
+
+CLIP section (``--only clip``): see :func:`section_clip`; it ends with ``clip_topk_1M: seconds=S recall=R``
+when 1M is among the sizes (top-``--clip-k`` self-join, approximate with faiss, recall measured).
 """
 
 from __future__ import annotations
@@ -235,20 +238,34 @@ def unit_vectors(n: int, dim: int, seed: int = 0, near_copy_fraction: float = 0.
     return v
 
 
-def section_clip(args) -> list[str]:
-    """Exact CLIP top-k (maya.embedding.knn.clip_topk: blockwise matrix products, never an N x N matrix).
+def _size_label(n: int) -> str:
+    for unit, div in (("M", 1_000_000), ("k", 1000)):
+        if n >= div and n % div == 0:
+            return f"{n // div}{unit}"
+    return str(n)
 
-    All rows are searched up to --clip-full-max; beyond, a sample of --clip-sample-rows query rows is
-    searched against all N vectors and the time is scaled to N rows (stated as extrapolated). Memory:
-    the vectors themselves, and the extra peak of one search (tracemalloc) next to what an N x N float32
-    matrix would need."""
+
+def section_clip(args) -> list[str]:
+    """CLIP top-k self-join: exact (maya.embedding.knn.clip_topk: blockwise matrix products, never an N x N
+    matrix) and, beyond --clip-full-max with faiss installed, approximate (maya.embedding.ann: IVF).
+
+    Exact: all rows up to --clip-full-max; beyond, a sample of --clip-sample-rows query rows against all N,
+    the time scaled to N rows (stated as extrapolated). Approximate: the whole self-join, index build
+    included, timed; its recall is measured, never assumed: for --clip-recall-rows sampled rows the exact
+    top-k gives the true near-copy pairs (similarity >= --clip-pair-threshold), and recall is the fraction
+    the approximate answer lists from either side (as dedup joins them). Memory: the extra peak of the exact
+    search (tracemalloc) next to what an N x N float32 matrix would need. Each size ends with
+    ``clip_topk_<N>: seconds=S recall=R`` (the approximate run where there is one, else exact, recall 1)."""
     import tracemalloc
 
+    from maya.embedding import ann
     from maya.embedding.knn import clip_topk
 
     dim, k = args.clip_dim, args.clip_k
-    lines = [f"CLIP top-{k} search, {dim}-d float32 unit vectors (30% near-copies), {os.cpu_count()} CPUs",
-             f"{'N':>10} {'seconds':>10} {'how':<22} {'vectors MB':>11} {'search peak MB':>15} {'N x N would be':>15}"]
+    lines = [f"CLIP top-{k} self-join, {dim}-d float32 unit vectors (30% near-copies), {os.cpu_count()} CPUs",
+             f"{'N':>10} {'seconds':>10} {'how':<26} {'recall':>7} {'vectors MB':>11} {'search peak MB':>15} "
+             f"{'N x N would be':>15}"]
+    summary = []
     for n in args.sizes:
         v = unit_vectors(n, dim, seed=args.seed)
         full = n <= args.clip_full_max
@@ -261,13 +278,37 @@ def section_clip(args) -> list[str]:
         tracemalloc.stop()
         searched = index.shape[0]
         total = seconds * n / searched
-        how = "all rows" if full else f"extrap {searched:,} rows"
-        lines.append(f"{n:>10,} {total:>10.1f} {how:<22} {v.nbytes / 2**20:>11.0f} {peak:>15.0f} "
+        how = "exact, all rows" if full else f"exact, extrap {searched:,} rows"
+        lines.append(f"{n:>10,} {total:>10.1f} {how:<26} {1.0:>7.4f} {v.nbytes / 2**20:>11.0f} {peak:>15.0f} "
                      f"{n * n * 4 / 2**30:>13.0f} GB")
-        print(f"  N={n:,}: clip top-{k} {total:.1f}s ({how})", file=sys.stderr, flush=True)
-        del v, index, sim
-    lines.append("search peak = extra memory of the search (block working set + answer), not the vectors")
-    return lines
+        print(f"  N={n:,}: clip top-{k} exact {total:.1f}s ({how})", file=sys.stderr, flush=True)
+        best = (total, 1.0)
+        del index, sim
+        if not full and ann.faiss_available():
+            t0, c0 = time.perf_counter(), time.process_time()
+            built = ann.build_ivf(v, codes=args.clip_codes)
+            t_build = time.perf_counter() - t0
+            index, sim = ann.self_topk(v, k, method="ivf", index=built, nprobe=args.clip_nprobe)
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+            del built
+            sample = np.random.default_rng(args.seed + 1).choice(n, min(n, args.clip_recall_rows), replace=False)
+            recall, true_pairs = ann.recall_against_exact(v, index, sim, args.clip_pair_threshold, sample)
+            how = f"faiss ivf-{args.clip_codes} nprobe {args.clip_nprobe}"
+            lines.append(f"{n:>10,} {seconds:>10.1f} {how:<26} {recall:>7.4f} {v.nbytes / 2**20:>11.0f} "
+                         f"{'':>15} {'':>15}")
+            lines.append(f"{'':>10} of which index build {t_build:.1f}s; CPU {cpu:.1f}s over {os.cpu_count()} CPUs "
+                         f"(wall above CPU / CPUs: other processes had the cores)")
+            lines.append(f"{'':>10} recall: {true_pairs:,} true pairs (sim >= {args.clip_pair_threshold}) of "
+                         f"{sample.size:,} sampled rows, found from either side")
+            print(f"  N={n:,}: clip top-{k} {how} {seconds:.1f}s recall {recall:.4f}", file=sys.stderr, flush=True)
+            best = (seconds, recall)
+            del index, sim
+        elif not full:
+            lines.append(f"{'':>10} faiss not installed (pip install 'mirror-of-maya[ann]'): exact only")
+        summary.append(f"clip_topk_{_size_label(n)}: seconds={best[0]:.1f} recall={best[1]:.4f}")
+        del v
+    lines.append("search peak = extra memory of the exact search (block working set + answer), not the vectors")
+    return lines + summary
 
 
 SECTIONS = {"phash": section_phash, "clip": section_clip}
@@ -285,9 +326,14 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--clip-dim", type=int, default=512)
-    ap.add_argument("--clip-k", type=int, default=10)
+    ap.add_argument("--clip-k", type=int, default=16)
     ap.add_argument("--clip-full-max", type=int, default=10_000, help="largest N searched in full")
-    ap.add_argument("--clip-sample-rows", type=int, default=4096, help="query rows timed beyond that")
+    ap.add_argument("--clip-sample-rows", type=int, default=1024, help="query rows timed exactly beyond that")
+    ap.add_argument("--clip-recall-rows", type=int, default=2000, help="sampled rows the ANN recall is measured on")
+    ap.add_argument("--clip-pair-threshold", type=float, default=0.8,
+                    help="similarity of a true near-copy pair (copies here score ~0.96, unrelated rows < 0.3)")
+    ap.add_argument("--clip-nprobe", type=int, default=16, help="IVF cells probed per query")
+    ap.add_argument("--clip-codes", choices=("flat", "pq"), default="pq", help="IVF codes (maya.embedding.ann)")
     args = ap.parse_args(argv)
     names = [args.only] if args.only else list(SECTIONS)
     missing = [n for n in names if n not in SECTIONS]

@@ -34,7 +34,8 @@ def dedup(paths: list[str], mode: str = "hybrid", data_dir: str | None = None, m
           html_path: str | None = None, dask_address: str | None = None, progress: bool = False,
           calibration: str | None = None, grouping: str = "star", clip_veto: float | None = None,
           keep: str = "source", prefer: list[str] | None = None,
-          selection: dict | None = None, sensitivity: str = "normal", given: list[str] | None = None) -> dict:
+          selection: dict | None = None, sensitivity: str = "normal", given: list[str] | None = None,
+          views: bool = True) -> dict:
     """Find the duplicate groups under ``paths``; write DuckDB and the requested outputs.
 
     ``exclude``: folders not to enter (Maya's data folder is always left out). ``selection``: file filters
@@ -59,11 +60,12 @@ def dedup_on_cluster(**params) -> dict:
 def _dedup(paths, mode, data_dir, model, device, precision, batch_size, phash_accept, phash_radius, clip_verify,
            clip_strict, clip_k, split_chains, follow_symlinks, include_hidden, exclude, max_pixels, json_path,
            csv_path, html_path, progress, in_flight, calibration=None, grouping="star",
-           clip_veto=None, keep="source", prefer=None, selection=None, sensitivity="normal", given=None) -> dict:
+           clip_veto=None, keep="source", prefer=None, selection=None, sensitivity="normal", given=None,
+           views=True) -> dict:
     from prefect.runtime import flow_run
 
     options = DedupOptions(mode, phash_accept, phash_radius, clip_verify, clip_strict, clip_k, split_chains, grouping,
-                           clip_veto, keep, tuple(prefer or ()))
+                           clip_veto, keep, tuple(prefer or ()), views)
     s = load_settings(data_dir=data_dir, model=model, device=device, precision=precision, batch_size=batch_size)
     max_pixels = max_pixels or s.max_pixels
     runner = lib.Runner(sha256_files=tasks.sha256_files.submit, image_features=feature_tasks.image_features.submit,

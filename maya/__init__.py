@@ -9,6 +9,10 @@ def __getattr__(name):
         from maya.dedup.pipeline import find_duplicates
 
         return find_duplicates
+    if name == "search":  # near-duplicates of query images in an indexed collection (maya.index.search)
+        from maya.index.search import search
+
+        return search
     if name == "evaluate_dataset":  # the study, without Prefect (maya.evaluation.study.run_study)
         from maya.evaluation.study import run_study
 

@@ -150,6 +150,7 @@ class FeatureBatch:
     worker_pid: int = field(default_factory=os.getpid)  # which process computed it
     hash_std: np.ndarray | None = None  # float64 (n,): gray_std per hash (maya.hashing.structure)
     hash_pixels: list[str] = field(default_factory=list)  # (n,) pixel digests per hash
+    variant_bits: np.ndarray | None = None  # uint64 (n, 8): dihedral pHashes, aligned with hash_shas
 
 
 def compute_batch(items: Sequence[tuple[str, str]], want_hash: bool, model: ModelSpec | None,
@@ -173,6 +174,7 @@ def compute_batch(items: Sequence[tuple[str, str]], want_hash: bool, model: Mode
         result.hash_bits = np.concatenate([result.hash_bits, again.hash_bits])
         result.hash_std = np.concatenate([_std_of(result), _std_of(again)])
         result.hash_pixels += again.hash_pixels
+        result.variant_bits = _concat_variants(result.variant_bits, again.variant_bits)
         result.embed_shas += again.embed_shas
         if again.vectors is not None:
             result.vectors = again.vectors if result.vectors is None else np.concatenate([result.vectors, again.vectors])
@@ -190,12 +192,23 @@ def _compute_once(items, want_hash, model, max_pixels) -> FeatureBatch:
     h_shas, bits = hash_batch(prepared) if want_hash else ([], np.zeros(0, dtype=np.uint64))
     std = structure.gray_std(prepared.gray32) if want_hash and prepared.gray32 is not None else np.zeros(0)
     e_shas, vecs = embed_batch(prepared, model) if model is not None else ([], None)
+    variants = None
+    if want_hash and prepared.gray32 is not None:  # the 8 flip/turn hashes, from the same grey arrays
+        from maya.hashing import dihedral
+        variants = dihedral.dihedral_bits_from_gray(prepared.gray32)
     return FeatureBatch(
         records=list(prepared.records), hash_shas=list(h_shas), hash_bits=np.asarray(bits, dtype=np.uint64),
         embed_shas=list(e_shas),
         vectors=None if vecs is None or len(e_shas) == 0 else np.ascontiguousarray(vecs, dtype=np.float32),
         hash_std=std, hash_pixels=list(prepared.pixels) if want_hash else [],
+        variant_bits=variants,
     )
+
+
+def _concat_variants(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return np.concatenate([a, b])
 
 
 # ---------------------------------------------------------------------------------------------- missing features
@@ -286,7 +299,9 @@ def compute_missing(
     """
     from maya import store
     from maya.hashing import DEFAULT
+    from maya.hashing import dihedral
     from maya.store import dedup as dedup_store
+    from maya.store import variants as variant_store
 
     shas = list(dict.fromkeys(shas))
     out = FeatureOutcome()
@@ -300,9 +315,10 @@ def compute_missing(
             continue  # the limit was raised since: try again
         out.problems[sha] = (reason, error)
     have_h = store.load_hashes(con, shas, DEFAULT.name)
+    have_v = set(variant_store.load_variants(con, shas, dihedral.ALGORITHM))
     have_e = dedup_store.embedded_shas(con, shas, model_id) if model_id is not None else set()
     wanted = [s for s in shas if s not in out.problems]
-    todo = [s for s in wanted if s not in have_h or (model is not None and s not in have_e)]
+    todo = [s for s in wanted if s not in have_h or s not in have_v or (model is not None and s not in have_e)]
     path_of = dict(paths) if paths is not None else store.image_paths(con, todo)
     no_path = [s for s in todo if s not in path_of]
     for s in no_path:
@@ -343,6 +359,11 @@ def compute_missing(
             structure=(_std_of(result)[new_h], [result.hash_pixels[k] for k in new_h])
             if len(_std_of(result)) == len(result.hash_shas) else None,
         )
+        new_v = [k for k, s in enumerate(result.hash_shas) if s not in have_v]
+        if new_v and result.variant_bits is not None:  # a batch of old workers may have none
+            variant_store.save_variants(con, [result.hash_shas[k] for k in new_v], dihedral.ALGORITHM,
+                                        result.variant_bits[new_v])
+            have_v.update(result.hash_shas[k] for k in new_v)
         have_h.update({result.hash_shas[k]: int(result.hash_bits[k]) for k in new_h})
         have_e.update(result.embed_shas[k] for k in new_e)
         counts["hashes_computed"] += len(new_h)
@@ -360,7 +381,7 @@ def compute_missing(
         pending: deque = deque()
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            need_h = any(s not in have_h for s in batch)
+            need_h = any(s not in have_h or s not in have_v for s in batch)
             need_e = model is not None and any(s not in have_e for s in batch)
             items = [(s, path_of[s]) for s in batch]
             pending.append((batch, submit(items, need_h, model if need_e else None, max_pixels,

@@ -15,7 +15,8 @@ class Progress:
     """A progress bar on a terminal; elsewhere a line per update at most every ``interval`` seconds
     (always the first and the last), so logs and tests can follow a long run."""
 
-    def __init__(self, total: int, desc: str, enabled: bool = True, interval: float = 1.0, stream=None):
+    def __init__(self, total: int, desc: str, enabled: bool = True, interval: float = 1.0, stream=None,
+                 unit: str = "img"):
         self.total, self.desc, self.done = total, desc, 0
         self.stream = stream or sys.stderr
         self.enabled = enabled and total > 0
@@ -25,7 +26,7 @@ class Progress:
         if self.enabled and getattr(self.stream, "isatty", lambda: False)():
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, desc=desc, unit="img", mininterval=0.5, leave=False, file=self.stream)
+            self._bar = tqdm(total=total, desc=desc, unit=unit, mininterval=0.5, leave=False, file=self.stream)
 
     def update(self, n: int) -> None:
         self.done += n

@@ -54,6 +54,7 @@ CREATE OR REPLACE VIEW scored_pairs AS
 SELECT s.run_id, s.dataset, s.pair_id, p.a, p.b, p.label, p.kind,
        CASE WHEN p.kind LIKE 'chain:%' THEN 'chain' ELSE p.kind END AS kind_group,
        p.split, p.original, s.phash_distance, s.clip_similarity, s.clip_computed, s.clip_needed,
+       s.dihedral_distance, s.dihedral_variant, s.views_distance, s.views_similarity,
        r.model, r.flow, r.status AS run_status, r.started_at AS run_started_at
 FROM scores s
 JOIN pairs p USING (dataset, pair_id)
@@ -93,10 +94,12 @@ QUALIFY row_number() OVER (PARTITION BY run_id, split, method
 -- Every pair's decision by every method at its chosen thresholds (the one rule of maya.metrics.decide:
 -- d <= t_accept -> match; d > t_reject -> no match; else similarity >= t_clip). An unknown distance
 -- (NULL or -1: an image failed) is never a match; a missing similarity never passes the embedding test.
+-- The '*-dihedral' methods decide on the dihedral distance (sql/hash_variants.sql), the '*-views' ones on the
+-- best pair of views (sql/inner_views.sql), reported as phash_distance / clip_similarity.
 CREATE OR REPLACE VIEW pair_decisions AS
 WITH rule AS (
     SELECT run_id, method,
-           CASE WHEN method = 'phash' THEN phash_threshold ELSE coalesce(phash_accept, -1) END AS t_accept,
+           CASE WHEN method IN ('phash', 'phash-dihedral', 'phash-views') THEN phash_threshold ELSE coalesce(phash_accept, -1) END AS t_accept,
            coalesce(phash_threshold, 64) AS t_reject,
            coalesce(clip_threshold, 'inf'::DOUBLE) AS t_clip
     FROM metrics WHERE split = 'val' AND selected
@@ -114,8 +117,13 @@ SELECT sp.run_id, sp.dataset, sp.pair_id, rule.method, sp.split, sp.label, sp.ki
             ), false)
             THEN (CASE WHEN sp.label THEN 'tp' ELSE 'fp' END)
             ELSE (CASE WHEN sp.label THEN 'fn' ELSE 'tn' END) END AS outcome
-FROM scored_pairs sp
-JOIN rule USING (run_id);
+FROM (SELECT s.* REPLACE (CASE WHEN rule.method LIKE '%-dihedral' THEN s.dihedral_distance
+                                  WHEN rule.method LIKE '%-views' THEN s.views_distance
+                             ELSE s.phash_distance END AS phash_distance,
+                             CASE WHEN rule.method LIKE '%-views' THEN s.views_similarity
+                             ELSE s.clip_similarity END AS clip_similarity), rule.method AS rule_method
+      FROM scored_pairs s JOIN rule USING (run_id)) sp
+JOIN rule ON rule.run_id = sp.run_id AND rule.method = sp.rule_method;
 
 -- Stability rows (see the ALTER TABLE comment above) with their parent run.
 CREATE OR REPLACE VIEW stability AS

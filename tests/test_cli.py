@@ -7,6 +7,10 @@ import sys
 
 import pytest
 
+#: The study's methods in the order SQL sorts them: plain, dihedral pHash, best pair of views.
+STUDY_METHODS_SORTED = ("cascade", "cascade-dihedral", "cascade-views", "clip", "clip-views", "hybrid", "phash",
+                        "phash-dihedral")
+
 MAYA = [sys.executable, "-m", "maya.cli"]
 
 
@@ -44,11 +48,11 @@ def test_sql_answers_in_every_format(demo):
     q = "select method, count(*) as n from metrics where split='test' and selected group by method order by method"
     table = run(["sql", q], env)
     assert table.returncode == 0, table.stderr
-    assert "cascade" in table.stdout and "(4 rows)" in table.stdout
+    assert "cascade" in table.stdout and "(8 rows)" in table.stdout
     rows = json.loads(run(["sql", q, "--format", "json"], env).stdout)
-    assert rows == [{"method": m, "n": 1} for m in ("cascade", "clip", "hybrid", "phash")]
+    assert rows == [{"method": m, "n": 1} for m in STUDY_METHODS_SORTED]
     csv_out = run(["sql", q, "--format", "csv"], env).stdout.splitlines()
-    assert csv_out[0] == "method,n" and len(csv_out) == 5
+    assert csv_out[0] == "method,n" and len(csv_out) == 9
 
 
 @pytest.mark.slow
@@ -69,7 +73,7 @@ def test_repeats_print_mean_std_and_interval(demo):
     assert "stability over 2 seeds" in out.stdout and "95% bootstrap CI" in out.stdout
     rows = json.loads(run(["sql", "select method, repeats from metrics where split='stability' order by method",
                            "--format", "json"], env).stdout)
-    assert rows == [{"method": m, "repeats": 2} for m in ("cascade", "clip", "hybrid", "phash")]
+    assert rows == [{"method": m, "repeats": 2} for m in STUDY_METHODS_SORTED]
 
 
 @pytest.mark.slow
@@ -137,4 +141,4 @@ def test_imported_pairs_are_evaluated_with_all_four_methods(demo, photo_dir, tmp
     got = json.loads(run(["sql", "select distinct method from metrics m join runs r using (run_id) "
                                  "where r.dataset='ext' and m.split='test' and m.selected order by 1",
                           "--format", "json"], env).stdout)
-    assert [r["method"] for r in got] == ["cascade", "clip", "hybrid", "phash"]
+    assert [r["method"] for r in got] == list(STUDY_METHODS_SORTED)

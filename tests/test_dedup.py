@@ -259,7 +259,8 @@ def test_thresholds_come_from_built_in_defaults_or_a_named_calibration_never_the
     con.execute("INSERT INTO datasets (name, origin) VALUES ('d', 'import')")
     for k, (s_, y, d_) in enumerate(zip(sims, labels, dists)):
         con.execute("INSERT INTO pairs VALUES ('d', ?, ?, ?, ?, 'x', NULL, 'val', NULL)", [k, f"a{k}", f"b{k}", y])
-        con.execute("INSERT INTO scores VALUES (?, 'd', ?, ?, ?, true, NULL)", [run, k, d_, s_])
+        con.execute("INSERT INTO scores (run_id, dataset, pair_id, phash_distance, clip_similarity, clip_computed, "
+                    "clip_needed) VALUES (?, 'd', ?, ?, ?, true, NULL)", [run, k, d_, s_])
     # the latest study is NOT used unless named
     o, src = dedup.resolve_thresholds(con, unset, "m", "m|pp1")
     assert src.evaluate_run is None and "CLIP-like" in src.text
@@ -469,14 +470,28 @@ def test_flow_equals_library_and_fills_duckdb(prefect_server, corpus, tiny_clip_
     assert n_members == sum(len(g["members"]) for g in summary["report"]["groups"])
     errors = dict(con.execute("SELECT path, reason FROM dedup_errors WHERE run_id = ?", [summary["run_id"]]).fetchall())
     assert errors == corpus.bad
-    # stored pair scores equal what SQL recomputes from the stored features
+    # stored pair scores equal what SQL recomputes from the stored features: the pHash distance is the
+    # dihedral one (the least over either image's 8 flips/turns against the other's plain hash), and both
+    # scores are over the best pair of views (whole images and inner views, where a content has one)
     bad = con.execute("""
         SELECT count(*) FROM dedup_pairs p JOIN runs r USING (run_id)
-        JOIN hashes ha ON ha.sha256 = p.a JOIN hashes hb ON hb.sha256 = p.b
+        JOIN hashes ha ON ha.sha256 = p.a AND ha.algorithm = 'phash64-v2'
+        JOIN hashes hb ON hb.sha256 = p.b AND hb.algorithm = 'phash64-v2'
+        LEFT JOIN hashes va ON va.sha256 = p.a AND va.algorithm = 'phash64-v2@inner-v1'
+        LEFT JOIN hashes vb ON vb.sha256 = p.b AND vb.algorithm = 'phash64-v2@inner-v1'
         JOIN embeddings ea ON ea.sha256 = p.a AND ea.model = r.model
         JOIN embeddings eb ON eb.sha256 = p.b AND eb.model = r.model
-        WHERE p.run_id = ? AND (bit_count(xor(ha.bits, hb.bits)) <> p.phash_distance
-              OR abs(list_cosine_similarity(ea.vector, eb.vector) - p.clip_similarity) > 1e-5)""",
+        LEFT JOIN embeddings wa ON wa.sha256 = p.a AND wa.model = r.model || '@inner-v1'
+        LEFT JOIN embeddings wb ON wb.sha256 = p.b AND wb.model = r.model || '@inner-v1'
+        WHERE p.run_id = ? AND (least((SELECT min(bit_count(xor(v.bits, hb.bits))) FROM hash_variants v WHERE v.sha256 = p.a),
+                                      (SELECT min(bit_count(xor(v.bits, ha.bits))) FROM hash_variants v WHERE v.sha256 = p.b),
+                                      bit_count(xor(va.bits, hb.bits)), bit_count(xor(ha.bits, vb.bits)),
+                                      bit_count(xor(va.bits, vb.bits)))
+                                <> p.phash_distance
+              OR bit_count(xor(ha.bits, hb.bits)) < p.phash_distance
+              OR abs(greatest(list_cosine_similarity(ea.vector, eb.vector), list_cosine_similarity(wa.vector, eb.vector),
+                              list_cosine_similarity(ea.vector, wb.vector), list_cosine_similarity(wa.vector, wb.vector))
+                     - p.clip_similarity) > 1e-5)""",
         [summary["run_id"]]).fetchone()[0]
     assert bad == 0
     con.close()

@@ -58,7 +58,7 @@ def test_views_agree_with_the_metrics_table(con, demo_store):  # noqa: F811
     want = con.execute(
         "SELECT method, split, tp, fp, fn, tn FROM metrics WHERE run_id = ? AND selected ORDER BY ALL", [run]
     ).fetchall()
-    assert got == want and len(want) == 8
+    assert got == want and len(want) == 16  # 8 methods (4 plain, 2 dihedral, 2 views) x 2 splits
     # ... and agrees pair by pair with maya.evaluation.metrics.decide
     from maya.evaluation.metrics import decide
 
@@ -76,7 +76,7 @@ def test_run_drift_shows_the_rerun_is_identical(con, demo_store):  # noqa: F811
     rows = con.execute(
         "SELECT * FROM (" + (Path(QUERIES[0].parent) / "run_drift.sql").read_text().rstrip().rstrip(";")
         + ") WHERE run_id = ?", [demo_store.rerun]).fetchall()
-    assert len(rows) == 4
+    assert len(rows) == 8  # 4 plain methods, 2 dihedral, 2 views
     for run_id, dataset, method, previous, f1, change, thresholds_changed, scores_changed in rows:
         assert previous == demo_store.repeat_runs[0]
         assert change == 0 and thresholds_changed is False and scores_changed == 0, method
@@ -87,7 +87,8 @@ def test_best_f1_view_is_an_upper_bound_of_the_selected_f1(con, demo_store):  # 
         """SELECT s.method, s.test_f1, b.best_f1, b.grid_points FROM selected_metrics s
            JOIN best_f1 b ON b.run_id = s.run_id AND b.method = s.method AND b.split = 'test'
            WHERE s.run_id = ?""", [demo_store.rerun]).fetchall()
-    assert {r[0] for r in rows} == {"phash", "clip", "hybrid", "cascade"}
+    assert {r[0] for r in rows} == {"phash", "clip", "hybrid", "cascade", "phash-dihedral", "cascade-dihedral",
+                                 "clip-views", "cascade-views"}
     for method, test_f1, best, n in rows:
         assert best >= test_f1 - 1e-12 and n > 1, method
     direct = con.execute("SELECT max(f1) FROM metrics WHERE run_id = ? AND split = 'test' AND method = 'hybrid'",

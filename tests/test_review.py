@@ -451,6 +451,39 @@ def test_evaluate_accepts_a_dataset_made_from_review_decisions(reviewed, tiny_cl
                        "WHERE dataset = 'taught'") == [(2,)]
 
 
+@pytest.mark.slow
+def test_a_dedup_calibrated_on_review_decisions_takes_the_rule_they_imply(reviewed, tiny_clip_dir, prefect_server,
+                                                                        capsys):
+    """review -> pairs import --from-review -> evaluate -> dedup --calibration: the embedding-only threshold
+    is the one the taught val pairs imply (above every rejected pair's similarity), and the JSON says so."""
+    from maya.cli.app import main
+
+    photos, data, _ = reviewed
+    s = _session(data)
+    astro = _group_with(s, "astronaut_q40.jpg")
+    s.decide(astro["group_id"], "not_duplicate", _member(astro, "astronaut_small.jpg")["path"])
+    s.decide(_group_with(s, "chelsea.png")["group_id"], "confirm")
+    assert main(["pairs", "import", "--from-review", "--dataset", "taught", "--data-dir", str(data)]) == 0
+    assert main(["evaluate", "--dataset", "taught", "--data-dir", str(data), "--model", str(tiny_clip_dir),
+                 "--device", "cpu"]) == 0, capsys.readouterr().err
+    out = data / "calibrated.json"
+    code = main(["dedup", str(photos), "--data-dir", str(data), "--model", str(tiny_clip_dir), "--device", "cpu",
+                 "--calibration", "taught", "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    rule = json.loads(out.read_text())["rule"]
+    (run_id,) = _rows(data, "SELECT max(run_id) FROM runs WHERE flow = 'evaluate' AND dataset = 'taught'")[0]
+    assert f"calibration: evaluate run {run_id}" in rule["source"]
+    val = _rows(data, "SELECT s.clip_similarity, p.label FROM scores s JOIN pairs p USING (dataset, pair_id) "
+                      "WHERE s.run_id = ? AND p.split = 'val'", [run_id])
+    strict = rule["clip_strict"]
+    negatives = [sim for sim, label in val if not label]
+    positives = [sim for sim, label in val if label]
+    assert negatives or positives
+    assert all(strict > sim for sim in negatives)  # no rejected pair of val is an embedding-only match
+    if positives and not negatives:
+        assert strict <= min(positives) + 1e-9  # the lowest threshold that keeps every taught duplicate
+
+
 # ---------------------------------------------------------------------------------------------- in Chromium
 
 

@@ -97,7 +97,8 @@ def test_repeats_flow_writes_stability_rows_under_a_parent_run(demo_store):  # n
         rows = con.execute(
             "SELECT method, repeats, f1, f1_std, f1_ci_low, f1_ci_high, selected FROM metrics "
             "WHERE run_id = ? AND split = 'stability' ORDER BY method", [demo_store.repeats_run]).fetchall()
-        assert {r[0] for r in rows} == {"phash", "clip", "hybrid", "cascade"}
+        assert {r[0] for r in rows} == {"phash", "clip", "hybrid", "cascade", "phash-dihedral", "cascade-dihedral",
+                                 "clip-views", "cascade-views"}
         for method, k, mean, std, lo, hi, selected in rows:
             f1s = [f for (f,) in con.execute(
                 f"SELECT f1 FROM metrics WHERE split = 'test' AND selected AND method = ? "
@@ -107,13 +108,13 @@ def test_repeats_flow_writes_stability_rows_under_a_parent_run(demo_store):  # n
             assert min(f1s) - 1e-12 <= lo <= mean <= hi <= max(f1s) + 1e-12
         # the stability view and `WHERE split = 'test' AND selected` keep them apart
         assert con.execute("SELECT count(*) FROM stability WHERE run_id = ?",
-                           [demo_store.repeats_run]).fetchone()[0] == 4
+                           [demo_store.repeats_run]).fetchone()[0] == 8
         assert con.execute("SELECT count(*) FROM metrics WHERE run_id = ? AND split = 'test'",
                            [demo_store.repeats_run]).fetchone()[0] == 0
     finally:
         con.close()
     summary = demo_store.repeats_summary
-    assert summary["seeds"] == list(SEEDS) and len(summary["stability"]) == 4
+    assert summary["seeds"] == list(SEEDS) and len(summary["stability"]) == 8
 
 
 METRIC_COLUMNS = ("split, method, phash_threshold, phash_accept, clip_threshold, tp, fp, fn, tn, precision, "

@@ -77,7 +77,8 @@ def test_the_study_without_prefect_gives_the_flows_metric_rows(flow_and_study):
     flow_rows = _rows(flow_data, flow_summary["run_id"], METRIC_ROWS)
     study_rows = _rows(study_data, study_summary["run_id"], METRIC_ROWS)
     assert len(flow_rows) > 100  # every method's sweep, not only the selected rows
-    assert {r[0] for r in study_rows if r[-1]} == {"phash", "clip", "hybrid", "cascade"}
+    assert {r[0] for r in study_rows if r[-1]} == {"phash", "clip", "hybrid", "cascade", "phash-dihedral",
+                                                   "cascade-dihedral", "clip-views", "cascade-views"}
     assert study_rows == flow_rows
     assert (_rows(study_data, study_summary["run_id"], SUMMARY_ROWS)
             == _rows(flow_data, flow_summary["run_id"], SUMMARY_ROWS))
@@ -132,5 +133,5 @@ def test_pluggable_steps_are_what_the_study_calls_and_a_cached_pairset_with_gone
     assert again["cache"] == {"pairs": "computed", "features": "stored", "evaluation": "cached",
                               "model_loaded": False}
     assert again["task_runner"] == "mine" and not submitted
-    assert eval_calls == [study.task_results_dir(study_data)] * 2
+    assert eval_calls == [study.task_results_dir(study_data)] * 6  # 2 runs x (plain, dihedral, views) scores
     assert (_rows(study_data, again["run_id"], METRIC_ROWS) == _rows(study_data, first["run_id"], METRIC_ROWS))

@@ -21,6 +21,7 @@ from maya.cli.options import (UsageError, add_global_options, apply_global_optio
                               flow_parser, model_parser, settings_from_args as _settings)
 from maya.cli.prefect_server import prefect_api, quiet_prefect as _quiet_prefect
 from maya.cli.report import add_report_parser
+from maya.cli.search import add_search_parser
 from maya.settings import expand_path
 
 # ---------------------------------------------------------------------------------------------- output
@@ -516,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_sql)
 
     add_dedup_parser(sub, [common, model])
+    add_search_parser(sub, [common, model])
     add_report_parser(sub, [common])
     add_orchestration_parsers(sub, [common])
     add_review_parser(sub, [common])

@@ -82,6 +82,9 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
                          "chains cannot merge groups; components: connected components of accepted pairs")
     th.add_argument("--split-chains", action="store_true",
                     help="cut chained groups (A~B~C with A far from C) at their weakest links")
+    th.add_argument("--no-views", dest="views", action="store_false",
+                    help="do not compare the inner picture of screenshots, memes and bordered copies (saves "
+                         "one embedding per such image; default: on)")
     kp = p.add_argument_group("which file of a group is kept")
     kp.add_argument("--keep", choices=("source", "largest", "oldest", "newest", "first-root"), default="source",
                     help="source (default): the file that looks like the original: not under a folder or name "
@@ -149,7 +152,7 @@ def _cmd_dedup(args) -> int:
     radius = lib.PHASH_RADIUS if args.phash_radius is None else args.phash_radius
     options = lib.DedupOptions(args.mode, accept, max(radius, accept) if args.phash_radius is None else radius,
                                args.clip_verify, args.clip_strict, args.clip_k, args.split_chains, args.grouping,
-                               args.clip_veto, args.keep, tuple(args.prefer)).check()
+                               args.clip_veto, args.keep, tuple(args.prefer), views=args.views).check()
     selection = FileSelection(tuple(args.exclude or ()), parse_size(args.min_size) if args.min_size else 0,
                               parse_extensions(args.ext))
     roots = lib.check_roots(args.dirs)

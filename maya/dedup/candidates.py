@@ -34,17 +34,73 @@ class Images:
     vectors: np.ndarray | None  # float32 (n, dim), unit rows; None without embeddings
     width: np.ndarray  # int64 (n,), pixels after EXIF orientation
     height: np.ndarray
+    variants: np.ndarray | None = None  # uint64 (n, 8): dihedral pHashes (maya.hashing.dihedral); None: plain only
+    # second views (maya.views), m of them: the image each belongs to, its pHash, its unit embedding
+    view_of: np.ndarray | None = None  # int64 (m,), indices into sha256
+    view_hashes: np.ndarray | None = None  # uint64 (m,)
+    view_vectors: np.ndarray | None = None  # float32 (m, dim); None without embeddings
+
     low_structure: np.ndarray | None = None  # bool (n,): too uniform for pHash (maya.hashing.structure)
     pixels: list | None = None  # (n,) pixel digests (str or None), for pixel-identical low-structure images
 
+    def _view_rows(self, idx) -> np.ndarray:
+        """Row in the view arrays of each image of ``idx`` (int64, -1: the image has no view)."""
+        import numpy as np
 
-def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 4096) -> Images:
-    """Read the features of ``shas`` from the store (vectors in chunks, straight into one matrix)."""
+        rows = np.full(len(self.sha256), -1, dtype=np.int64)
+        if self.view_of is not None:
+            rows[self.view_of] = np.arange(self.view_of.size)
+        return rows[np.asarray(idx, dtype=np.int64)]
+
+    def similarity(self, a, b) -> np.ndarray:
+        """Cosine similarity (float64) of images ``a[k]``, ``b[k]`` over their best pair of views (whole
+        images and inner views)."""
+        import numpy as np
+
+        sim = pair_similarity(self.vectors, a, b)
+        if self.view_vectors is None or not self.view_vectors.size or not len(sim):
+            return sim
+        ra, rb = self._view_rows(a), self._view_rows(b)
+        for x, y, ok in ((self.view_vectors[np.maximum(ra, 0)], self.vectors[b], ra >= 0),
+                         (self.vectors[a], self.view_vectors[np.maximum(rb, 0)], rb >= 0),
+                         (self.view_vectors[np.maximum(ra, 0)], self.view_vectors[np.maximum(rb, 0)],
+                          (ra >= 0) & (rb >= 0))):
+            s = np.einsum("ij,ij->i", x, y, dtype=np.float64)
+            sim = np.where(ok, np.maximum(sim, s), sim)
+        return sim
+
+    def phash_distance(self, a, b) -> np.ndarray:
+        """pHash distance in bits (int64) of images ``a[k]``, ``b[k]``: the dihedral distance (least over the 8
+        flips/turns) when the variants are loaded, else the plain Hamming distance."""
+        return self.phash_match(a, b)[0]
+
+    def phash_match(self, a, b) -> tuple[np.ndarray, np.ndarray]:
+        """``(distance, variant)``: as :meth:`phash_distance`, and the variant index (int8) that reached it
+        (0, identity, without variants)."""
+        import numpy as np
+        from maya.hashing import dihedral, hamming
+
+        if self.variants is None:
+            d, k = hamming(self.hashes[a], self.hashes[b]).astype(np.int64), np.zeros(len(a), np.int8)
+        else:
+            d, k = dihedral.distance(self.variants[a], self.variants[b])
+        if self.view_hashes is not None and self.view_hashes.size and len(d):
+            ra, rb = self._view_rows(a), self._view_rows(b)
+            va, vb = self.view_hashes[np.maximum(ra, 0)], self.view_hashes[np.maximum(rb, 0)]
+            for x, y, ok in ((va, self.hashes[b], ra >= 0), (self.hashes[a], vb, rb >= 0),
+                             (va, vb, (ra >= 0) & (rb >= 0))):
+                d = np.where(ok, np.minimum(d, hamming(x, y).astype(np.int64)), d)
+        return d, k
+
+
+def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 4096, views: bool = False) -> Images:
+    """Read the features of ``shas`` from the store (vectors in chunks, straight into one matrix); with
+    ``views``, their stored second views too."""
     import numpy as np
     from maya import store
-    from maya.hashing import DEFAULT
-    from maya.hashing import structure
+    from maya.hashing import DEFAULT, dihedral, structure
     from maya.store import dedup as dedup_store
+    from maya.store import variants as variant_store
 
     shas = list(shas)
     hashes_by = store.load_hashes(con, shas, DEFAULT.name)
@@ -53,10 +109,38 @@ def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 
     vectors = None
     if model_id is not None and shas:
         vectors = dedup_store.embedding_matrix(con, shas, model_id, chunk=chunk)
+    variants_by = variant_store.load_variants(con, shas, dihedral.ALGORITHM)
+    variants = None
+    if shas and all(s in variants_by for s in shas):  # else plain pHash only (a store of older runs)
+        variants = np.stack([variants_by[s] for s in shas])
     struct = store.load_structure(con, shas, DEFAULT.name)
     std = np.array([struct.get(s, (np.inf, None))[0] for s in shas], dtype=np.float64)
     pixels = [struct.get(s, (np.inf, None))[1] for s in shas]
-    return Images(shas, hashes, vectors, width, height, structure.is_low_structure(std), pixels)
+    images = Images(shas, hashes, vectors, width, height, variants,
+                    low_structure=structure.is_low_structure(std), pixels=pixels)
+    if views:
+        _load_views(con, images, model_id)
+    return images
+
+
+def _load_views(con, images: Images, model_id: str | None) -> None:
+    """Fill the view arrays of ``images`` from the store (``maya.view_features``): views with a pHash and,
+    with ``model_id``, an embedding."""
+    import numpy as np
+    from maya import store, view_features, views
+
+    boxes = view_features.stored_boxes(con, images.sha256)
+    with_box = [s for s in images.sha256 if boxes.get(s) is not None]
+    vh = store.load_hashes(con, with_box, view_features.hash_id())
+    ve = store.load_embeddings(con, with_box, views.view_feature_id(model_id)) if model_id else {}
+    keep = [s for s in with_box if s in vh and (model_id is None or s in ve)]
+    index_of = {s: k for k, s in enumerate(images.sha256)}
+    images.view_of = np.array([index_of[s] for s in keep], dtype=np.int64)
+    images.view_hashes = np.array([vh[s] for s in keep], dtype=np.uint64)
+    if model_id is not None and images.vectors is not None:
+        dim = images.vectors.shape[1]
+        images.view_vectors = (np.stack([ve[s] for s in keep]).astype(np.float32) if keep
+                               else np.zeros((0, dim), np.float32))
 
 
 @dataclass
@@ -68,9 +152,20 @@ class Pairs:
     phash_distance: np.ndarray  # int64 (P,), bits
     clip_similarity: np.ndarray  # float64 (P,); NaN without embeddings
     rule: np.ndarray  # object (P,): "phash" | "phash+clip" | "clip" ("" before verification)
+    variant: np.ndarray | None = None  # int8 (P,): the flip/turn of the dihedral pHash match; None: plain pHash
 
     def __len__(self) -> int:
         return int(self.a.size)
+
+    def variant_names(self) -> np.ndarray:
+        """Object (P,): the variant of each pair's pHash distance ('identity', 'mirror', 'rotate90', ...;
+        ``maya.hashing.dihedral.VARIANTS``), None where only the plain pHash was compared."""
+        import numpy as np
+        from maya.hashing import dihedral
+
+        if self.variant is None:
+            return np.full(len(self), None, dtype=object)
+        return np.array(dihedral.VARIANTS, dtype=object)[self.variant.astype(np.int64)]
 
 
 def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +181,7 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
     """
     import numpy as np
     from maya.hashing import index as hash_index
-    from maya.embedding import knn
+    from maya.embedding import ann, knn
 
     n = len(images.sha256)
     parts_a, parts_b = [], []
@@ -119,17 +214,30 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
             x, y = np.divmod(k, nb[pair])
             parts_a.append(order[starts[far_a[pair]] + x])
             parts_b.append(order[starts[far_b[pair]] + y])
+        if images.variants is not None:  # mirrored / turned copies: far apart in plain pHash
+            ta, tb = _turned_pairs(images.variants, radius)
+            parts_a.append(ta)
+            parts_b.append(tb)
+        if images.view_hashes is not None and images.view_hashes.size:  # a view near an image or a view
+            qi, ii, _ = hash_index.query_within(np.concatenate([images.hashes, images.view_hashes]),
+                                                images.view_hashes, radius)
+            parts_a.append(images.view_of[qi])
+            parts_b.append(np.concatenate([np.arange(n), images.view_of])[ii])
     if n >= 2 and options.mode in ("clip", "hybrid") and images.vectors is not None:
-        idx, sim = knn.clip_topk(images.vectors, options.clip_k)
+        vectors, owner = images.vectors, np.arange(n)
+        if images.view_vectors is not None and images.view_vectors.size:  # neighbours among views too
+            vectors = np.concatenate([vectors, images.view_vectors])
+            owner = np.concatenate([owner, images.view_of])
+        idx, sim = ann.self_topk(vectors, options.clip_k)  # exact below ann.EXACT_MAX or without faiss
         ca, cb = knn.pairs_above(idx, sim, options.clip_strict)
-        parts_a.append(ca)
-        parts_b.append(cb)
+        parts_a.append(owner[ca])
+        parts_b.append(owner[cb])
     if not parts_a:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     a = np.concatenate(parts_a).astype(np.int64)
     b = np.concatenate(parts_b).astype(np.int64)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    key = np.unique(lo * n + hi)
+    key = np.unique((lo * n + hi)[lo != hi])  # an image and its own view are no pair
     return key // n, key % n
 
 
@@ -157,6 +265,26 @@ def _identical_pixels(images: Images, idx: np.ndarray) -> tuple[np.ndarray, np.n
             a.append(j)
             b.append(i)
     return np.array(a, np.int64), np.array(b, np.int64)
+
+
+def _turned_pairs(variants: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image pairs within ``radius`` bits only through a flip or quarter turn (the dihedral radius search on
+    the distinct rows of ``variants``, (n, 8) uint64; pairs it finds at variant 0 the plain search has)."""
+    import numpy as np
+    from maya.hashing import dihedral
+
+    rows, inverse, counts = np.unique(variants, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    ra, rb, _, k = dihedral.pairs_within(rows, radius)
+    ra, rb = ra[k != 0], rb[k != 0]
+    order = np.argsort(inverse, kind="stable")  # images grouped by row
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    na, nb = counts[ra], counts[rb]
+    sizes = na * nb
+    pair = np.repeat(np.arange(ra.size), sizes)
+    j = np.arange(pair.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    x, y = np.divmod(j, nb[pair])
+    return order[starts[ra[pair]] + x], order[starts[rb[pair]] + y]
 
 
 def pair_similarity(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
@@ -194,14 +322,13 @@ def decide(d: np.ndarray, sim: np.ndarray | None, options: DedupOptions,
     return out
 
 
-def verify_pairs(images: Images, a: np.ndarray, b: np.ndarray, options: DedupOptions) -> Pairs:
-    """Score candidates (pHash distance; similarity when there are embeddings) and keep those the rule accepts."""
+def structure_masks(images: Images, a, b, d) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(d, unhashable, identical)`` for the pairs ``a[k]``, ``b[k]`` with pHash distances ``d``: which pairs
+    hold a low-structure image (their pHash says nothing) and which of those are pixel-identical (their
+    distance becomes 0). The masks :func:`decide` takes; every caller of the rule on images passes them."""
     import numpy as np
-    from maya.hashing import hamming
 
-    d = hamming(images.hashes[a], images.hashes[b]).astype(np.int64)
-    use_sim = options.uses_embeddings and images.vectors is not None
-    sim = pair_similarity(images.vectors, a, b) if use_sim else np.full(len(a), np.nan)
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     low = _low_structure(images)
     unhashable = low[a] | low[b]
     identical = np.zeros(len(a), bool)
@@ -210,6 +337,18 @@ def verify_pairs(images: Images, a: np.ndarray, b: np.ndarray, options: DedupOpt
         identical = (unhashable & (px[a] == px[b]) & (images.width[a] == images.width[b])
                      & (images.height[a] == images.height[b]) & np.array([p is not None for p in px[a]], bool))
         d = np.where(identical, 0, d)
+    return d, unhashable, identical
+
+
+def verify_pairs(images: Images, a: np.ndarray, b: np.ndarray, options: DedupOptions) -> Pairs:
+    """Score candidates (pHash distance; similarity when there are embeddings) and keep those the rule accepts."""
+    import numpy as np
+
+    d, variant = images.phash_match(a, b)  # dihedral when the variants are loaded
+    use_sim = options.uses_embeddings and images.vectors is not None
+    sim = images.similarity(a, b) if use_sim else np.full(len(a), np.nan)
+    d, unhashable, identical = structure_masks(images, a, b, d)
     rule = decide(d, sim if use_sim else None, options, unhashable, identical)
     keep = rule != ""
-    return Pairs(a[keep], b[keep], d[keep], sim[keep], rule[keep])
+    return Pairs(a[keep], b[keep], d[keep], sim[keep], rule[keep],
+                 None if images.variants is None else variant[keep])

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from maya.dedup import grouping
-from maya.dedup.candidates import Images, Pairs, decide, pair_similarity
+from maya.dedup.candidates import Images, Pairs, decide
 from maya.dedup.options import DedupOptions
 from maya.io import ingest
 
@@ -58,7 +58,7 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     from maya.dedup.keep import keep_order
 
     import numpy as np
-    from maya.hashing import DEFAULT, hamming
+    from maya.hashing import DEFAULT
 
     index_of = {s: k for k, s in enumerate(images.sha256)}
     files_of: list[list[ingest.IngestedFile]] = [[] for _ in images.sha256]
@@ -83,13 +83,13 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
 
     def strength(a, b):
         if use_sim:
-            return pair_similarity(images.vectors, a, b)
-        return 1.0 - hamming(images.hashes[a], images.hashes[b]).astype(np.float64) / float(DEFAULT.bits)
+            return images.similarity(a, b)
+        return 1.0 - images.phash_distance(a, b).astype(np.float64) / float(DEFAULT.bits)
 
     def accepts_clause(x, y):
-        d = hamming(images.hashes[x], images.hashes[y]).astype(np.int64)
-        sim = pair_similarity(images.vectors, x, y) if use_sim else None
-        return decide(d, sim, options)
+        d, unhashable, identical = structure_masks(images, x, y, images.phash_distance(x, y))
+        sim = images.similarity(x, y) if use_sim else None
+        return decide(d, sim, options, unhashable, identical)
 
     def accepts(x, y):
         return accepts_clause(x, y) != ""
@@ -120,7 +120,6 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
 
 def _file_group(images: Images, files_of, items, chained, split, weakest, use_sim, clause_of) -> DuplicateGroup:
     import numpy as np
-    from maya.hashing import hamming
 
     rep = int(items[0])
     keep_file = files_of[rep][0]
@@ -131,7 +130,7 @@ def _file_group(images: Images, files_of, items, chained, split, weakest, use_si
     for k in items:
         k = int(k)
         clause = "exact" if k == rep else (clauses.get(k) or "chained")
-        d = int(hamming(images.hashes[k], images.hashes[rep]))
+        d = int(images.phash_distance(np.array([k]), np.array([rep]))[0])
         sim = float(np.dot(images.vectors[k], images.vectors[rep])) if use_sim else None
         if use_sim and k == rep:
             sim = 1.0
@@ -145,7 +144,7 @@ def _file_group(images: Images, files_of, items, chained, split, weakest, use_si
     link = None
     if weakest is not None:
         wa, wb, _ = weakest
-        d = int(hamming(images.hashes[wa], images.hashes[wb]))
+        d = int(images.phash_distance(np.array([wa]), np.array([wb]))[0])
         sim = round(float(np.dot(images.vectors[wa], images.vectors[wb])), 6) if use_sim else None
         link = {"a": files_of[wa][0].path, "b": files_of[wb][0].path, "phash_distance": d, "clip_similarity": sim}
     return DuplicateGroup([keep] + rest, bool(chained), bool(split), link)

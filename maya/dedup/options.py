@@ -78,6 +78,7 @@ class DedupOptions:
     clip_veto: float | None = None  # a pHash accept with similarity below this is no match (None: resolved)
     keep: str = "source"  # which file of a group is kept: maya.dedup.keep.KEEP_POLICIES
     prefer: tuple[str, ...] = ()  # globs: a matching file is kept first (--prefer, repeatable)
+    views: bool = True  # also compare the inner views of screenshots, memes, borders (maya.views)
 
     @property
     def uses_embeddings(self) -> bool:
@@ -136,7 +137,8 @@ class DedupOptions:
                 "clip_k": int(self.clip_k), "split_chains": bool(self.split_chains),
                 "grouping": self.grouping,
                 "clip_veto": None if self.clip_veto is None else float(self.clip_veto),
-                "keep": self.keep, "prefer": list(self.prefer)}
+                "keep": self.keep, "prefer": list(self.prefer),
+                "views": bool(self.views)}
 
 
 #: Pair precision the calibration point must hold on the named study's val split (``--calibration``): a

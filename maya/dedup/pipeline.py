@@ -120,7 +120,7 @@ def run_dedup(
     """
     import duckdb
 
-    from maya import features, store
+    from maya import features, store, view_features
     from maya.store import dedup as dedup_store
 
     runner = runner or Runner()
@@ -164,13 +164,29 @@ def run_dedup(
                 max_pixels=max_pixels, submit=runner.image_features, in_flight=runner.in_flight,
                 policy=features.DEDUP_POLICY, progress=lambda total: Progress(total, "features", progress))
             ok = [s for s in path_of if s not in outcome.problems]
-            images = candidates.load_images(con, ok, model_id if options.uses_embeddings else None)
+            if options.views:  # inner views of screenshots, memes, borders (issue 15): cached by content
+                view_counts = view_features.compute_views(con, ok, paths=path_of, model=spec, model_id=model_id,
+                                                          batch_size=batch, max_pixels=max_pixels)
+                view_features.record_cost(con, run_id, view_counts)
+            images = candidates.load_images(con, ok, model_id if options.uses_embeddings else None,
+                                            views=options.views)
+            # three steps that take minutes on large collections: say where the run is
+            steps = Progress(3, "matching (candidates, verify, groups)", progress, unit="step")
             a, b = runner.candidate_pairs(images, options)
+            steps.update(1)
             pairs = runner.verify_pairs(images, a, b, options)
+            steps.update(1)
             groups = runner.duplicate_groups(images, identified.files, pairs, options, roots)
+            steps.update(1)
+            steps.close()
             errors = file_errors(identified, outcome)
             counts = summarise_counts(identified, outcome, errors, groups)
             dedup_store.save_dedup_results(con, run_id, roots, options, images, pairs, groups, errors, counts)
+            if db_path is not None:  # the collection index behind `maya search` (derived files, maya.index)
+                from maya.hashing import DEFAULT as hasher
+                from maya.index.collection import update_after_dedup
+
+                update_after_dedup(con, db_path, hasher.name, model_id)
             store.finish_run(con, run_id, status="completed", counts={**counts, "images_failed": len(errors)})
         except BaseException:
             store.finish_run(con, run_id, status="failed")

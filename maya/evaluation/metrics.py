@@ -35,6 +35,30 @@ PHASH_GRID = np.arange(0, HASH_BITS + 1)
 CASCADE_ACCEPT_GRID = np.arange(0, 21)
 
 METHODS = ("phash", "clip", "hybrid", "cascade")
+#: Methods on other scores of the same pairs, by suffix: the same rule and grids as the method named before
+#: the suffix, on other inputs. ``-dihedral``: the dihedral pHash distance (``maya.hashing.dihedral``, the least
+#: over the 8 flips/turns); ``-views``: the best pair of views (``maya.view_features``: inner regions too).
+DIHEDRAL_SUFFIX = "-dihedral"
+VIEWS_SUFFIX = "-views"
+DIHEDRAL_METHODS = ("phash-dihedral", "cascade-dihedral")
+VIEWS_METHODS = ("clip-views", "cascade-views")
+#: What the study evaluates by default: plain, dihedral and views side by side.
+STUDY_METHODS = METHODS + DIHEDRAL_METHODS + VIEWS_METHODS
+#: The score columns (distance, similarity) each suffix decides on.
+METHOD_INPUTS = {"": ("phash_distance", "clip_similarity"),
+                 DIHEDRAL_SUFFIX: ("dihedral_distance", "clip_similarity"),
+                 VIEWS_SUFFIX: ("views_distance", "views_similarity")}
+
+
+def method_suffix(method: str) -> str:
+    """``"-dihedral"``, ``"-views"`` or ``""``: which scores ``method`` decides on (:data:`METHOD_INPUTS`)."""
+    return next((x for x in (DIHEDRAL_SUFFIX, VIEWS_SUFFIX) if method.endswith(x)), "")
+
+
+def base_method(method: str) -> str:
+    """The plain method a method is a setting of: ``"cascade-dihedral"`` -> ``"cascade"``."""
+    suffix = method_suffix(method)
+    return method[:-len(suffix)] if suffix else method
 
 
 def decide(d, s, t_accept: int, t_reject: int, t_clip: float) -> np.ndarray:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from maya.evaluation.metrics import NO_ACCEPT, NO_REJECT, confusion, decide
+from maya.evaluation.metrics import NO_ACCEPT, NO_REJECT, base_method, confusion, decide
 
 #: The precision the recall is read at (thorn/perception's headline number).
 TARGET_PRECISION = 0.99
@@ -41,7 +41,7 @@ def rule_of(method: str, thresholds: dict) -> tuple[int, int, float]:
     """(t_accept, t_reject, t_clip) of the one decision rule for a method's user-facing thresholds
     (``MethodResult.thresholds``: phash_accept, phash_threshold, clip_threshold; None where unused)."""
     ta, tr, tc = thresholds.get("phash_accept"), thresholds.get("phash_threshold"), thresholds.get("clip_threshold")
-    if method == "phash":
+    if base_method(method) == "phash":
         return int(tr), int(tr), float("inf")
     return (NO_ACCEPT if ta is None else int(ta)), (NO_REJECT if tr is None else int(tr)), float(tc)
 
@@ -59,6 +59,7 @@ def ranking_score(method: str, phash_distance, similarity, thresholds: dict) -> 
     s = np.asarray(similarity, dtype=np.float64)
     known = d >= 0
     s = np.where(np.isnan(s), -np.inf, s)
+    method = base_method(method)  # '-dihedral' / '-views' methods: the same rule on their own scores
     if method == "phash":
         return np.where(known, -d.astype(np.float64), -np.inf)
     if method == "clip":

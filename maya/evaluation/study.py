@@ -33,8 +33,8 @@ from typing import Callable
 
 import numpy as np
 
-from maya import features, store
-from maya.evaluation.metrics import METHODS
+from maya import features, store, view_features
+from maya.evaluation.metrics import METHOD_INPUTS, STUDY_METHODS, base_method, method_suffix
 from maya.settings import load_settings
 from maya.store import study as study_store
 
@@ -240,8 +240,10 @@ def _progress(total: int):
 
 
 def score_pairs(con, pairs: dict, model_id: str | None) -> dict[str, np.ndarray]:
-    """pHash distance (N,) int64 and embedding similarity (N,) float64 per pair (-1 / NaN where an image failed)."""
-    from maya.hashing import DEFAULT, hamming
+    """pHash distance (N,) int64 and embedding similarity (N,) float64 per pair (-1 / NaN where an image failed);
+    the dihedral distance (N,) int64 (-1 where a variant is missing) and the variant (N,) object that gave it."""
+    from maya.hashing import DEFAULT, dihedral, hamming
+    from maya.store import variants as variant_store
 
     shas = sorted(set(pairs["a"]) | set(pairs["b"]))
     hashes = store.load_hashes(con, shas, DEFAULT.name)
@@ -254,7 +256,55 @@ def score_pairs(con, pairs: dict, model_id: str | None) -> dict[str, np.ndarray]
     for k, (a, b) in enumerate(zip(pairs["a"], pairs["b"])):
         if a in embs and b in embs:
             sim[k] = float(np.dot(embs[a], embs[b]))
-    return {"pair_id": np.asarray(pairs["pair_id"], dtype=np.int64), "phash_distance": d, "clip_similarity": sim}
+    variants = variant_store.load_variants(con, shas, dihedral.ALGORITHM)
+    has_v = np.array([a in variants and b in variants for a, b in zip(pairs["a"], pairs["b"])], dtype=bool)
+    none = np.zeros(dihedral.N_VARIANTS, dtype=np.uint64)
+    va = np.array([variants.get(a, none) for a in pairs["a"]], dtype=np.uint64).reshape(-1, dihedral.N_VARIANTS)
+    vb = np.array([variants.get(b, none) for b in pairs["b"]], dtype=np.uint64).reshape(-1, dihedral.N_VARIANTS)
+    dd, kk = dihedral.distance(va, vb)
+    names = np.array(dihedral.VARIANTS, dtype=object)
+    dd = np.where(has_v, dd, -1).astype(np.int64)
+    from maya import view_features
+    wd, ws = view_features.best_pair_scores(con, pairs["a"], pairs["b"], np.where(has_v, dd, d), sim, hashes, embs,
+                                            model_id)
+    return {"pair_id": np.asarray(pairs["pair_id"], dtype=np.int64), "phash_distance": d, "clip_similarity": sim,
+            "dihedral_distance": dd,
+            "dihedral_variant": np.where(has_v, names[kk] if len(kk) else names[:0], None),
+            "views_distance": wd, "views_similarity": ws}
+
+
+def evaluate_all(evaluate: Callable, scores: dict, label, split, methods: list[str], *, results: Path,
+                 refresh: bool):
+    """The evaluation step for plain, dihedral and views methods: ``evaluate`` (a study step, e.g.
+    :func:`evaluate_scores_step`) once per kind of scores (:data:`~maya.evaluation.metrics.METHOD_INPUTS`),
+    on the ``*-dihedral`` and ``*-views`` methods as their base method, whose rows are then renamed. Returns
+    ((metric columns, MethodResults, summary columns), how: "cached" only if every call was)."""
+    from maya.evaluation.selection import MethodResult
+
+    parts, hows = [], []
+    for suffix, (distance, similarity) in METHOD_INPUTS.items():
+        names = [m for m in methods if method_suffix(m) == suffix]
+        if not names:
+            continue
+        base = [base_method(m) for m in names]
+        (cols, res, summary), how = evaluate(scores[distance], scores[similarity], label, split, base,
+                                             results=results, refresh=refresh)
+        rename = dict(zip(base, names))
+        cols = {**cols, "method": np.array([rename[m] for m in cols["method"]], dtype=object)}
+        summary = {**summary, "method": np.array([rename[m] for m in summary["method"]], dtype=object)}
+        res = [MethodResult(**{**r.__dict__, "method": rename[r.method]}) for r in res]
+        parts.append((cols, res, summary))
+        hows.append(how)
+    cols = {k: _concat([p[0][k] for p in parts]) for k in parts[0][0]}
+    summary = {k: _concat([p[2][k] for p in parts]) for k in parts[0][2]}
+    results_all = [r for p in parts for r in p[1]]
+    return (cols, results_all, summary), ("cached" if all(h == "cached" for h in hows) else "computed")
+
+
+def _concat(arrays):
+    if any(isinstance(a, np.ma.MaskedArray) for a in arrays):
+        return np.ma.concatenate(arrays)
+    return np.concatenate(arrays)
 
 
 # ---------------------------------------------------------------------------------------------- the study
@@ -308,7 +358,7 @@ def run_study(
     clock = _Clock()
     settings = load_settings(data_dir=data_dir, model=model, device=device, precision=precision,
                              batch_size=batch_size)
-    methods = list(methods or METHODS)
+    methods = list(methods or STUDY_METHODS)
     results_dir = task_results_dir(settings.data_dir)
     spec = features.ModelSpec(settings.model, settings.device, settings.precision, settings.batch_size)
     con = store.connect(settings.db_path)
@@ -339,11 +389,14 @@ def run_study(
                     policy=features.STUDY_POLICY, retry_failed=refresh, progress=_progress,
                     log=log).counts_of(features.STUDY_COUNTS)
             clock.lap("features")
+            view_counts = view_features.compute_views(con, shas, model=spec, model_id=model_id, batch_size=batch,
+                                                      max_pixels=settings.max_pixels)
+            clock.lap("views")
             scores = score_pairs(con, pairs, model_id)
             clock.lap("scores")
-            (metric_cols, results, summary_cols), evaluation_from = steps.evaluate_scores(
-                scores["phash_distance"], scores["clip_similarity"], pairs["label"], pairs["split"], methods,
-                results=results_dir, refresh=refresh)
+            (metric_cols, results, summary_cols), evaluation_from = evaluate_all(
+                steps.evaluate_scores, scores, pairs["label"], pairs["split"], methods, results=results_dir,
+                refresh=refresh)
             clock.lap("evaluation")
             hybrid = next((r for r in results if r.method == "hybrid"), None)
             if hybrid is not None:
@@ -351,9 +404,12 @@ def run_study(
             scores["clip_computed"] = ~np.isnan(scores["clip_similarity"])
             # the schema's NULL for "unknown distance" (an image of the pair failed); -1 inside the sweeps
             scores["phash_distance"] = np.ma.masked_less(scores["phash_distance"], 0)
+            scores["dihedral_distance"] = np.ma.masked_less(scores["dihedral_distance"], 0)
+            scores["views_distance"] = np.ma.masked_less(scores["views_distance"], 0)
             study_store.save_scores_and_metrics(con, run_id, dataset, scores, metric_cols,
                                                 method_summary=summary_cols)
             store.finish_run(con, run_id, status="completed", counts=counts)
+            view_features.record_cost(con, run_id, view_counts)
             clock.lap("write")
         except BaseException:
             store.finish_run(con, run_id, status="failed")
@@ -365,7 +421,7 @@ def run_study(
                  cache["evaluation"], counts["hashes_computed"], counts["embeddings_computed"])
         return {
             "run_id": run_id, "dataset": dataset, "model": model_id, "pairs": int(len(pairs["pair_id"])),
-            "images": len(shas), "counts": counts, "errors": info.get("errors", []),
+            "images": len(shas), "counts": counts, "views": view_counts, "errors": info.get("errors", []),
             "results": [r.__dict__ for r in results], "cache": cache, "task_runner": steps.task_runner,
             "timings": clock.laps,
         }

@@ -80,6 +80,16 @@ def _pack_bits(bits: np.ndarray) -> np.ndarray:
     return packed.view(">u8").reshape(-1).astype(np.uint64)
 
 
+def low_dct(gray: np.ndarray) -> np.ndarray:
+    """The 8x8 lowest DCT-II frequencies of 32x32 grey images: (N, 32, 32) -> float64 (N, 8, 8).
+
+    ``[n, u, v]``: u the vertical (row) frequency, v the horizontal one, as the hash's bit order. Computed
+    as a matrix product (see ``_TIE_MARGIN`` for how it can differ from scipy's DCT).
+    """
+    # DCT along axis 0 (rows) then axis 1 (columns), keeping only the 8 lowest frequencies.
+    return np.matmul(np.matmul(_DCT8, np.asarray(gray, dtype=np.float64)), _DCT8_T)
+
+
 def phash_bits_from_gray(gray: np.ndarray) -> np.ndarray:
     """pHashes of a batch of 32x32 grey images: (N, 32, 32) -> uint64 (N,).
 
@@ -93,8 +103,7 @@ def phash_bits_from_gray(gray: np.ndarray) -> np.ndarray:
     if n == 0:
         return np.zeros(0, dtype=np.uint64)
 
-    # DCT along axis 0 (rows) then axis 1 (columns), keeping only the 8 lowest frequencies.
-    low = np.matmul(np.matmul(_DCT8, gray), _DCT8_T).reshape(n, HASH_SIZE * HASH_SIZE)
+    low = low_dct(gray).reshape(n, HASH_SIZE * HASH_SIZE)
     # np.median of 64 values is the mean of the 32nd and 33rd, as in imagehash.
     median = np.median(low, axis=1, keepdims=True)
     gap = np.abs(low - median).min(axis=1)

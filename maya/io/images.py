@@ -46,7 +46,9 @@ What a decoded image looks like
   otherwise the original size is kept. JPEG (and MPO) is decoded directly at
   1/2, 1/4 or 1/8 scale with libjpeg's DCT scaling (``Image.draft``); any
   remaining factor (and every other format, after a full decode) is removed
-  with one integer box reduction (``Image.reduce``).
+  with one integer box reduction (``Image.reduce``). Large 8-bit grey/RGB PNGs
+  (``PNG_STRIP_MIN_PIXELS``) are decoded and reduced a strip of rows at a
+  time (``maya.io.png_strips``), the same pixels in the memory of one strip.
 * Transparency (RGBA, LA, PA, palette or grey/RGB with a tRNS colour) is
   composited over a background that contrasts with the visible pixels: **black**
   when they are mostly light (their mean grey, weighted by alpha, above 127 of
@@ -202,6 +204,11 @@ def sha256_file(path: PathLike) -> str:
     return digest.hexdigest()
 
 
+#: PNGs of at least this many pixels are decoded strip by strip (``maya.io.png_strips``) when they are to be
+#: reduced: peak memory is then one strip, not the image (Pillow holds RGB at 4 bytes per pixel).
+PNG_STRIP_MIN_PIXELS = 16_000_000
+
+
 def load_image(
     path: PathLike,
     *,
@@ -282,6 +289,13 @@ def _decode_rgb(
             f"{fmt} header declares {width}x{height} = {width * height:,} pixels, "
             f"more than max_pixels={max_pixels:,}",
         )
+    if min_side is not None and fmt == "PNG" and width * height >= PNG_STRIP_MIN_PIXELS:
+        from maya.io import png_strips  # large PNG: reduced strip by strip, never whole (same pixels)
+
+        reduced = png_strips.decode_reduced(data, min(width, height) // min_side)
+        if reduced is not None:
+            im.close()
+            return fmt, width, height, reduced if reduced.mode == "RGB" else reduced.convert("RGB")
     if min_side is not None:
         # JPEG only (a no-op elsewhere): DCT-scale by the largest of 1/2, 1/4,
         # 1/8 that keeps BOTH sides >= min_side, hence the shorter side too,

@@ -18,9 +18,15 @@ import numpy as np
 from maya.evaluation.metrics import select_best
 
 #: One colour per method in every picture.
-METHOD_COLORS = {"phash": "#d95f02", "clip": "#1f78b4", "hybrid": "#33a02c", "cascade": "#7b3294"}
+METHOD_COLORS = {"phash": "#d95f02", "clip": "#1f78b4", "hybrid": "#33a02c", "cascade": "#7b3294",
+                 "phash-dihedral": "#e6ab02", "cascade-dihedral": "#e7298a", "clip-views": "#a6cee3",
+                 "cascade-views": "#666666"}
 METHOD_LABELS = {"phash": "pHash only", "clip": "CLIP only", "hybrid": "Hybrid (pHash pre-filter)",
-                 "cascade": "Cascade (accept + reject bands)"}
+                 "cascade": "Cascade (accept + reject bands)",
+                 "phash-dihedral": "pHash dihedral (8 flips/turns)",
+                 "cascade-dihedral": "Cascade on dihedral pHash (accept + reject bands)",
+                 "clip-views": "CLIP only, best pair of views (inner regions)",
+                 "cascade-views": "Cascade, best pair of views (dihedral pHash, inner regions)"}
 #: Hybrid curves drawn in the F1-vs-threshold picture, besides the chosen pHash threshold.
 HYBRID_CURVE_THRESHOLDS = (8, 16, 24, 32)
 DPI = 110
@@ -172,13 +178,16 @@ def plot_f1_vs_clip_threshold(con, run_id: int, path: str | Path) -> Picture:
 def pr_points(con, run_id: int, method: str, sel: dict, split: str = "test") -> dict[str, np.ndarray]:
     """Precision-recall points of ``method`` from its stored sweep (pHash over distance, the others over
     the similarity threshold at the chosen pHash band); points with no predicted match are dropped."""
+    from maya.evaluation.metrics import base_method
+
     t = sel[method]
-    if method == "phash":
-        r = sweep_rows(con, run_id, "phash", split)
-    elif method == "clip":
-        r = sweep_rows(con, run_id, "clip", split)
-    elif method == "hybrid":
-        r = sweep_rows(con, run_id, "hybrid", split, phash_threshold=t["phash_threshold"])
+    base = base_method(method)  # 'cascade-dihedral' is swept like 'cascade', on its own rows
+    if base == "phash":
+        r = sweep_rows(con, run_id, method, split)
+    elif base == "clip":
+        r = sweep_rows(con, run_id, method, split)
+    elif base == "hybrid":
+        r = sweep_rows(con, run_id, method, split, phash_threshold=t["phash_threshold"])
     else:
         r = sweep_rows(con, run_id, method, split, phash_threshold=t["phash_threshold"],
                        phash_accept=t["phash_accept"])

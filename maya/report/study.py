@@ -412,6 +412,10 @@ def _write_evaluate_report(con, info: dict, out: Path) -> ReportFiles:
                    for k, v in sorted(rk["negative"].items())])
     h.append("<h2>Recall per transformation kind (test split)</h2>" + kt.html())
     md.append("## Recall per transformation kind (test split)\n\n" + kt.markdown() + "\n")
+    cost = _views_cost(con, rid)
+    if cost:
+        h.append(f"<p>{html.escape(cost)}</p>")
+        md.append(cost + "\n")
 
     thumbs = _errors_section(con, rid, [r["method"] for r in rows], out, h, md)
     rh, rmd = _run_section(info)
@@ -566,3 +570,18 @@ def _finish(out: Path, title: str, h: list[str], md: list[str], pictures: list[P
     html_path.write_text(page, encoding="utf-8")
     md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
     return ReportFiles(html=html_path, markdown=md_path, pictures=pictures, thumbnails=thumbs, run_id=rid)
+
+
+def _views_cost(con, run_id: int) -> str | None:
+    """One sentence on what the '*-dihedral' and '*-views' methods cost this run (None for older runs)."""
+    row = con.execute(
+        "SELECT r.views_found, r.view_embeddings, r.view_seconds, (SELECT count(DISTINCT x) FROM "
+        "(SELECT unnest([a, b]) AS x FROM pairs WHERE dataset = r.dataset)) FROM runs r WHERE r.run_id = ?",
+        [run_id]).fetchone()
+    if row is None or row[0] is None:
+        return None
+    found, embedded, seconds, images = row
+    return (f"Cost of the extra views: {found} of {images} images have an inner view, i.e. "
+            f"{found / max(1, images):.2f} extra embeddings per image ({embedded} computed in this run, "
+            f"{seconds:.1f} s for detection, decode, pHash and embedding); the dihedral pHash costs no "
+            f"embedding (8 hashes from one DCT block).")

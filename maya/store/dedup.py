@@ -136,12 +136,12 @@ def save_dedup_results(con, run_id: int, roots: Sequence[str], options, images, 
                       "sha256": np.array(images.sha256, dtype=object)}
         _maya_pairs = {"a": pairs.a.astype(np.int64), "b": pairs.b.astype(np.int64),  # noqa: F841
                        "d": pairs.phash_distance.astype(np.int64), "s": pairs.clip_similarity.astype(np.float64),
-                       "rule": pairs.rule}
+                       "rule": pairs.rule, "v": pairs.variant_names()}
         if p:
             con.execute(
-                "INSERT INTO dedup_pairs (run_id, a, b, phash_distance, clip_similarity, rule) "
+                "INSERT INTO dedup_pairs (run_id, a, b, phash_distance, clip_similarity, rule, phash_variant) "
                 "SELECT ?, least(x.sha256, y.sha256), greatest(x.sha256, y.sha256), p.d, "
-                "CASE WHEN isnan(p.s) THEN NULL ELSE p.s END, p.rule "
+                "CASE WHEN isnan(p.s) THEN NULL ELSE p.s END, p.rule, p.v "
                 "FROM _maya_pairs p JOIN _maya_shas x ON x.k = p.a JOIN _maya_shas y ON y.k = p.b",
                 [run_id])
         gid = np.arange(1, len(groups) + 1, dtype=np.int64)

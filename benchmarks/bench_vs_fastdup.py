@@ -1,0 +1,130 @@
+"""Maya's default dedup against fastdup on one folder of real-size photos: files per second and peak memory.
+
+    python benchmarks/bench_vs_fastdup.py [DIR] [--model efficientnet-lite0] [--photos 600] [--side 3000]
+
+DIR: a folder of photos (searched recursively). Without it, a folder is made from the scikit-image sample
+photos: each scaled up to ``--side`` pixels on the long side and saved as JPEG (quality 90), plus light
+edits (resize, re-encode, brightness) until there are ``--photos`` files, so there are duplicates to find.
+
+Each tool runs in a fresh child process, one after the other, on the same folder: Maya as
+``maya dedup DIR --model M`` does (``run_dedup``, a new DuckDB store, default mode hybrid), fastdup (when
+``import fastdup`` works in ``--fastdup-python``; never a Maya dependency) as ``fastdup.create(work_dir, input_dir).run()``. Each
+child reports its wall time and its peak resident memory (``ru_maxrss`` of the child and, for fastdup, of
+the processes it starts). Prints both, then ``files_per_second_vs_fastdup: X`` (Maya's files/s over
+fastdup's; ``n/a`` without fastdup) and ``peak_rss_mib: maya=A fastdup=B``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def make_photos(folder: Path, count: int, side: int) -> int:
+    """Real photos at ``side`` px (long side) plus light edits of them: ``count`` JPEG files in all."""
+    from PIL import Image, ImageEnhance
+
+    from maya.sample_photos import sample_photo_paths
+
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / f".complete-{count}-{side}"
+    if marker.exists():
+        return count
+    sources = sample_photo_paths()
+    made = 0
+    k = 0
+    while made < count:
+        src = sources[k % len(sources)]
+        with Image.open(src) as im:
+            img = im.convert("RGB")
+        scale = side / max(img.size) * (1.0 - 0.02 * (k // len(sources)))
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                         Image.Resampling.BICUBIC)
+        img.save(folder / f"p{k:05d}.jpg", quality=90)
+        made += 1
+        if made < count and k % 3 == 0:
+            ImageEnhance.Brightness(img).enhance(1.08).save(folder / f"p{k:05d}-edit.jpg", quality=80)
+            made += 1
+        k += 1
+    marker.write_text(str(made))
+    return made
+
+
+_MAYA = r"""
+import json, os, resource, sys, time
+sys.path.insert(0, {root!r})
+from maya.dedup.options import DedupOptions
+from maya.dedup.pipeline import run_dedup
+t0 = time.perf_counter()
+run = run_dedup({folder!r}, DedupOptions(), db_path={db!r}, model={model!r}, device="cpu")
+print(json.dumps({{"seconds": time.perf_counter() - t0, "files": run.counts["files_found"],
+                   "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                   "groups": len(run.groups)}}))
+"""
+
+_FASTDUP = r"""
+import json, resource, time
+import fastdup
+t0 = time.perf_counter()
+fd = fastdup.create(work_dir={work!r}, input_dir={folder!r})
+fd.run(overwrite=True)
+own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({{"seconds": time.perf_counter() - t0, "peak_mib": max(own, kids)}}))
+"""
+
+
+def child(code: str, python: str = sys.executable) -> dict:
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", nargs="?")
+    ap.add_argument("--model", default="efficientnet-lite0")
+    ap.add_argument("--photos", type=int, default=600)
+    ap.add_argument("--side", type=int, default=3000)
+    ap.add_argument("--fastdup-python", default=sys.executable,
+                    help="interpreter that has fastdup (fastdup 2.x pins numpy 1.26 and Pillow 10.3, older than "
+                         "Maya's: give it a virtualenv of its own)")
+    args = ap.parse_args(argv)
+    folder = Path(args.folder) if args.folder else Path(tempfile.gettempdir()) / f"maya-bench-photos-{args.photos}-{args.side}"
+    if not args.folder:
+        make_photos(folder, args.photos, args.side)
+    files = sum(1 for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    print(f"{files:,} files under {folder}, {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory(prefix="maya-bench-") as d:
+        maya = child(_MAYA.format(root=str(ROOT), folder=str(folder), db=os.path.join(d, "maya.duckdb"),
+                                  model=args.model))
+    print(f"maya dedup --model {args.model}: {maya['seconds']:.1f} s, {maya['files'] / maya['seconds']:.1f} files/s, "
+          f"peak {maya['peak_mib']:.0f} MiB, {maya['groups']} groups")
+    probe = subprocess.run([args.fastdup_python, "-c", "import fastdup"], capture_output=True, text=True)
+    if probe.returncode != 0:  # not installed there, or its binary does not load
+        print(f"fastdup: not available in {args.fastdup_python} ({probe.stderr.strip().splitlines()[-1:]})")
+        print("files_per_second_vs_fastdup: n/a")
+        print(f"peak_rss_mib: maya={maya['peak_mib']:.0f} fastdup=n/a")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="fastdup-bench-") as work:
+        fd = child(_FASTDUP.format(work=work, folder=str(folder)), args.fastdup_python)
+    print(f"fastdup: {fd['seconds']:.1f} s, {files / fd['seconds']:.1f} files/s, peak {fd['peak_mib']:.0f} MiB")
+    ratio = (maya["files"] / maya["seconds"]) / (files / fd["seconds"])
+    print(f"files_per_second_vs_fastdup: {ratio:.2f}")
+    print(f"peak_rss_mib: maya={maya['peak_mib']:.0f} fastdup={fd['peak_mib']:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

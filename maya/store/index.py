@@ -1,0 +1,59 @@
+"""The reads behind the collection index (``maya.index``): stamps of feature tables, rows added since a
+stamp, and the paths and features of the few contents a search matched. Lists of sha256 are joined as
+registered numpy columns, never spliced into SQL. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+#: Index part kind -> (table, key column). The key is a hash algorithm or a model id.
+TABLES = {"hashes": ("hashes", "algorithm"), "embeddings": ("embeddings", "model")}
+
+
+def table_stamp(con, kind: str, key: str) -> tuple[int, int]:
+    """(rows, max rowid) of the rows of ``key`` in the table of ``kind`` (-1 when there are none)."""
+    table, col = TABLES[kind]
+    n, top = con.execute(f"SELECT count(*), coalesce(max(rowid), -1) FROM {table} WHERE {col} = ?", [key]).fetchone()
+    return int(n), int(top)
+
+
+def rows_after(con, kind: str, key: str, after_rowid: int, upto_rowid: int, *, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """(sha256 ``S64`` (n,), values) of the rows of ``key`` with ``after_rowid`` < rowid <= ``upto_rowid``, in
+    rowid order (the upper bound: rows a writer adds meanwhile wait for the next stamp).
+
+    values: uint64 (n,) pHash bits, or float32 (n, d) vectors (read in chunks of ``chunk`` rows)."""
+    table, col = TABLES[kind]
+    if kind == "hashes":
+        got = con.execute(f"SELECT sha256, bits FROM {table} WHERE {col} = ? AND rowid > ? AND rowid <= ? ORDER BY rowid",
+                          [key, after_rowid, upto_rowid]).fetchnumpy()
+        return np.asarray(got["sha256"], dtype="S64"), np.asarray(got["bits"], dtype=np.uint64)
+    dim = con.execute(f"SELECT max(dim) FROM {table} WHERE {col} = ? AND rowid > ? AND rowid <= ?",
+                      [key, after_rowid, upto_rowid]).fetchone()[0]
+    shas, vecs = [], []
+    last = after_rowid
+    while True:
+        got = con.execute(f"SELECT rowid AS r, sha256, vector FROM {table} WHERE {col} = ? AND rowid > ? AND rowid <= ? "
+                          f"ORDER BY rowid LIMIT {int(chunk)}", [key, last, upto_rowid]).fetchnumpy()
+        if len(got["r"]) == 0:
+            break
+        shas.append(np.asarray(got["sha256"], dtype="S64"))
+        vecs.append(np.stack([np.asarray(v, dtype=np.float32) for v in got["vector"]]))
+        last = int(got["r"][-1])
+    if not shas:
+        return np.zeros(0, "S64"), np.zeros((0, int(dim or 0)), np.float32)
+    return np.concatenate(shas), np.concatenate(vecs)
+
+
+def file_paths(con, sha256s: Sequence[str]) -> dict[str, list[str]]:
+    """Every readable path (``files.status = 'ok'``) of each content, sorted; contents without one are absent."""
+    _maya_q = {"sha256": np.array(sorted(set(sha256s)), dtype=object)}  # noqa: F841
+    if len(_maya_q["sha256"]) == 0:
+        return {}
+    out: dict[str, list[str]] = {}
+    for sha, path in con.execute("SELECT sha256, path FROM files JOIN _maya_q USING (sha256) "
+                                 "WHERE status = 'ok' ORDER BY sha256, path").fetchall():
+        out.setdefault(sha, []).append(path)
+    return out

@@ -1,0 +1,132 @@
+"""Second views of an image: the picture inside a screenshot, an app window, a meme layout or a border.
+
+A screenshot of a photo, a meme with caption bands or a letter-/pillar-boxed copy is one picture inside a
+frame of near-constant colour (bars, bands, margins, borders; captions and title text cover only a small
+part of a frame's rows). Compared whole, such a copy is far from its original in pHash and in the
+embedding; its inner region is close. :func:`inner_box` finds that region on a small copy of the image:
+
+1. rows, then columns, are **frame lines** when at least ``FLAT_FRACTION`` of their pixels lie within
+   ``TOLERANCE`` (8-bit levels, every channel) of the line's median colour;
+2. frame lines are peeled from both ends of the rows, then of the columns inside, then of the rows again
+   (an app window: bar and margin rows, then margin columns); a short run of non-frame lines with frame
+   lines behind it (a caption, a title) is peeled with them; the later passes peel only the colours the
+   first found (a picture's own flat edge is not a frame);
+3. a box is kept only when it leaves out at least ``MIN_CUT`` of the width or the height and keeps at
+   least ``MIN_AREA`` of the area (and ``MIN_SIDE`` pixels of the small copy): otherwise the image has no
+   frame worth a second view and gets none.
+
+A view is identified by the content's sha256 and :data:`ALGORITHM` (the version of this detector); its box
+is stored in the ``views`` table as fractions of the oriented image's width and height (0..1), so it does
+not depend on the decode scale. Its pHash and embedding are cached by content under derived ids
+(:func:`view_feature_id`) in the ``hashes`` and ``embeddings`` tables, like every feature. A view never
+becomes a file: pairs of views are folded into one pair of contents (the best pair of views).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+ALGORITHM = "inner-v1"
+"""Version of the detector (the ``views.view`` value and part of the view's feature ids): bump on change."""
+
+ANALYSIS_SIDE = 256  # the image is analysed at this longer side (pixels)
+TOLERANCE = 8  # levels (0..255) a frame pixel may differ from its line's median colour, per channel
+FLAT_FRACTION = 0.8  # a line is frame when this share of its pixels has the line's colour
+TEXT_RUN = 0.12  # content runs up to this share of the side between frame lines are captions, not content
+BAR_RUN = 0.1  # the frame may change colour once, within this share of the side (a title bar, then a margin)
+MIN_CUT = 0.06  # the box must leave out at least this share of the width or of the height
+MIN_AREA = 0.15  # ...and keep at least this share of the area
+MIN_SIDE = 24  # ...and be at least this many analysis pixels on each side
+
+
+def view_feature_id(base: str, view: str = ALGORITHM) -> str:
+    """The id under which a view's feature is cached: ``"<hash algorithm or model id>@<view>"``."""
+    return f"{base}@{view}"
+
+
+def _frame_lines(rgb: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (axis=1) or column (axis=0) of ``rgb`` (h, w, 3) int16: is it a frame line (bool (n,)), and its
+    median colour (int16 (n, 3))."""
+    med = np.median(rgb, axis=axis, keepdims=True)
+    close = np.all(np.abs(rgb - med) <= TOLERANCE, axis=2)
+    return close.mean(axis=axis) >= FLAT_FRACTION, np.squeeze(med, axis=axis).astype(np.int16)
+
+
+def _peel(lines: tuple[np.ndarray, np.ndarray], known: list | None = None) -> tuple[int, int, list]:
+    """(start, stop, frame colours) of the content between the frame lines at both ends.
+
+    From each end, frame lines are skipped, and so is a short run of content lines (at most ``TEXT_RUN`` of
+    the side: a caption or a title) that has frame lines again behind it. The frame may change colour once,
+    within its first ``BAR_RUN`` of the side (an app window's title bar, then its margin); a second change,
+    or a later one, is the picture's own flat edge (a white sky behind a black band): the peeling stops.
+    ``known``: when given (not empty), only frame lines of these colours (found by an earlier pass) are
+    peeled."""
+    frame, colour = lines
+    n = frame.size
+    seen: list = []
+
+    def allowed(c) -> bool:
+        return not known or any(np.all(np.abs(c - k) <= TOLERANCE) for k in known)
+
+    def inward(f: np.ndarray, c: np.ndarray) -> int:
+        i, steps, last = 0, 0, None
+        while i < n:
+            while i < n and f[i] and allowed(c[i]):
+                if last is not None and np.any(np.abs(c[i] - last) > TOLERANCE):
+                    if steps >= 1 or i > BAR_RUN * n:
+                        return i
+                    steps += 1
+                last = c[i]
+                seen.append(c[i])
+                i += 1
+            j = i
+            while j < n and not f[j]:
+                j += 1
+            if i > 0 and j < n and j - i <= TEXT_RUN * n and f[j] and allowed(c[j]):
+                i = j  # a caption between frame lines
+                continue
+            return i
+        return n
+
+    start = inward(frame, colour)
+    stop = n - inward(frame[::-1], colour[::-1])
+    return start, max(start, stop), seen
+
+
+def inner_box(image: Image.Image) -> tuple[float, float, float, float] | None:
+    """The inner content region of ``image`` as fractions ``(left, top, right, bottom)`` of its size, or None
+    when it has no frame (see the module docstring)."""
+    small = image.convert("RGB")
+    scale = ANALYSIS_SIDE / max(small.size)
+    if scale < 1:
+        small = small.resize((max(1, round(small.width * scale)), max(1, round(small.height * scale))),
+                             Image.Resampling.BOX)
+    rgb = np.asarray(small, dtype=np.int16)
+    h, w = rgb.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        return None
+    top, bottom, colours = _peel(_frame_lines(rgb, axis=1))
+    if bottom - top < MIN_SIDE:
+        return None
+    left, right, more = _peel(_frame_lines(rgb[top:bottom], axis=0), colours)
+    if right - left < MIN_SIDE:
+        return None
+    t2, b2, _ = _peel(_frame_lines(rgb[top:bottom, left:right], axis=1), colours + more)
+    top, bottom = top + t2, top + b2
+    if bottom - top < MIN_SIDE:
+        return None
+    cut = max(1 - (right - left) / w, 1 - (bottom - top) / h)
+    area = (right - left) * (bottom - top) / (w * h)
+    if cut < MIN_CUT or area < MIN_AREA:
+        return None
+    return left / w, top / h, right / w, bottom / h
+
+
+def crop(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+    """The view of ``image`` inside ``box`` (fractions, as :func:`inner_box` returns)."""
+    w, h = image.size
+    left, top, right, bottom = box
+    px = (round(left * w), round(top * h), max(round(left * w) + 1, round(right * w)),
+          max(round(top * h) + 1, round(bottom * h)))
+    return image.crop(px)

@@ -1,0 +1,79 @@
+"""maya.views / maya.view_features: the inner picture of screenshots, memes and borders, found and cached."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maya import store, view_features, views
+from maya.hashing import hamming, phash
+from maya.io import ingest
+from maya.pairs import transforms
+from tests.test_phash import _real_images
+
+
+def _framed(kind: str, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for name, im in _real_images():
+        im = im.convert("RGB")
+        for level in ("medium", "strong"):
+            out.append((name, im, transforms.make_variant(im, kind, rng, level=level).decode().convert("RGB")))
+    return out
+
+
+def _recovered(kind: str) -> float:
+    """Share of framed copies whose view is pHash-close to the original (the picture was found)."""
+    found = 0
+    framed = _framed(kind)
+    for _, original, copy in framed:
+        box = views.inner_box(copy)
+        if box is not None:
+            d = hamming(*phash.phash_bits([original, views.crop(copy, box)]))
+            found += int(d) <= 12
+    return found / len(framed)
+
+
+@pytest.mark.slow
+def test_the_picture_inside_a_screenshot_or_meme_is_found_in_most_copies():
+    assert _recovered("screenshot") >= 0.85  # measured 0.91 (49 of 54)
+
+
+@pytest.mark.slow
+def test_the_picture_inside_a_border_is_found_in_most_copies():
+    assert _recovered("pad_border") >= 0.8  # measured 0.87
+
+
+def test_most_plain_photos_get_no_second_view():
+    with_view = [name for name, im in _real_images() if views.inner_box(im) is not None]
+    assert len(with_view) <= 6
+
+
+def test_a_flat_or_tiny_image_has_no_view_and_a_box_is_inside_the_image():
+    assert views.inner_box(Image.new("RGB", (300, 200), (10, 20, 30))) is None
+    assert views.inner_box(Image.new("RGB", (10, 10))) is None
+    framed = Image.new("RGB", (400, 400), (255, 255, 255))
+    framed.paste(dict(_real_images())["chelsea.png"].convert("RGB").resize((300, 200)), (50, 100))
+    left, top, right, bottom = views.inner_box(framed)
+    assert abs(left - 0.125) < 0.02 and abs(top - 0.25) < 0.02 and abs(right - 0.875) < 0.02
+    assert abs(bottom - 0.75) < 0.02
+
+
+def test_views_are_computed_once_per_content_and_stored(tmp_path):
+    real = dict(_real_images())
+    meme = Image.new("RGB", (451, 420), (0, 0, 0))
+    meme.paste(real["chelsea.png"].convert("RGB"), (0, 60))
+    meme.save(tmp_path / "meme.png")
+    real["coffee.png"].convert("RGB").save(tmp_path / "coffee.png")
+    con = store.connect(tmp_path / "maya.duckdb")
+    try:
+        found = [str(p) for p in sorted(tmp_path.glob("*.png"))]
+        paths = {sha: p for (sha, _), p in zip(ingest.sha256_files(found), found)}
+        first = view_features.compute_views(con, list(paths), paths=paths)
+        again = view_features.compute_views(con, list(paths), paths=paths)
+        boxes = view_features.stored_boxes(con, list(paths))
+        n_hashes = con.execute("SELECT count(*) FROM hashes WHERE algorithm = ?", [view_features.hash_id()]).fetchone()
+    finally:
+        con.close()
+    assert first["views_found"] == 1 and first["view_hashes_computed"] == 1
+    assert again["view_hashes_computed"] == 0 and again["views_found"] == 1
+    assert sorted(b is None for b in boxes.values()) == [False, True] and n_hashes == (1,)
