@@ -190,8 +190,8 @@ def test_a_hash_stored_by_the_old_decode_is_not_reused(drawings, tmp_path):
     first = run_dedup(root, DedupOptions(mode="phash"), db_path=db)
     con = store.connect(db)
     try:
-        rows = con.execute("SELECT DISTINCT algorithm FROM hashes").fetchall()
-        assert rows == [(DEFAULT.name,)] and DEFAULT.name != "phash64-v1"
+        rows = con.execute("SELECT DISTINCT algorithm FROM hashes WHERE algorithm NOT LIKE '%@%'").fetchall()
+        assert rows == [(DEFAULT.name,)] and DEFAULT.name != "phash64-v1"  # (views' hashes carry an @view id)
         n = con.execute("SELECT count(*) FROM hash_structure WHERE algorithm = ?", [DEFAULT.name]).fetchone()[0]
         assert n == 10  # one per distinct content
     finally:

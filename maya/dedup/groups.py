@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from maya.dedup import grouping
-from maya.dedup.candidates import Images, Pairs, decide
+from maya.dedup.candidates import Images, Pairs, decide, structure_masks
 from maya.dedup.options import DedupOptions
 from maya.io import ingest
 
