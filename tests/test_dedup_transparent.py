@@ -93,9 +93,16 @@ def test_in_phash_mode_distinct_drawings_are_never_grouped_and_each_copy_is(draw
 
 
 @pytest.mark.slow
-def test_in_the_default_mode_with_efficientnet_distinct_drawings_are_never_grouped_and_each_copy_is(drawings):
+@pytest.mark.parametrize("views", [
+    False,
+    pytest.param(True, marks=pytest.mark.xfail(
+        strict=True, reason="known false positive, left open in issues 13/15: the inner views of two sparse "
+                            "drawings (their strokes' bounding boxes) pass the band clause, d 16, view similarity "
+                            ">= 0.8, whole-image similarity 0.68")),
+])
+def test_in_the_default_mode_with_efficientnet_distinct_drawings_are_never_grouped_and_each_copy_is(drawings, views):
     root, originals, copies = drawings
-    report = find_duplicates(root, model="efficientnet-lite0")
+    report = run_dedup(root, DedupOptions(views=views), model="efficientnet-lite0").report
     _assert_each_drawing_grouped_with_its_copy_only(report, originals, copies)
 
 
