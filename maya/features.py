@@ -67,6 +67,7 @@ class PreparedBatch:
     ok: list[str] = field(default_factory=list)  # sha256 of decoded images
     gray32: np.ndarray | None = None  # (n_ok, 32, 32) float64, for pHash
     model_input: object | None = None  # torch.Tensor (n_ok, 3, S, S), for the embedder
+    pixels: list[str] = field(default_factory=list)  # pixel digests (maya.hashing.structure), with gray32
 
 
 def _load_one(item: tuple[str, str], max_pixels: int | None, min_side: int):
@@ -101,7 +102,7 @@ def prepare_batch(
     workers: int | None = None,
 ) -> PreparedBatch:
     """Decode ``items`` ((sha256, path) pairs) once, in a thread pool; build pHash and model inputs."""
-    from maya.hashing import phash
+    from maya.hashing import phash, structure
 
     embedder = get_embedder(model) if model is not None else None
     min_side = max(DECODE_MIN_SIDE, getattr(embedder, "input_size", 0) or 0)
@@ -113,6 +114,7 @@ def prepare_batch(
     out.ok = [loaded.sha256 for loaded, _ in results if loaded is not None]
     if images and want_hash:
         out.gray32 = np.stack([phash.gray32(im) for im in images])
+        out.pixels = [structure.pixel_digest(im) for im in images]
     if images and embedder is not None:
         out.model_input = embedder.preprocess(images)
     return out
@@ -146,6 +148,8 @@ class FeatureBatch:
     embed_shas: list[str]
     vectors: np.ndarray | None
     worker_pid: int = field(default_factory=os.getpid)  # which process computed it
+    hash_std: np.ndarray | None = None  # float64 (n,): gray_std per hash (maya.hashing.structure)
+    hash_pixels: list[str] = field(default_factory=list)  # (n,) pixel digests per hash
     variant_bits: np.ndarray | None = None  # uint64 (n, 8): dihedral pHashes, aligned with hash_shas
 
 
@@ -168,6 +172,8 @@ def compute_batch(items: Sequence[tuple[str, str]], want_hash: bool, model: Mode
             result.records[k] = rec
         result.hash_shas += again.hash_shas
         result.hash_bits = np.concatenate([result.hash_bits, again.hash_bits])
+        result.hash_std = np.concatenate([_std_of(result), _std_of(again)])
+        result.hash_pixels += again.hash_pixels
         result.variant_bits = _concat_variants(result.variant_bits, again.variant_bits)
         result.embed_shas += again.embed_shas
         if again.vectors is not None:
@@ -175,9 +181,16 @@ def compute_batch(items: Sequence[tuple[str, str]], want_hash: bool, model: Mode
     return result
 
 
+def _std_of(batch: FeatureBatch) -> np.ndarray:
+    return np.zeros(0) if batch.hash_std is None else batch.hash_std
+
+
 def _compute_once(items, want_hash, model, max_pixels) -> FeatureBatch:
+    from maya.hashing import structure
+
     prepared = prepare_batch(items, want_hash=want_hash, model=model, max_pixels=max_pixels)
     h_shas, bits = hash_batch(prepared) if want_hash else ([], np.zeros(0, dtype=np.uint64))
+    std = structure.gray_std(prepared.gray32) if want_hash and prepared.gray32 is not None else np.zeros(0)
     e_shas, vecs = embed_batch(prepared, model) if model is not None else ([], None)
     variants = None
     if want_hash and prepared.gray32 is not None:  # the 8 flip/turn hashes, from the same grey arrays
@@ -187,6 +200,7 @@ def _compute_once(items, want_hash, model, max_pixels) -> FeatureBatch:
         records=list(prepared.records), hash_shas=list(h_shas), hash_bits=np.asarray(bits, dtype=np.uint64),
         embed_shas=list(e_shas),
         vectors=None if vecs is None or len(e_shas) == 0 else np.ascontiguousarray(vecs, dtype=np.float32),
+        hash_std=std, hash_pixels=list(prepared.pixels) if want_hash else [],
         variant_bits=variants,
     )
 
@@ -342,6 +356,8 @@ def compute_missing(
             ([result.hash_shas[k] for k in new_h], result.hash_bits[new_h]),
             model_id, ([result.embed_shas[k] for k in new_e],
                        result.vectors[new_e] if new_e else np.zeros((0, 1), np.float32)),
+            structure=(_std_of(result)[new_h], [result.hash_pixels[k] for k in new_h])
+            if len(_std_of(result)) == len(result.hash_shas) else None,
         )
         new_v = [k for k, s in enumerate(result.hash_shas) if s not in have_v]
         if new_v and result.variant_bits is not None:  # a batch of old workers may have none

@@ -9,7 +9,9 @@ embedding cosine similarity ``s`` (-1..1; NaN = no embedding), a :class:`Rule` s
 * ``s >= t_strict``                         -- clause ``"clip"``: the embedding alone is sure
   (dedup's embedding-only clause: crops, flips and borders are far apart in pHash);
 
-and never when ``d`` is unknown. ``d > t_reject`` with ``s < t_strict`` is no match. The study's methods
+and never when ``d`` is unknown. Images too uniform for pHash (:mod:`maya.hashing.structure`) reach the
+rule with ``d`` beyond every band, so only the model's clause can accept them (the hook is
+:func:`maya.dedup.candidates.decide`). ``d > t_reject`` with ``s < t_strict`` is no match. The study's methods
 and dedup's modes are settings of this one rule (``t_accept = -1``: no accept band; ``t_reject = 64``: no
 reject band; ``t_strict = inf``: no embedding-only clause, the study's case):
 

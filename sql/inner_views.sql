@@ -1,6 +1,6 @@
 -- Second views (issue 15): the inner picture of a screenshot, app window, meme layout or bordered copy
 -- (maya.views). One row per (content, detector version) once checked; the box is NULL when the content has
--- no inner view. The view's pHash is in hashes (algorithm 'phash64-v1@inner-v1'), its embedding in
+-- no inner view. The view's pHash is in hashes (algorithm 'phash64-v2@inner-v1'), its embedding in
 -- embeddings (model '<model id>@inner-v1'). A view is never a file.
 -- Applied after schema.sql at every start; every statement is idempotent.
 

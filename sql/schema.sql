@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS pairs (
 
 CREATE TABLE IF NOT EXISTS hashes (
     sha256      VARCHAR NOT NULL,
-    algorithm   VARCHAR NOT NULL, -- e.g. 'phash64-v1' (includes the preprocessing version)
+    algorithm   VARCHAR NOT NULL, -- e.g. 'phash64-v2' (includes the preprocessing version)
     bits        UBIGINT NOT NULL, -- imagehash bit order, MSB first: printf('%016x', bits) = str(imagehash.phash)
     computed_at TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (sha256, algorithm)

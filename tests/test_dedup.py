@@ -475,10 +475,10 @@ def test_flow_equals_library_and_fills_duckdb(prefect_server, corpus, tiny_clip_
     # scores are over the best pair of views (whole images and inner views, where a content has one)
     bad = con.execute("""
         SELECT count(*) FROM dedup_pairs p JOIN runs r USING (run_id)
-        JOIN hashes ha ON ha.sha256 = p.a AND ha.algorithm = 'phash64-v1'
-        JOIN hashes hb ON hb.sha256 = p.b AND hb.algorithm = 'phash64-v1'
-        LEFT JOIN hashes va ON va.sha256 = p.a AND va.algorithm = 'phash64-v1@inner-v1'
-        LEFT JOIN hashes vb ON vb.sha256 = p.b AND vb.algorithm = 'phash64-v1@inner-v1'
+        JOIN hashes ha ON ha.sha256 = p.a AND ha.algorithm = 'phash64-v2'
+        JOIN hashes hb ON hb.sha256 = p.b AND hb.algorithm = 'phash64-v2'
+        LEFT JOIN hashes va ON va.sha256 = p.a AND va.algorithm = 'phash64-v2@inner-v1'
+        LEFT JOIN hashes vb ON vb.sha256 = p.b AND vb.algorithm = 'phash64-v2@inner-v1'
         JOIN embeddings ea ON ea.sha256 = p.a AND ea.model = r.model
         JOIN embeddings eb ON eb.sha256 = p.b AND eb.model = r.model
         LEFT JOIN embeddings wa ON wa.sha256 = p.a AND wa.model = r.model || '@inner-v1'

@@ -32,8 +32,8 @@ def test_tables_are_filled(first_run):
     # the stored distance equals what DuckDB recomputes from the stored hashes
     bad = con.execute("""
         SELECT count(*) FROM scores s JOIN pairs p USING (dataset, pair_id)
-        JOIN hashes ha ON ha.sha256 = p.a AND ha.algorithm = 'phash64-v1'
-        JOIN hashes hb ON hb.sha256 = p.b AND hb.algorithm = 'phash64-v1'
+        JOIN hashes ha ON ha.sha256 = p.a AND ha.algorithm = 'phash64-v2'
+        JOIN hashes hb ON hb.sha256 = p.b AND hb.algorithm = 'phash64-v2'
         WHERE s.run_id = ? AND bit_count(xor(ha.bits, hb.bits)) <> s.phash_distance""", [summary["run_id"]]
     ).fetchone()[0]
     assert bad == 0

@@ -202,7 +202,8 @@ def test_hex_round_trip_with_imagehash_strings():
 
 
 def test_algorithm_key():
-    assert ALGORITHM == "phash64-v1"
+    # v2: the decode composites transparency over a contrasting background (stored v1 hashes are not reused)
+    assert ALGORITHM == "phash64-v2"
 
 
 def test_the_default_hasher_is_this_phash_behind_the_small_interface():

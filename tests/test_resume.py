@@ -72,7 +72,7 @@ def _counts(db) -> dict:
     try:
         q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
         return {
-            # whole images only (views have their own ids: 'phash64-v1@inner-v1', '<model>@inner-v1')
+            # whole images only (views have their own ids: 'phash64-v2@inner-v1', '<model>@inner-v1')
             "hashes": q("SELECT count(*) FROM hashes WHERE algorithm NOT LIKE '%@inner-v1'")[0][0],
             "embeddings": q("SELECT count(*) FROM embeddings WHERE model NOT LIKE '%@inner-v1'")[0][0],
             "images": q("SELECT count(*) FROM images")[0][0],

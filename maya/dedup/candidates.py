@@ -6,6 +6,12 @@ neighbours (``maya.embedding.knn``, blockwise matrix products). Verification sco
 (pHash distance in bits; cosine similarity of unit embeddings) and keeps those the one decision rule
 (:mod:`maya.rule`, set by the mode: :attr:`maya.dedup.options.DedupOptions.rule`) accepts, with the
 clause that accepted it.
+
+Low-structure images (near-uniform after decoding, :mod:`maya.hashing.structure`; flagged in
+``Images.low_structure``) carry hashes that are noise, so the pHash side neither proposes nor decides
+their pairs: among them, only pixel-identical decodes (equal digest and original size) are paired and
+accepted (clause ``"phash"`` at distance 0); with embeddings, the model's own clause (``"clip"``) decides
+every other pair with such an image.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ class Images:
     view_of: np.ndarray | None = None  # int64 (m,), indices into sha256
     view_hashes: np.ndarray | None = None  # uint64 (m,)
     view_vectors: np.ndarray | None = None  # float32 (m, dim); None without embeddings
+
+    low_structure: np.ndarray | None = None  # bool (n,): too uniform for pHash (maya.hashing.structure)
+    pixels: list | None = None  # (n,) pixel digests (str or None), for pixel-identical low-structure images
 
     def _view_rows(self, idx) -> np.ndarray:
         """Row in the view arrays of each image of ``idx`` (int64, -1: the image has no view)."""
@@ -89,7 +98,7 @@ def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 
     ``views``, their stored second views too."""
     import numpy as np
     from maya import store
-    from maya.hashing import DEFAULT, dihedral
+    from maya.hashing import DEFAULT, dihedral, structure
     from maya.store import dedup as dedup_store
     from maya.store import variants as variant_store
 
@@ -104,7 +113,11 @@ def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 
     variants = None
     if shas and all(s in variants_by for s in shas):  # else plain pHash only (a store of older runs)
         variants = np.stack([variants_by[s] for s in shas])
-    images = Images(shas, hashes, vectors, width, height, variants)
+    struct = store.load_structure(con, shas, DEFAULT.name)
+    std = np.array([struct.get(s, (np.inf, None))[0] for s in shas], dtype=np.float64)
+    pixels = [struct.get(s, (np.inf, None))[1] for s in shas]
+    images = Images(shas, hashes, vectors, width, height, variants,
+                    low_structure=structure.is_low_structure(std), pixels=pixels)
     if views:
         _load_views(con, images, model_id)
     return images
@@ -172,14 +185,21 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
 
     n = len(images.sha256)
     parts_a, parts_b = [], []
-    if n >= 2 and options.mode in ("phash", "hybrid"):
-        uniq, inverse, counts = np.unique(images.hashes, return_inverse=True, return_counts=True)
-        order = np.argsort(inverse, kind="stable")  # images grouped by hash, ascending index inside
+    low = _low_structure(images)
+    if n >= 2 and low.any():  # low-structure images: pixel-identical ones (star per digest and size)
+        a, b = _identical_pixels(images, np.flatnonzero(low))
+        parts_a.append(a)
+        parts_b.append(b)
+    if int((~low).sum()) >= 2 and options.mode in ("phash", "hybrid"):
+        # low-structure images are kept out of the pHash side (stars and radius search) entirely
+        hashed = np.flatnonzero(~low)
+        uniq, inverse, counts = np.unique(images.hashes[hashed], return_inverse=True, return_counts=True)
+        order = hashed[np.argsort(inverse, kind="stable")]  # images grouped by hash, ascending index inside
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         first = order[starts]
-        star = np.flatnonzero(first[inverse] != np.arange(n))
+        star = np.flatnonzero(first[inverse] != hashed)
         parts_a.append(first[inverse[star]])
-        parts_b.append(star)
+        parts_b.append(hashed[star])
         radius = options.phash_radius if options.mode == "hybrid" else options.phash_accept
         ua, ub, d = hash_index.pairs_within(uniq, radius)
         near = d.astype(np.int64) <= options.phash_accept
@@ -221,6 +241,32 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
     return key // n, key % n
 
 
+def _low_structure(images: Images) -> np.ndarray:
+    """Bool (n,): the low-structure flags, all False when the store had none."""
+    import numpy as np
+
+    n = len(images.sha256)
+    return np.zeros(n, bool) if images.low_structure is None else np.asarray(images.low_structure, bool)
+
+
+def _identical_pixels(images: Images, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Star pairs ``(first, other)`` among ``idx`` whose pixel digest and original size are equal."""
+    import numpy as np
+
+    first: dict = {}
+    a, b = [], []
+    for i in idx.tolist():
+        digest = images.pixels[i] if images.pixels is not None else None
+        if digest is None:
+            continue
+        key = (digest, int(images.width[i]), int(images.height[i]))
+        j = first.setdefault(key, i)
+        if j != i:
+            a.append(j)
+            b.append(i)
+    return np.array(a, np.int64), np.array(b, np.int64)
+
+
 def _turned_pairs(variants: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
     """Image pairs within ``radius`` bits only through a flip or quarter turn (the dihedral radius search on
     the distinct rows of ``variants``, (n, 8) uint64; pairs it finds at variant 0 the plain search has)."""
@@ -251,16 +297,47 @@ def pair_similarity(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: in
     return out
 
 
-def decide(d: np.ndarray, sim: np.ndarray | None, options: DedupOptions) -> np.ndarray:
+def decide(d: np.ndarray, sim: np.ndarray | None, options: DedupOptions,
+           unhashable: np.ndarray | None = None, identical: np.ndarray | None = None) -> np.ndarray:
     """The clause that accepted each pair: ``"phash"``, ``"phash+clip"``, ``"clip"``, or ``""`` (no match).
 
     ``d``: (P,) pHash distances in bits; ``sim``: (P,) cosine similarities, or None without embeddings
     (then only the pHash clause can match). Returns an object array (P,). The rule is
     :attr:`DedupOptions.rule` (:mod:`maya.rule`); the mode decides which clauses it has.
+
+    The low-structure hook: ``unhashable`` (P,) bool marks pairs with a low-structure image; their
+    pHash distance says nothing, so the rule sees it as beyond every band (no pHash clause: the model
+    decides, by its embedding-only clause). ``identical`` (P,) bool marks pixel-identical pairs, which
+    match as ``"phash"`` whatever the mode.
     """
+    import numpy as np
+
     if options.mode == "phash":
         sim = None
-    return options.rule.clauses(d, sim)
+    if unhashable is not None and unhashable.any():
+        d = np.where(unhashable, 65, d)
+    out = options.rule.clauses(d, sim)
+    if identical is not None:
+        out[identical & (out == "")] = "phash"
+    return out
+
+
+def structure_masks(images: Images, a, b, d) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(d, unhashable, identical)`` for the pairs ``a[k]``, ``b[k]`` with pHash distances ``d``: which pairs
+    hold a low-structure image (their pHash says nothing) and which of those are pixel-identical (their
+    distance becomes 0). The masks :func:`decide` takes; every caller of the rule on images passes them."""
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    low = _low_structure(images)
+    unhashable = low[a] | low[b]
+    identical = np.zeros(len(a), bool)
+    if unhashable.any() and images.pixels is not None:
+        px = np.array(images.pixels, dtype=object)
+        identical = (unhashable & (px[a] == px[b]) & (images.width[a] == images.width[b])
+                     & (images.height[a] == images.height[b]) & np.array([p is not None for p in px[a]], bool))
+        d = np.where(identical, 0, d)
+    return d, unhashable, identical
 
 
 def verify_pairs(images: Images, a: np.ndarray, b: np.ndarray, options: DedupOptions) -> Pairs:
@@ -270,7 +347,8 @@ def verify_pairs(images: Images, a: np.ndarray, b: np.ndarray, options: DedupOpt
     d, variant = images.phash_match(a, b)  # dihedral when the variants are loaded
     use_sim = options.uses_embeddings and images.vectors is not None
     sim = images.similarity(a, b) if use_sim else np.full(len(a), np.nan)
-    rule = decide(d, sim if use_sim else None, options)
+    d, unhashable, identical = structure_masks(images, a, b, d)
+    rule = decide(d, sim if use_sim else None, options, unhashable, identical)
     keep = rule != ""
     return Pairs(a[keep], b[keep], d[keep], sim[keep], rule[keep],
                  None if images.variants is None else variant[keep])

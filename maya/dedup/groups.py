@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from maya.dedup import grouping
-from maya.dedup.candidates import Images, Pairs, decide
+from maya.dedup.candidates import Images, Pairs, decide, structure_masks
 from maya.dedup.options import DedupOptions
 from maya.io import ingest
 
@@ -87,9 +87,9 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
         return 1.0 - images.phash_distance(a, b).astype(np.float64) / float(DEFAULT.bits)
 
     def accepts_clause(x, y):
-        d = images.phash_distance(x, y)
+        d, unhashable, identical = structure_masks(images, x, y, images.phash_distance(x, y))
         sim = images.similarity(x, y) if use_sim else None
-        return decide(d, sim, options)
+        return decide(d, sim, options, unhashable, identical)
 
     def accepts(x, y):
         return accepts_clause(x, y) != ""

@@ -20,8 +20,9 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 
 # Bump when the pixels fed to a model change for the same image and weights (resize rule,
-# crop, colour conversion), so that cached embeddings made the old way are not reused.
-PREPROCESS_VERSION = "pp1"
+# crop, colour conversion, the decode's alpha compositing), so that cached embeddings made the old way
+# are not reused. pp2: transparent images are composited over a contrasting background (decode v2).
+PREPROCESS_VERSION = "pp2"
 
 
 def versioned_model_id(base: str, precision: str) -> str:

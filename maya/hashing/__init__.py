@@ -1,6 +1,6 @@
 """Perceptual hashes behind one small interface (:class:`Hasher`), and the radius search over them.
 
-``DEFAULT`` is the hash the study and dedup use (pHash, ``"phash64-v1"``); :func:`get` finds a
+``DEFAULT`` is the hash the study and dedup use (pHash, ``"phash64-v2"``); :func:`get` finds a
 registered one by its algorithm id. A new hash is a module that builds a :class:`Hasher`, registered
 here.
 """

@@ -31,7 +31,7 @@ def hamming(a, b) -> np.ndarray:
 class Hasher:
     """One perceptual hash.
 
-    name:      algorithm id (the cache key in the ``hashes`` table), e.g. ``"phash64-v1"``.
+    name:      algorithm id (the cache key in the ``hashes`` table), e.g. ``"phash64-v2"``.
     bits:      hash length in bits (<= 64).
     compute:   PIL images (N,) -> uint64 (N,).
     compute_gray: optional fast path from the grey arrays the hash is computed on, (N, h, w) -> uint64 (N,),

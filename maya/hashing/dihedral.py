@@ -11,7 +11,7 @@ v horizontal frequency) at no decode cost. With ``G`` the 32x32 grey image and `
 Each variant's bits are then ``coefficient > median`` of its own 64 coefficients (a sign flip changes the
 median, so it is recomputed per variant). Variant ``k`` is the hash of the image transformed by
 :data:`TRANSFORMS[k] <TRANSFORMS>` (Pillow's ``Image.Transpose`` members); variant 0 is the plain
-``phash64-v1`` hash, bit for bit. The variants equal ``imagehash.phash`` of the actually flipped/turned
+``phash64-v2`` hash, bit for bit. The variants equal ``imagehash.phash`` of the actually flipped/turned
 pixels whenever the 32x32 resize commutes with the flip (the tests check it on real photos).
 
 Matching: the dihedral distance of images a and b is ``min_k hamming(variant_k(a), plain(b))`` over both
@@ -32,7 +32,7 @@ from PIL import Image
 from maya.hashing import phash
 from maya.hashing.base import hamming
 
-ALGORITHM = "phash64-dihedral-v1"
+ALGORITHM = "phash64-dihedral-v2"
 """Cache key of the 8 variants (table ``hash_variants``): bump it if the bits a given image gets change."""
 
 #: Variant k is the pHash of ``image.transpose(TRANSFORMS[k])`` (None: the image itself).
@@ -70,7 +70,7 @@ def _variant_block(low: np.ndarray, k: int) -> np.ndarray:
 def dihedral_bits_from_gray(gray: np.ndarray) -> np.ndarray:
     """The 8 variant hashes of a batch of 32x32 grey images: (N, 32, 32) -> uint64 (N, 8).
 
-    Column 0 equals :func:`maya.hashing.phash.phash_bits_from_gray` (``phash64-v1``). Rows whose
+    Column 0 equals :func:`maya.hashing.phash.phash_bits_from_gray` (``phash64-v2``). Rows whose
     coefficients come within the tie margin of their median are recomputed from the transformed pixels with
     scipy's DCT, as plain pHash does, so ties break as in imagehash.
     """

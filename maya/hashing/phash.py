@@ -21,8 +21,11 @@ from PIL import Image
 
 from maya.hashing.base import Hasher, hamming  # noqa: F401  (hamming: re-exported, its old home)
 
-ALGORITHM = "phash64-v1"
-"""Cache key of this hash: bump it if the bits a given image gets ever change."""
+ALGORITHM = "phash64-v2"
+"""Cache key of this hash: bump it if the bits a given image gets ever change. The bits are always
+``imagehash.phash`` of the decoded pixels; the version names the decode too: v1 composited transparent
+images over white, v2 over a contrasting background (:mod:`maya.io.images`, decode version 2), so hashes
+stored under v1 of white-on-transparent images are not reused."""
 
 HASH_SIZE = 8  # the hash is HASH_SIZE x HASH_SIZE bits
 GRAY_SIZE = 32  # HASH_SIZE * imagehash's default highfreq_factor (4)

@@ -50,7 +50,11 @@ What a decoded image looks like
   (``PNG_STRIP_MIN_PIXELS``) are decoded and reduced a strip of rows at a
   time (``maya.io.png_strips``), the same pixels in the memory of one strip.
 * Transparency (RGBA, LA, PA, palette or grey/RGB with a tRNS colour) is
-  composited over **white**.
+  composited over a background that contrasts with the visible pixels: **black**
+  when they are mostly light (their mean grey, weighted by alpha, above 127 of
+  255), **white** otherwise (and when nothing is visible), so a white-on-
+  transparent drawing keeps its shape (decode version 2; version 1 always used
+  white).
 * 16-bit grey (``I;16*``) is scaled to 8 bit as ``round(v * 255 / 65535)``
   (Pillow's own ``convert`` would clip everything above 255 to white).
   32-bit ``I``: values already in 0..255 are kept, values in 0..65535 are scaled
@@ -114,6 +118,11 @@ PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 #: medium-format photo still loads (with Pillow's DecompressionBombWarning).
 DEFAULT_MAX_PIXELS = 178_956_970
 
+#: Bumped when the pixels a given file decodes to change (2: contrast compositing of transparency); the
+#: feature cache keys (``maya.hashing.phash.ALGORITHM``, ``maya.embedding.preprocessing.PREPROCESS_VERSION``)
+#: name it.
+DECODE_VERSION = 2
+
 #: Decoded images keep at least this shorter side (pixels) when the original
 #: has it. 256 leaves headroom over CLIP's 224 and pHash's 32.
 DEFAULT_MIN_SIDE = 256
@@ -142,7 +151,7 @@ class LoadedImage:
         format: Pillow's format name ("JPEG", "PNG", "GIF", "WEBP", "TIFF",
             "BMP", "MPO", ...).
         image: the decoded image, mode "RGB", EXIF-oriented, alpha composited
-            over white, reduced so that its shorter side lies in
+            over a contrasting black or white, reduced so that its shorter side lies in
             [min_side, 2*min_side) -- or the original size if the original's
             shorter side is below min_side. Never larger than the original.
     """
@@ -341,7 +350,7 @@ _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 
 
 def _to_rgb(im: Image.Image, path: PathLike | None) -> Image.Image:
-    """Convert a loaded image of any Pillow mode to RGB (alpha over white)."""
+    """Convert a loaded image of any Pillow mode to RGB (alpha over a contrasting black or white)."""
     mode = im.mode
     if mode == "RGB" and "transparency" not in im.info:
         return im
@@ -349,13 +358,30 @@ def _to_rgb(im: Image.Image, path: PathLike | None) -> Image.Image:
         return _high_depth_to_rgb(im)
     if mode in _ALPHA_MODES or "transparency" in im.info:
         rgba = im.convert("RGBA")
-        white = Image.new("RGB", rgba.size, (255, 255, 255))
-        white.paste(rgba, mask=rgba.getchannel("A"))
-        return white
+        alpha = rgba.getchannel("A")
+        background = Image.new("RGB", rgba.size, _contrast_background(rgba, alpha))
+        background.paste(rgba, mask=alpha)
+        return background
     try:
         return im.convert("RGB")
     except ValueError as e:
         raise ImageLoadError("unsupported", path, f"cannot convert mode {mode} to RGB: {e}") from e
+
+
+def _contrast_background(rgba: Image.Image, alpha: Image.Image) -> tuple[int, int, int]:
+    """Black when the visible pixels are mostly light (alpha-weighted mean grey above 127 of 255), else white.
+
+    Over a fixed white, a white-on-transparent drawing would come out blank (and every such drawing
+    would share one pHash); over the contrasting colour its shape survives. Dark-on-transparent and
+    fully transparent images keep the white of before. Deterministic: a function of the pixels only.
+    """
+    from PIL import ImageChops, ImageStat
+
+    weight = ImageStat.Stat(alpha).sum[0]
+    if weight <= 0:
+        return (255, 255, 255)
+    weighted = ImageStat.Stat(ImageChops.multiply(rgba.convert("L"), alpha)).sum[0]  # sum of L * a / 255
+    return (0, 0, 0) if 255.0 * weighted / weight > 127 else (255, 255, 255)
 
 
 def _high_depth_to_rgb(im: Image.Image) -> Image.Image:

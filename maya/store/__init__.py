@@ -157,6 +157,18 @@ def load_hashes(con, sha256s: Iterable[str], algorithm: str) -> dict[str, int]:
     return {s: int(b) for s, b in rows}
 
 
+def load_structure(con, sha256s: Iterable[str], algorithm: str) -> dict[str, tuple[float, str | None]]:
+    """``sha256 -> (gray_std, pixel digest)`` of the stored hashes of ``algorithm`` (maya.hashing.structure)."""
+    _maya_q = {"sha256": np.array(sorted(set(sha256s)), dtype=object)}  # noqa: F841
+    if len(_maya_q["sha256"]) == 0:
+        return {}
+    rows = con.execute(
+        "SELECT h.sha256, h.gray_std, h.pixels FROM hash_structure h JOIN _maya_q q USING (sha256) "
+        "WHERE h.algorithm = ?", [algorithm],
+    ).fetchall()
+    return {s: (float(g), p) for s, g, p in rows}
+
+
 def load_embeddings(con, sha256s: Iterable[str], model: str) -> dict[str, np.ndarray]:
     _maya_q = {"sha256": np.array(sorted(set(sha256s)), dtype=object)}  # noqa: F841
     if len(_maya_q["sha256"]) == 0:
@@ -277,8 +289,10 @@ def failed_images(con, sha256s) -> dict[str, str]:
     ).fetchall())
 
 
-def save_features(con, records, hash_algorithm: str, hashes: tuple, model: str | None, embeddings: tuple) -> None:
-    """One batch in one transaction: image rows, pHash bits, embeddings."""
+def save_features(con, records, hash_algorithm: str, hashes: tuple, model: str | None, embeddings: tuple,
+                  structure: tuple | None = None) -> None:
+    """One batch in one transaction: image rows, pHash bits, embeddings; ``structure`` (gray_std (n,),
+    pixel digests (n,)), aligned with ``hashes``, goes to ``hash_structure`` (maya.hashing.structure)."""
     with transaction(con):
         if records:
             _upsert_images(con, records)
@@ -288,6 +302,11 @@ def save_features(con, records, hash_algorithm: str, hashes: tuple, model: str |
                 "sha256": list(shas), "algorithm": [hash_algorithm] * len(shas),
                 "bits": np.asarray(bits, dtype=np.uint64),
             }, ignore_conflicts=True)
+            if structure is not None:
+                insert_rows(con, "hash_structure", {
+                    "sha256": list(shas), "algorithm": [hash_algorithm] * len(shas),
+                    "gray_std": np.asarray(structure[0], dtype=np.float64), "pixels": list(structure[1]),
+                }, ignore_conflicts=True)
         eshas, vecs = embeddings
         if model is not None and len(eshas):
             insert_embeddings(con, eshas, model, vecs)
