@@ -113,6 +113,7 @@ def test_demo_without_the_default_model_says_so_and_runs_on_efficientnet(photo_d
     assert len(notes) == 1 and "openai/clip-vit-base-patch32 cannot be loaded" in notes[0]
     assert "model efficientnet-lite0" in out.stdout and "cascade" in out.stdout
     assert "\nefficientnet " in out.stdout and "\nclip " not in out.stdout  # the method named after the model
+    assert "\nefficientnet-views " in out.stdout and "\nclip-views " not in out.stdout  # and its views variant
     # evaluate never falls back: it names both options and stops before any work
     ev = run(["evaluate", "--dataset", "demo"], env)
     assert ev.returncode == 2 and "--model efficientnet-lite0" in ev.stderr and "Traceback" not in ev.stderr

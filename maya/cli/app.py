@@ -56,10 +56,12 @@ def _numeric(s: str) -> bool:
 
 def method_label(method: str, model: str | None) -> str:
     """The name a user reads for a study method: the embedding-only method is named after the model
-    family it ran (``efficientnet``, ``clip``); the stored name (``metrics.method``) stays ``clip``."""
-    if method != "clip" or not model:
+    family it ran (``efficientnet``, ``clip``; ``clip-views`` -> ``efficientnet-views``); the stored name
+    (``metrics.method``) stays ``clip``."""
+    base, sep, rest = method.partition("-")  # "clip-views": the embedding-only method on the best views
+    if base != "clip" or not model:
         return method
-    return "efficientnet" if str(model).startswith("efficientnet") else "clip"
+    return ("efficientnet" if str(model).startswith("efficientnet") else "clip") + sep + rest
 
 
 def print_summary(summary: dict, db_path=None) -> None:
