@@ -117,6 +117,16 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
     return p
 
 
+def phash_band(args) -> tuple[int, int]:
+    """``(phash_accept, phash_radius)`` from parsed threshold flags (dedup's and search's): a flag left out
+    takes the built-in default, and a radius left out is never below the accept distance given."""
+    from maya import dedup as lib
+
+    accept = lib.PHASH_ACCEPT if args.phash_accept is None else args.phash_accept
+    radius = lib.PHASH_RADIUS if args.phash_radius is None else args.phash_radius
+    return accept, max(radius, accept) if args.phash_radius is None else radius
+
+
 def cmd_dedup(args) -> int:
     """Run ``maya dedup`` for parsed ``args``; returns the exit status (0 also when files were bad)."""
     try:
@@ -148,11 +158,10 @@ def _cmd_dedup(args) -> int:
     given = frozenset(k for k in ("phash_accept", "phash_radius", "clip_verify", "clip_strict")
                       if getattr(args, k) is not None)
     sensitivity = Sensitivity(args.sensitivity, given)
-    accept = lib.PHASH_ACCEPT if args.phash_accept is None else args.phash_accept
-    radius = lib.PHASH_RADIUS if args.phash_radius is None else args.phash_radius
-    options = lib.DedupOptions(args.mode, accept, max(radius, accept) if args.phash_radius is None else radius,
-                               args.clip_verify, args.clip_strict, args.clip_k, args.split_chains, args.grouping,
-                               args.clip_veto, args.keep, tuple(args.prefer), views=args.views).check()
+    accept, radius = phash_band(args)
+    options = lib.DedupOptions(args.mode, accept, radius, args.clip_verify, args.clip_strict, args.clip_k,
+                               args.split_chains, args.grouping, args.clip_veto, args.keep, tuple(args.prefer),
+                               views=args.views).check()
     selection = FileSelection(tuple(args.exclude or ()), parse_size(args.min_size) if args.min_size else 0,
                               parse_extensions(args.ext))
     roots = lib.check_roots(args.dirs)

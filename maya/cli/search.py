@@ -60,10 +60,11 @@ def cmd_search(args) -> int:
     from maya import dedup as lib
     from maya.index.search import run_search
 
-    accept = lib.PHASH_ACCEPT if args.phash_accept is None else args.phash_accept
-    radius = lib.PHASH_RADIUS if args.phash_radius is None else args.phash_radius
-    options = lib.DedupOptions(args.mode, accept, max(radius, accept) if args.phash_radius is None else radius,
-                               args.clip_verify, args.clip_strict, args.clip_k, clip_veto=args.clip_veto).check()
+    from maya.cli.dedup import phash_band
+
+    accept, radius = phash_band(args)
+    options = lib.DedupOptions(args.mode, accept, radius, args.clip_verify, args.clip_strict, args.clip_k,
+                               clip_veto=args.clip_veto).check()
     s = _settings(args)
     run = run_search(args.queries, options=options, db_path=s.db_path, top=args.top,
                      model=s.model, device=s.device, precision=s.precision, batch_size=s.batch_size,
