@@ -44,7 +44,7 @@ def test_unknown_method_is_refused():
         ann.choose_method(10, "hnsw")
 
 
-@pytest.mark.parametrize("codes", ["flat", "pq"])
+@pytest.mark.parametrize("codes", ["flat", pytest.param("pq", marks=pytest.mark.slow)])
 def test_ivf_finds_the_near_copies_that_exact_search_finds(codes):
     pytest.importorskip("faiss")
     v = _vectors()

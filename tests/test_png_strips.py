@@ -22,7 +22,8 @@ def _png(w, h, mode="RGB", seed=0, **save) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("mode,w,h,factor", [("RGB", 1003, 777, 3), ("L", 640, 901, 4), ("RGB", 512, 512, 2)])
+@pytest.mark.parametrize("mode,w,h,factor", [pytest.param("RGB", 1003, 777, 3, marks=pytest.mark.slow),
+                                            ("L", 640, 901, 4), ("RGB", 512, 512, 2)])
 def test_strips_give_the_pixels_of_a_full_decode_and_reduce(mode, w, h, factor):
     data = _png(w, h, mode, optimize=True)
     with Image.open(io.BytesIO(data)) as full:
