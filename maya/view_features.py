@@ -2,7 +2,7 @@
 
 Per content and detector version (``maya.views.ALGORITHM``) one ``views`` row says whether there is an inner
 region and where (fractions of the oriented image); contents with one get a pHash (``hashes``, algorithm
-``phash64-v2@inner-v1``) and, with a model, an embedding (``embeddings``, model ``<model id>@inner-v1``) of
+``phash64-v2@inner-v2``) and, with a model, an embedding (``embeddings``, model ``<model id>@inner-v2``) of
 the cropped region. All of it is cached by content: a second run detects and embeds nothing again.
 
 The cost is what this adds to the plain features: one more decode of the contents not yet checked (a

@@ -477,12 +477,12 @@ def test_flow_equals_library_and_fills_duckdb(prefect_server, corpus, tiny_clip_
         SELECT count(*) FROM dedup_pairs p JOIN runs r USING (run_id)
         JOIN hashes ha ON ha.sha256 = p.a AND ha.algorithm = 'phash64-v2'
         JOIN hashes hb ON hb.sha256 = p.b AND hb.algorithm = 'phash64-v2'
-        LEFT JOIN hashes va ON va.sha256 = p.a AND va.algorithm = 'phash64-v2@inner-v1'
-        LEFT JOIN hashes vb ON vb.sha256 = p.b AND vb.algorithm = 'phash64-v2@inner-v1'
+        LEFT JOIN hashes va ON va.sha256 = p.a AND va.algorithm = 'phash64-v2@inner-v2'
+        LEFT JOIN hashes vb ON vb.sha256 = p.b AND vb.algorithm = 'phash64-v2@inner-v2'
         JOIN embeddings ea ON ea.sha256 = p.a AND ea.model = r.model
         JOIN embeddings eb ON eb.sha256 = p.b AND eb.model = r.model
-        LEFT JOIN embeddings wa ON wa.sha256 = p.a AND wa.model = r.model || '@inner-v1'
-        LEFT JOIN embeddings wb ON wb.sha256 = p.b AND wb.model = r.model || '@inner-v1'
+        LEFT JOIN embeddings wa ON wa.sha256 = p.a AND wa.model = r.model || '@inner-v2'
+        LEFT JOIN embeddings wb ON wb.sha256 = p.b AND wb.model = r.model || '@inner-v2'
         WHERE p.run_id = ? AND (least((SELECT min(bit_count(xor(v.bits, hb.bits))) FROM hash_variants v WHERE v.sha256 = p.a),
                                       (SELECT min(bit_count(xor(v.bits, ha.bits))) FROM hash_variants v WHERE v.sha256 = p.b),
                                       bit_count(xor(va.bits, hb.bits)), bit_count(xor(ha.bits, vb.bits)),
