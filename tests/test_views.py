@@ -45,7 +45,32 @@ def test_the_picture_inside_a_border_is_found_in_most_copies():
 
 def test_most_plain_photos_get_no_second_view():
     with_view = [name for name, im in _real_images() if views.inner_box(im) is not None]
-    assert len(with_view) <= 6
+    assert len(with_view) <= 2  # measured 0 of 27 (inner-v1: 6, flat skies and dark backgrounds)
+
+
+def test_a_flat_sky_or_background_that_fades_into_the_photo_is_not_a_frame():
+    # a photo whose top quarter is flat sky down to a wavy horizon: its top rows are peeled as frame lines,
+    # but the sky fades into the content
+    photo = dict(_real_images())["chelsea.png"].convert("RGB").resize((400, 300))
+    sky = np.asarray(photo).copy()
+    horizon = 75 + 40 * (0.5 + 0.5 * np.sin(np.arange(400) / 25.0))
+    sky[np.arange(300)[:, None] < horizon[None, :]] = (180, 200, 230)
+    assert views.inner_box(Image.fromarray(sky)) is None
+    # the same photo inside a white border of the sky's width is a frame with an edge: one view
+    framed = Image.new("RGB", (400, 400), (255, 255, 255))
+    framed.paste(photo.resize((300, 225)), (50, 90))
+    left, top, right, bottom = views.inner_box(framed)
+    assert abs(left - 0.125) < 0.02 and abs(top - 0.225) < 0.02
+
+
+def test_a_border_followed_by_the_pictures_own_flat_background_keeps_the_background_in_the_view():
+    photo = np.asarray(dict(_real_images())["chelsea.png"].convert("RGB").resize((300, 200))).copy()
+    horizon = 40 + 25 * (0.5 + 0.5 * np.sin(np.arange(300) / 20.0))  # the picture's own dark top, fading
+    photo[np.arange(200)[:, None] < horizon[None, :]] = (10, 10, 10)  # into the photo below
+    framed = Image.new("RGB", (400, 300), (200, 40, 40))
+    framed.paste(Image.fromarray(photo.astype(np.uint8)), (50, 50))
+    left, top, right, bottom = views.inner_box(framed)
+    assert abs(top - 50 / 300) < 0.02 and abs(left - 0.125) < 0.02 and abs(bottom - 250 / 300) < 0.02
 
 
 def test_a_flat_or_tiny_image_has_no_view_and_a_box_is_inside_the_image():
@@ -77,3 +102,4 @@ def test_views_are_computed_once_per_content_and_stored(tmp_path):
     assert first["views_found"] == 1 and first["view_hashes_computed"] == 1
     assert again["view_hashes_computed"] == 0 and again["views_found"] == 1
     assert sorted(b is None for b in boxes.values()) == [False, True] and n_hashes == (1,)
+
