@@ -42,7 +42,9 @@ def test_phash_mode_finds_the_ground_truth_groups(corpus):
         assert g["members"][0]["path"] == g["keep"] and g["members"][0]["phash_distance"] == 0
         assert Path(g["keep"]).parent.name != "copies"  # a copy is never older than its source
         for m in g["members"]:
-            assert set(m) == {"path", "sha256", "phash_distance", "clip_similarity", "exact", "clause"}
+            assert set(m) == {"path", "sha256", "phash_distance", "clip_similarity", "exact", "clause", "views"}
+            assert m["views"] == ("" if m["clause"] in ("keep", "exact") else m["views"]) and \
+                (m["views"] in ("", "whole/whole", "inner/whole", "whole/inner", "inner/inner"))
             assert m["exact"] == (m["path"] in corpus.exact)
             assert m["clause"] == ("keep" if m["path"] == g["keep"] else
                                    "exact" if m["sha256"] == g["members"][0]["sha256"] else "phash")

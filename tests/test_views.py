@@ -103,3 +103,77 @@ def test_views_are_computed_once_per_content_and_stored(tmp_path):
     assert again["view_hashes_computed"] == 0 and again["views_found"] == 1
     assert sorted(b is None for b in boxes.values()) == [False, True] and n_hashes == (1,)
 
+
+def _meme_folder(root):
+    """chelsea.png, the same photo between two black caption bands (meme.png), and an unrelated coffee.png."""
+    real = dict(_real_images())
+    chelsea = real["chelsea.png"].convert("RGB")
+    meme = Image.new("RGB", (chelsea.width, chelsea.height + 120), (0, 0, 0))
+    meme.paste(chelsea, (0, 60))
+    chelsea.save(root / "chelsea.png")
+    meme.save(root / "meme.png")
+    real["coffee.png"].convert("RGB").save(root / "coffee.png")
+    return chelsea, meme
+
+
+def test_a_member_matched_through_its_inner_view_carries_that_views_score_and_names_the_views(tmp_path):
+    from maya.dedup.options import DedupOptions
+    from maya.dedup.pipeline import run_dedup
+    from maya.report.gallery import write_csv
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    chelsea, meme = _meme_folder(root)
+    run = run_dedup(root, DedupOptions(mode="phash"), db_path=tmp_path / "maya.duckdb")
+    (group,) = run.report["groups"]
+    members = {m["path"].rsplit("/", 1)[-1]: m for m in group["members"]}
+    assert sorted(members) == ["chelsea.png", "meme.png"]
+    whole, view_d = (int(hamming(*phash.phash_bits([chelsea, im]))) for im in (meme, views.crop(meme, views.inner_box(meme))))
+    assert view_d < whole
+    other = members["meme.png"] if group["keep"].endswith("chelsea.png") else members["chelsea.png"]
+    assert other["phash_distance"] == view_d and other["clause"] == "phash"
+    assert other["views"] == ("inner/whole" if other is members["meme.png"] else "whole/inner")
+    assert group["members"][0]["views"] == ""
+    con = store.connect(tmp_path / "maya.duckdb", read_only=True)
+    try:
+        stored = dict(con.execute("SELECT path, views FROM dedup_members WHERE run_id = ?", [run.run_id]).fetchall())
+    finally:
+        con.close()
+    assert stored[other["path"]] == other["views"]
+    write_csv(run.groups, tmp_path / "groups.csv")
+    rows = (tmp_path / "groups.csv").read_text().splitlines()
+    assert rows[0].endswith(",views") and rows[2].endswith("," + other["views"])
+
+
+def test_with_a_model_a_members_similarity_is_the_best_pair_of_views_not_the_whole_images(tmp_path, tiny_clip_dir):
+    from maya.dedup.options import DedupOptions
+    from maya.dedup.pipeline import run_dedup
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    _meme_folder(root)
+    db = tmp_path / "maya.duckdb"
+    # the model's clause on at a similarity every pair reaches: every pair is grouped, by the model
+    run = run_dedup(root, DedupOptions(mode="clip", clip_verify=-1.0, clip_strict=-1.0), model=str(tiny_clip_dir),
+                    db_path=db)
+    con = store.connect(db, read_only=True)
+    try:
+        rows = con.execute("""
+            SELECT m.path, m.views, m.clip_similarity, list_cosine_similarity(e.vector, k.vector),
+                   list_cosine_similarity(v.vector, k.vector), list_cosine_similarity(e.vector, kv.vector)
+            FROM dedup_members m JOIN runs r USING (run_id)
+            JOIN dedup_members km ON km.run_id = m.run_id AND km.group_id = m.group_id AND km.keep
+            JOIN embeddings e ON e.sha256 = m.sha256 AND e.model = r.model
+            JOIN embeddings k ON k.sha256 = km.sha256 AND k.model = r.model
+            LEFT JOIN embeddings v ON v.sha256 = m.sha256 AND v.model = r.model || '@' || ?
+            LEFT JOIN embeddings kv ON kv.sha256 = km.sha256 AND kv.model = r.model || '@' || ?
+            WHERE m.run_id = ? AND NOT m.keep""", [views.ALGORITHM, views.ALGORITHM, run.run_id]).fetchall()
+    finally:
+        con.close()
+    assert len(rows) == 2
+    for path, pair, sim, whole, inner_whole, whole_inner in rows:
+        best = max(x for x in (whole, inner_whole, whole_inner) if x is not None)
+        assert sim == pytest.approx(best, abs=1e-5)
+        expected = {whole: "whole/whole", inner_whole: "inner/whole", whole_inner: "whole/inner"}[best]
+        assert pair == expected
+    assert any(iw is not None or wi is not None for *_, iw, wi in rows)  # the meme's view took part

@@ -292,6 +292,8 @@ def print_summary(summary: dict, *, out=None, show_groups: bool = True, max_erro
             p(f"  group {k}: keep {_shown(g['keep'])}")
             for m in g["members"][1:]:
                 sim = "" if m["clip_similarity"] is None else f", sim {m['clip_similarity']:.3f}"
+                if m.get("views") and m["views"] != "whole/whole":
+                    sim += f" ({m['views']} views)"
                 p(f"           {_shown(m['path'])} (d {m['phash_distance']}{sim}{', exact' if m['exact'] else ''}"
                   f"{', by ' + m['clause'] if m.get('clause') else ''})")
         if len(groups) > max_groups:

@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+#: The pairs of views a pair score can come from (first image's view, second image's view): the index
+#: :meth:`Images.similarity_views` and :meth:`Images.phash_views` return.
+VIEW_PAIRS = ("whole/whole", "inner/whole", "whole/inner", "inner/inner")
+
+
 @dataclass
 class Images:
     """The distinct images (contents) that have every feature the mode needs, aligned arrays."""
@@ -55,19 +60,26 @@ class Images:
     def similarity(self, a, b) -> np.ndarray:
         """Cosine similarity (float64) of images ``a[k]``, ``b[k]`` over their best pair of views (whole
         images and inner views)."""
+        return self.similarity_views(a, b)[0]
+
+    def similarity_views(self, a, b) -> tuple[np.ndarray, np.ndarray]:
+        """``(similarity, views)``: as :meth:`similarity`, and which pair of views reached it (int8 (P,),
+        an index into :data:`VIEW_PAIRS`)."""
         import numpy as np
 
         sim = pair_similarity(self.vectors, a, b)
+        which = np.zeros(len(sim), np.int8)
         if self.view_vectors is None or not self.view_vectors.size or not len(sim):
-            return sim
+            return sim, which
         ra, rb = self._view_rows(a), self._view_rows(b)
-        for x, y, ok in ((self.view_vectors[np.maximum(ra, 0)], self.vectors[b], ra >= 0),
-                         (self.vectors[a], self.view_vectors[np.maximum(rb, 0)], rb >= 0),
-                         (self.view_vectors[np.maximum(ra, 0)], self.view_vectors[np.maximum(rb, 0)],
-                          (ra >= 0) & (rb >= 0))):
+        for w, (x, y, ok) in enumerate(((self.view_vectors[np.maximum(ra, 0)], self.vectors[b], ra >= 0),
+                                        (self.vectors[a], self.view_vectors[np.maximum(rb, 0)], rb >= 0),
+                                        (self.view_vectors[np.maximum(ra, 0)], self.view_vectors[np.maximum(rb, 0)],
+                                         (ra >= 0) & (rb >= 0))), start=1):
             s = np.einsum("ij,ij->i", x, y, dtype=np.float64)
-            sim = np.where(ok, np.maximum(sim, s), sim)
-        return sim
+            better = ok & (s > sim)
+            sim, which = np.where(better, s, sim), np.where(better, w, which).astype(np.int8)
+        return sim, which
 
     def phash_distance(self, a, b) -> np.ndarray:
         """pHash distance in bits (int64) of images ``a[k]``, ``b[k]``: the dihedral distance (least over the 8
@@ -77,6 +89,11 @@ class Images:
     def phash_match(self, a, b) -> tuple[np.ndarray, np.ndarray]:
         """``(distance, variant)``: as :meth:`phash_distance`, and the variant index (int8) that reached it
         (0, identity, without variants)."""
+        return self.phash_views(a, b)[:2]
+
+    def phash_views(self, a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(distance, variant, views)``: as :meth:`phash_match`, and which pair of views reached the
+        distance (int8, an index into :data:`VIEW_PAIRS`; the variant is of the whole images)."""
         import numpy as np
         from maya.hashing import dihedral, hamming
 
@@ -84,13 +101,16 @@ class Images:
             d, k = hamming(self.hashes[a], self.hashes[b]).astype(np.int64), np.zeros(len(a), np.int8)
         else:
             d, k = dihedral.distance(self.variants[a], self.variants[b])
+        which = np.zeros(len(d), np.int8)
         if self.view_hashes is not None and self.view_hashes.size and len(d):
             ra, rb = self._view_rows(a), self._view_rows(b)
             va, vb = self.view_hashes[np.maximum(ra, 0)], self.view_hashes[np.maximum(rb, 0)]
-            for x, y, ok in ((va, self.hashes[b], ra >= 0), (self.hashes[a], vb, rb >= 0),
-                             (va, vb, (ra >= 0) & (rb >= 0))):
-                d = np.where(ok, np.minimum(d, hamming(x, y).astype(np.int64)), d)
-        return d, k
+            for w, (x, y, ok) in enumerate(((va, self.hashes[b], ra >= 0), (self.hashes[a], vb, rb >= 0),
+                                            (va, vb, (ra >= 0) & (rb >= 0))), start=1):
+                dv = hamming(x, y).astype(np.int64)
+                better = ok & (dv < d)
+                d, which = np.where(better, dv, d), np.where(better, w, which).astype(np.int8)
+        return d, k, which
 
 
 def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 4096, views: bool = False) -> Images:
