@@ -5,9 +5,11 @@ region and where (fractions of the oriented image); contents with one get a pHas
 ``phash64-v2@inner-v2``) and, with a model, an embedding (``embeddings``, model ``<model id>@inner-v2``) of
 the cropped region. All of it is cached by content: a second run detects and embeds nothing again.
 
-The cost is what this adds to the plain features: one more decode of the contents not yet checked (a
-reduced decode, as the feature loop's) and one embedding per content that has a view; :func:`compute_views`
-returns both, with its wall time, so the study and the benchmark report them.
+The cost is what this adds to the plain features: the detection (:func:`maya.views.inner_box`, on the
+feature loop's decode when it is given the boxes: ``maya.features.compute_missing(views=True)``), one more
+decode (a reduced decode, as the feature loop's) of the contents that have a view, or that were not checked
+yet, and one embedding per content that has a view; :func:`compute_views` returns both, with its wall time,
+so the study and the benchmark report them.
 
 Pairs of contents are scored on their best pair of views (:func:`best_pair_scores`): the least pHash
 distance and the greatest similarity over (whole, whole), (view, whole), (whole, view), (view, view).
@@ -23,7 +25,8 @@ import numpy as np
 
 from maya import views
 
-VIEW_COUNTS = ("views_checked", "views_found", "view_hashes_computed", "view_embeddings_computed", "view_seconds")
+VIEW_COUNTS = ("views_checked", "views_found", "view_hashes_computed", "view_embeddings_computed", "views_decoded",
+               "view_seconds")
 
 
 def hash_id() -> str:
@@ -59,15 +62,24 @@ def _load(item, min_side, max_pixels):
 
 def compute_views(con, shas: Sequence[str], *, paths: Mapping[str, str] | None = None, model=None,
                   model_id: str | None = None, batch_size: int = 64, max_pixels: int | None = None,
-                  workers: int | None = None) -> dict:
+                  workers: int | None = None, boxes: Mapping[str, tuple | None] | None = None) -> dict:
     """Detect, hash and (with ``model``, a ``maya.features.ModelSpec``) embed the inner views of ``shas`` that
-    lack them; each batch in one transaction. Returns :data:`VIEW_COUNTS` (``view_seconds``: wall time)."""
+    lack them; each batch in one transaction. ``boxes``: sha256 -> box or None already found on the feature
+    loop's decode (``maya.features.FeatureOutcome.view_boxes``): stored, and those contents are not decoded
+    again unless they have a view. Returns :data:`VIEW_COUNTS` (``view_seconds``: wall time)."""
     from maya import features, store
     from maya.hashing import phash
 
     start = time.perf_counter()
     shas = list(dict.fromkeys(shas))
+    wanted = set(shas)
+    found = {s: b for s, b in (boxes or {}).items() if s in wanted}
     boxes = stored_boxes(con, shas)
+    given = [(s, b) for s, b in found.items() if s not in boxes]
+    if given:
+        with store.transaction(con):
+            _insert_boxes(con, given)
+        boxes.update(given)
     with_box = [s for s, b in boxes.items() if b is not None]
     have_h = store.load_hashes(con, with_box, hash_id())
     have_e = set(store.load_embeddings(con, with_box, views.view_feature_id(model_id))) if model_id else set()
@@ -84,6 +96,7 @@ def compute_views(con, shas: Sequence[str], *, paths: Mapping[str, str] | None =
             loaded = list(pool.map(lambda it: _load(it, min_side, max_pixels),
                                    [(s, path_of[s]) for s in todo[lo:lo + batch_size]]))
             rows, crops = [], []
+            counts["views_decoded"] += sum(image is not None for _, image in loaded)
             for sha, image in loaded:
                 if image is None:
                     continue
@@ -98,10 +111,7 @@ def compute_views(con, shas: Sequence[str], *, paths: Mapping[str, str] | None =
             vecs = embedder.embed_tensor(embedder.preprocess([im for _, im in e_new])) if e_new else None
             with store.transaction(con):
                 if new_rows:
-                    store.insert_rows(con, "views", {
-                        "sha256": [s for s, _ in new_rows], "view": [views.ALGORITHM] * len(new_rows),
-                        **{f"box_{side}": np.array([np.nan if b is None else b[k] for _, b in new_rows])
-                           for k, side in enumerate(("left", "top", "right", "bottom"))}}, ignore_conflicts=True)
+                    _insert_boxes(con, new_rows)
                 if h_new:
                     store.insert_rows(con, "hashes", {"sha256": [s for s, _ in h_new],
                                                       "algorithm": [hash_id()] * len(h_new), "bits": bits},
@@ -116,6 +126,16 @@ def compute_views(con, shas: Sequence[str], *, paths: Mapping[str, str] | None =
     counts["views_found"] = sum(1 for s in shas if boxes.get(s) is not None)
     counts["view_seconds"] = round(time.perf_counter() - start, 3)
     return counts
+
+
+def _insert_boxes(con, rows: Sequence[tuple[str, tuple | None]]) -> None:
+    """Store ``(sha256, box or None)`` rows in ``views`` (an existing row of a content is kept)."""
+    from maya import store
+
+    store.insert_rows(con, "views", {
+        "sha256": [s for s, _ in rows], "view": [views.ALGORITHM] * len(rows),
+        **{f"box_{side}": np.array([np.nan if b is None else b[k] for _, b in rows], dtype=np.float64)
+           for k, side in enumerate(("left", "top", "right", "bottom"))}}, ignore_conflicts=True)
 
 
 def record_cost(con, run_id: int, counts: dict) -> None:

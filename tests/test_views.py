@@ -177,3 +177,28 @@ def test_with_a_model_a_members_similarity_is_the_best_pair_of_views_not_the_who
         expected = {whole: "whole/whole", inner_whole: "inner/whole", whole_inner: "whole/inner"}[best]
         assert pair == expected
     assert any(iw is not None or wi is not None for *_, iw, wi in rows)  # the meme's view took part
+
+
+def test_the_feature_loops_decode_finds_the_boxes_and_only_images_with_a_view_are_decoded_again(tmp_path):
+    from maya import features
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    _meme_folder(root)
+    found = [str(p) for p in sorted(root.glob("*.png"))]
+    paths = {sha: p for (sha, _), p in zip(ingest.sha256_files(found), found)}
+    shared, alone = store.connect(tmp_path / "shared.duckdb"), store.connect(tmp_path / "alone.duckdb")
+    try:
+        outcome = features.compute_missing(shared, list(paths), paths=paths, views=True)
+        assert sorted(b is None for b in outcome.view_boxes.values()) == [False, True, True]
+        with_boxes = view_features.compute_views(shared, list(paths), paths=paths, boxes=outcome.view_boxes)
+        features.compute_missing(alone, list(paths), paths=paths)
+        assert features.compute_missing(alone, list(paths), paths=paths).view_boxes == {}  # off by default
+        by_itself = view_features.compute_views(alone, list(paths), paths=paths)
+        same = (view_features.stored_boxes(shared, list(paths)) == view_features.stored_boxes(alone, list(paths)))
+        hashes = [store.load_hashes(c, list(paths), view_features.hash_id()) for c in (shared, alone)]
+    finally:
+        shared.close()
+        alone.close()
+    assert with_boxes["views_decoded"] == 1 and by_itself["views_decoded"] == 3  # the meme only, to crop it
+    assert with_boxes["views_found"] == by_itself["views_found"] == 1 and same and hashes[0] == hashes[1]

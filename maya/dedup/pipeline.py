@@ -162,11 +162,13 @@ def run_dedup(
             outcome = features.compute_missing(
                 con, list(path_of), paths=path_of, model=spec, model_id=model_id, batch_size=batch,
                 max_pixels=max_pixels, submit=runner.image_features, in_flight=runner.in_flight,
-                policy=features.DEDUP_POLICY, progress=lambda total: Progress(total, "features", progress))
+                policy=features.DEDUP_POLICY, progress=lambda total: Progress(total, "features", progress),
+                views=options.views)
             ok = [s for s in path_of if s not in outcome.problems]
             if options.views:  # inner views of screenshots, memes, borders (issue 15): cached by content
                 view_counts = view_features.compute_views(con, ok, paths=path_of, model=spec, model_id=model_id,
-                                                          batch_size=batch, max_pixels=max_pixels)
+                                                          batch_size=batch, max_pixels=max_pixels,
+                                                          boxes=outcome.view_boxes)
                 view_features.record_cost(con, run_id, view_counts)
             images = candidates.load_images(con, ok, model_id if options.uses_embeddings else None,
                                             views=options.views)
