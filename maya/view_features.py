@@ -36,6 +36,60 @@ def hash_id() -> str:
     return views.view_feature_id(DEFAULT.name)
 
 
+def extra_ids(name: str, model_id: str | None) -> tuple[str, str | None]:
+    """(hash algorithm id, model id or None) of the fixed extra view ``name`` (``maya.views.EXTRA_VIEWS``)."""
+    from maya.hashing import DEFAULT
+
+    version = views.EXTRA_VIEWS[name][0]
+    return views.view_feature_id(DEFAULT.name, version), (views.view_feature_id(model_id, version)
+                                                           if model_id else None)
+
+
+def compute_extra_views(con, shas: Sequence[str], name: str, *, paths: Mapping[str, str] | None = None,
+                        model=None, model_id: str | None = None, batch_size: int = 64,
+                        max_pixels: int | None = None, workers: int | None = None) -> dict:
+    """pHash and (with ``model``) embed the fixed extra view ``name`` (``maya.views.EXTRA_VIEWS``) of every
+    content of ``shas`` that lacks it, cached by content like the inner views. Returns :data:`VIEW_COUNTS`."""
+    from maya import features, store
+    from maya.hashing import phash
+
+    start = time.perf_counter()
+    shas = list(dict.fromkeys(shas))
+    box = views.EXTRA_VIEWS[name][1]
+    hid, eid = extra_ids(name, model_id)
+    have_h = store.load_hashes(con, shas, hid)
+    have_e = set(store.load_embeddings(con, shas, eid)) if eid else set()
+    todo = [s for s in shas if s not in have_h or (model is not None and s not in have_e)]
+    path_of = dict(paths) if paths is not None else store.image_paths(con, todo)
+    todo = [s for s in todo if s in path_of]
+    embedder = features.get_embedder(model) if model is not None and todo else None
+    min_side = max(features.DECODE_MIN_SIDE, getattr(embedder, "input_size", 0) or 0)
+    counts = dict.fromkeys(VIEW_COUNTS, 0)
+    counts["views_checked"] = counts["views_found"] = len(shas)
+    with ThreadPoolExecutor(max_workers=workers or features.default_workers()) as pool:
+        for lo in range(0, len(todo), batch_size):
+            crops = [(s, views.crop(im, box)) for s, im in pool.map(
+                lambda it: _load(it, min_side, max_pixels), [(s, path_of[s]) for s in todo[lo:lo + batch_size]])
+                if im is not None]
+            counts["views_decoded"] += len(crops)
+            h_new = [(s, im) for s, im in crops if s not in have_h]
+            e_new = [(s, im) for s, im in crops if embedder is not None and s not in have_e]
+            bits = phash.phash_bits([im for _, im in h_new])
+            vecs = embedder.embed_tensor(embedder.preprocess([im for _, im in e_new])) if e_new else None
+            with store.transaction(con):
+                if h_new:
+                    store.insert_rows(con, "hashes", {"sha256": [s for s, _ in h_new], "algorithm": [hid] * len(h_new),
+                                                      "bits": bits}, ignore_conflicts=True)
+                if e_new:
+                    store.insert_embeddings(con, [s for s, _ in e_new], eid, vecs)
+            have_h.update({s: int(b) for (s, _), b in zip(h_new, bits)})
+            have_e.update(s for s, _ in e_new)
+            counts["view_hashes_computed"] += len(h_new)
+            counts["view_embeddings_computed"] += len(e_new)
+    counts["view_seconds"] = round(time.perf_counter() - start, 3)
+    return counts
+
+
 def stored_boxes(con, shas: Sequence[str]) -> dict[str, tuple | None]:
     """sha256 -> box (left, top, right, bottom fractions) or None (checked, no view), for checked contents."""
     _maya_q = {"sha256": np.array(sorted(set(shas)), dtype=object)}  # noqa: F841

@@ -55,6 +55,14 @@ EDGE_SHARE = 0.6  # ...i.e. at most this share of their pixels within TOLERANCE 
 RETREAT_SHARE = 0.2  # a side that fades moves out to the first line where the share is at most this
 
 
+#: Fixed extra views (``maya dedup --extra-views NAME``, default off): name -> (version, box as fractions).
+#: They help where a copy is a fixed part of its original (a centre crop to about half the area) and cost
+#: one more decode and one embedding of every image. Quarter turns and mirrors need none: the dihedral pHash
+#: and the model already match them (``benchmarks/bench_views.py``: rotate_90 and hflip recall 1.00 without
+#: views).
+EXTRA_VIEWS = {"centre": ("centre50-v1", (0.1464, 0.1464, 0.8536, 0.8536))}  # the middle 50 % of the area
+
+
 def view_feature_id(base: str, view: str = ALGORITHM) -> str:
     """The id under which a view's feature is cached: ``"<hash algorithm or model id>@<view>"``."""
     return f"{base}@{view}"

@@ -202,3 +202,62 @@ def test_the_feature_loops_decode_finds_the_boxes_and_only_images_with_a_view_ar
         alone.close()
     assert with_boxes["views_decoded"] == 1 and by_itself["views_decoded"] == 3  # the meme only, to crop it
     assert with_boxes["views_found"] == by_itself["views_found"] == 1 and same and hashes[0] == hashes[1]
+
+
+def test_a_centre_crop_is_grouped_with_its_original_by_the_extra_centre_view_only_when_asked(tmp_path):
+    from maya.dedup.options import DedupOptions
+    from maya.dedup.pipeline import run_dedup
+
+    real = dict(_real_images())
+    root = tmp_path / "photos"
+    root.mkdir()
+    chelsea = real["chelsea.png"].convert("RGB")
+    chelsea.save(root / "chelsea.png")
+    views.crop(chelsea, (0.15, 0.14, 0.85, 0.86)).save(root / "chelsea_centre.png")  # about half the area
+    real["coffee.png"].convert("RGB").save(root / "coffee.png")
+    db = tmp_path / "maya.duckdb"
+    plain = run_dedup(root, DedupOptions(mode="phash"), db_path=db)
+    assert plain.report["groups"] == []  # whole images: 26 bits apart
+    run = run_dedup(root, DedupOptions(mode="phash", extra_views=("centre",)), db_path=db)
+    (group,) = run.report["groups"]
+    assert sorted(m["path"].rsplit("/", 1)[-1] for m in group["members"]) == ["chelsea.png", "chelsea_centre.png"]
+    member = group["members"][1]
+    assert member["views"] == ("whole/centre" if member["path"].endswith("chelsea_centre.png") else "centre/whole")
+    assert member["phash_distance"] <= 4
+    again = run_dedup(root, DedupOptions(mode="phash", extra_views=("centre",)), db_path=db)
+    con = store.connect(db, read_only=True)
+    try:
+        cost = con.execute("SELECT views_found FROM runs WHERE run_id = ?", [run.run_id]).fetchone()[0]
+        n = con.execute("SELECT count(*) FROM hashes WHERE algorithm = ?",
+                        [view_features.extra_ids("centre", None)[0]]).fetchone()[0]
+    finally:
+        con.close()
+    assert cost == 3 and n == 3 and again.report["groups"] == run.report["groups"]  # cached by content
+
+
+def test_an_unknown_extra_view_is_a_usage_error():
+    from maya.dedup.options import DedupOptions, DedupUsageError
+
+    with pytest.raises(DedupUsageError, match="unknown extra views"):
+        DedupOptions(extra_views=("corner",)).check()
+    with pytest.raises(DedupUsageError, match="unknown extra views"):
+        DedupOptions(extra_views="centre").check()
+    assert DedupOptions(extra_views=("centre",)).check().extra_views == ("centre",)
+
+
+def test_an_image_with_two_views_is_scored_on_the_best_of_all_its_view_pairs():
+    from maya.dedup.candidates import Images
+
+    unit = np.eye(4, dtype=np.float32)
+    # image 0: whole e0, inner view e1, centre view e2; image 1: whole e2 (its twin of image 0's centre);
+    # image 2: whole e3, inner view e1 (its twin of image 0's inner view)
+    images = Images(["a", "b", "c"], np.array([0, 0xFF, 0xFFFFFFFF00000000], dtype=np.uint64), unit[[0, 2, 3]],
+                    np.ones(3, np.int64), np.ones(3, np.int64), view_of=np.array([0, 0, 2]),
+                    view_hashes=np.array([0xFFFF0000, 0xFF, 0xFFFF0001], dtype=np.uint64),
+                    view_vectors=unit[[1, 2, 1]], view_kind=np.array([1, 2, 1], np.int8),
+                    view_names=("whole", "inner", "centre"))
+    sim, which = images.similarity_views(np.array([0, 0, 1]), np.array([1, 2, 2]))
+    assert sim.tolist() == [1.0, 1.0, 0.0]
+    assert [images.view_pair_name(w) for w in which] == ["centre/whole", "inner/inner", "whole/whole"]
+    d, _, which = images.phash_views(np.array([0, 0]), np.array([1, 2]))
+    assert d.tolist() == [0, 1] and [images.view_pair_name(w) for w in which] == ["centre/whole", "inner/inner"]

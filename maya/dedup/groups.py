@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from maya.dedup import grouping
-from maya.dedup.candidates import VIEW_PAIRS, Images, Pairs, decide, structure_masks
+from maya.dedup.candidates import Images, Pairs, decide, structure_masks
 from maya.dedup.options import DedupOptions
 from maya.io import ingest
 
@@ -138,7 +138,8 @@ def _file_group(images: Images, files_of, items, chained, split, weakest, use_si
         d, _, d_views = (int(x[0]) for x in images.phash_views(np.array([k]), np.array([rep])))
         sim, sim_views = images.similarity_views(np.array([k]), np.array([rep])) if use_sim else (None, None)
         sim = None if sim is None else (1.0 if k == rep else float(sim[0]))
-        views = "" if k == rep else VIEW_PAIRS[d_views if sim is None or clause == "phash" else int(sim_views[0])]
+        views = "" if k == rep else images.view_pair_name(d_views if sim is None or clause == "phash"
+                                                          else int(sim_views[0]))
         for f in files_of[k]:
             members.append(Member(f.path, f.sha256, d, None if sim is None else round(sim, 6),
                                   len(files_of[k]) >= 2, int(images.width[k]), int(images.height[k]),
