@@ -1,13 +1,15 @@
 """The cost and the gain of the extra views (issue 15), in one run: dedup of a hard collection with and without.
 
     python benchmarks/bench_views.py [--model efficientnet-lite0] [--mode hybrid] [--per-kind 1] [--keep DIR]
+                                     [--extra-views centre]
 
 The collection is made from scikit-image's sample photos (``maya.sample_photos``): each original, plus for
 every hard kind (``KINDS``: inside a screenshot or meme, quarter turn, mirror, 15 degree rotation, centre
 and random crops, overlays, borders, a chain of three edits) ``--per-kind`` edited copies at level
 "strong" made by ``maya.pairs.transforms``. Two dedups run over the same folder, each into a fresh DuckDB
 (so nothing is reused): ``views=False`` (the plain and dihedral pHash only) and ``views=True`` (the
-default: inner views of screenshots, memes and borders).
+default: inner views of screenshots, memes and borders); with ``--extra-views NAME`` a third run adds that
+fixed extra view of every image (``maya.views.EXTRA_VIEWS``, e.g. ``centre``: the middle half of the area).
 
 Prints one row per run: files, embeddings (whole images + views), embeddings per file, their ratio to the
 plain run, wall seconds (of the whole dedup; of the views step), and the per-kind recall (a copy counts
@@ -93,6 +95,7 @@ def main() -> None:
     parser.add_argument("--mode", default="hybrid", choices=("hybrid", "clip", "phash"))
     parser.add_argument("--per-kind", type=int, default=1)
     parser.add_argument("--keep", type=Path, default=None, help="build the collection here and keep it")
+    parser.add_argument("--extra-views", action="append", default=[], help="a third run with these extra views too")
     args = parser.parse_args()
 
     import duckdb
@@ -106,10 +109,11 @@ def main() -> None:
         truth = make_collection(folder, args.per_kind)
         print(f"collection: {len(truth)} files in {folder}; mode {args.mode}, model {args.model}")
         rows = []
-        for views in (False, True):
-            db = Path(tmp) / f"views-{views}.duckdb"
+        configs = [(False, ()), (True, ())] + ([(True, tuple(args.extra_views))] if args.extra_views else [])
+        for views, extra_views in configs:
+            db = Path(tmp) / f"views-{views}-{'-'.join(extra_views)}.duckdb"
             t0 = time.perf_counter()
-            run = run_dedup([str(folder)], DedupOptions(mode=args.mode, views=views),
+            run = run_dedup([str(folder)], DedupOptions(mode=args.mode, views=views, extra_views=extra_views),
                             model=None if args.mode == "phash" else args.model, db_path=db)
             wall = time.perf_counter() - t0
             con = duckdb.connect(str(db), read_only=True)
@@ -120,13 +124,13 @@ def main() -> None:
                 con.close()
             embeddings = run.counts.get("embeddings_computed", 0) + extra
             recall, precision = score(run.groups, truth)
-            rows.append((views, embeddings, wall, vsec, recall, precision))
+            rows.append(("+".join(("inner",) * views + extra_views) or "off", embeddings, wall, vsec, recall, precision))
         base = rows[0][1] or 1
-        print(f"{'views':<6} {'embeddings':>10} {'per file':>8} {'ratio':>6} {'wall s':>7} {'views s':>7} "
+        print(f"{'views':<13} {'embeddings':>10} {'per file':>8} {'ratio':>6} {'wall s':>7} {'views s':>7} "
               f"{'precision':>9}  per-kind recall")
         for views, emb, wall, vsec, recall, precision in rows:
             kinds = " ".join(f"{k}={recall[k]:.2f}" for k in KINDS if k in recall)
-            print(f"{str(views):<6} {emb:>10} {emb / len(truth):>8.2f} {emb / base:>6.2f} {wall:>7.1f} {vsec:>7.1f} "
+            print(f"{views:<13} {emb:>10} {emb / len(truth):>8.2f} {emb / base:>6.2f} {wall:>7.1f} {vsec:>7.1f} "
                   f"{precision:>9.3f}  {kinds}")
 
 

@@ -68,6 +68,7 @@ class PreparedBatch:
     gray32: np.ndarray | None = None  # (n_ok, 32, 32) float64, for pHash
     model_input: object | None = None  # torch.Tensor (n_ok, 3, S, S), for the embedder
     pixels: list[str] = field(default_factory=list)  # pixel digests (maya.hashing.structure), with gray32
+    view_boxes: list = field(default_factory=list)  # with ``views``: maya.views.inner_box of each ok image
 
 
 def _load_one(item: tuple[str, str], max_pixels: int | None, min_side: int):
@@ -100,8 +101,11 @@ def prepare_batch(
     model: ModelSpec | None = None,
     max_pixels: int | None = None,
     workers: int | None = None,
+    views: bool = False,
 ) -> PreparedBatch:
-    """Decode ``items`` ((sha256, path) pairs) once, in a thread pool; build pHash and model inputs."""
+    """Decode ``items`` ((sha256, path) pairs) once, in a thread pool; build pHash and model inputs (and,
+    with ``views``, find each image's inner view box, so that ``maya.view_features`` need not decode it
+    again)."""
     from maya.hashing import phash, structure
 
     embedder = get_embedder(model) if model is not None else None
@@ -117,6 +121,11 @@ def prepare_batch(
         out.pixels = [structure.pixel_digest(im) for im in images]
     if images and embedder is not None:
         out.model_input = embedder.preprocess(images)
+    if images and views:
+        from maya import views as inner
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            out.view_boxes = list(pool.map(inner.inner_box, images))
     return out
 
 
@@ -151,23 +160,26 @@ class FeatureBatch:
     hash_std: np.ndarray | None = None  # float64 (n,): gray_std per hash (maya.hashing.structure)
     hash_pixels: list[str] = field(default_factory=list)  # (n,) pixel digests per hash
     variant_bits: np.ndarray | None = None  # uint64 (n, 8): dihedral pHashes, aligned with hash_shas
+    view_boxes: dict = field(default_factory=dict)  # with ``views``: sha256 -> inner view box or None
 
 
 def compute_batch(items: Sequence[tuple[str, str]], want_hash: bool, model: ModelSpec | None,
-                  max_pixels: int | None, retry_delays: Sequence[float] = ()) -> FeatureBatch:
+                  max_pixels: int | None, retry_delays: Sequence[float] = (), views: bool = False) -> FeatureBatch:
     """Decode ``items`` ((sha256, path) pairs) once; pHash them (if ``want_hash``) and embed them with
     ``model`` (if not None). Files that cannot be used are records with a reason, never exceptions.
 
     Files that failed with a transient I/O error (``maya.io.ingest.is_transient``) are tried again after
-    each of ``retry_delays`` seconds (none by default)."""
-    result = _compute_once(items, want_hash, model, max_pixels)
+    each of ``retry_delays`` seconds (none by default). ``views``: also find the decoded images' inner
+    view boxes (``FeatureBatch.view_boxes``)."""
+    result = _compute_once(items, want_hash, model, max_pixels, views)
     for delay in retry_delays:
         retry = [k for k, r in enumerate(result.records)
                  if r.status == "error" and ingest.is_transient(*_content_error(r.error, items[k][1]))]
         if not retry:
             break
         time.sleep(delay)
-        again = _compute_once([items[k] for k in retry], want_hash, model, max_pixels)
+        again = _compute_once([items[k] for k in retry], want_hash, model, max_pixels, views)
+        result.view_boxes.update(again.view_boxes)
         for k, rec in zip(retry, again.records):
             result.records[k] = rec
         result.hash_shas += again.hash_shas
@@ -185,10 +197,10 @@ def _std_of(batch: FeatureBatch) -> np.ndarray:
     return np.zeros(0) if batch.hash_std is None else batch.hash_std
 
 
-def _compute_once(items, want_hash, model, max_pixels) -> FeatureBatch:
+def _compute_once(items, want_hash, model, max_pixels, views=False) -> FeatureBatch:
     from maya.hashing import structure
 
-    prepared = prepare_batch(items, want_hash=want_hash, model=model, max_pixels=max_pixels)
+    prepared = prepare_batch(items, want_hash=want_hash, model=model, max_pixels=max_pixels, views=views)
     h_shas, bits = hash_batch(prepared) if want_hash else ([], np.zeros(0, dtype=np.uint64))
     std = structure.gray_std(prepared.gray32) if want_hash and prepared.gray32 is not None else np.zeros(0)
     e_shas, vecs = embed_batch(prepared, model) if model is not None else ([], None)
@@ -201,7 +213,7 @@ def _compute_once(items, want_hash, model, max_pixels) -> FeatureBatch:
         embed_shas=list(e_shas),
         vectors=None if vecs is None or len(e_shas) == 0 else np.ascontiguousarray(vecs, dtype=np.float32),
         hash_std=std, hash_pixels=list(prepared.pixels) if want_hash else [],
-        variant_bits=variants,
+        variant_bits=variants, view_boxes=dict(zip(prepared.ok, prepared.view_boxes)),
     )
 
 
@@ -263,6 +275,7 @@ class FeatureOutcome:
 
     problems: dict[str, tuple[str, str]] = field(default_factory=dict)  # sha256 -> (reason, error)
     counts: dict = field(default_factory=dict)
+    view_boxes: dict = field(default_factory=dict)  # with ``views``: sha256 -> inner view box or None, decoded now
 
     def counts_of(self, keys: Sequence[str]) -> dict:
         """The counts named by ``keys``, in that order (each caller reports its own set)."""
@@ -284,6 +297,7 @@ def compute_missing(
     retry_failed: bool = False,
     progress: Callable[[int], object] | None = None,
     log=None,
+    views: bool = False,
 ) -> FeatureOutcome:
     """pHash every content of ``shas`` that lacks it and, when ``model`` is given, embed those that lack an
     embedding of ``model_id``; write each batch in one transaction.
@@ -295,7 +309,9 @@ def compute_missing(
     are submitted ahead (2: decoding the next batch overlaps the model on this one; memory holds that many
     batches). ``policy``: see :class:`FeaturePolicy`; ``retry_failed``: try every stored failure again.
     ``progress(total)``: a bar with ``update(n)`` and ``close()``. ``log``: a logger for a line per batch
-    and a warning naming a failure.
+    and a warning naming a failure. ``views``: the batches also find the inner view box of each image they
+    decode (``submit`` gets ``views=True``); they are in ``FeatureOutcome.view_boxes``, for
+    ``maya.view_features.compute_views`` (which then decodes only the images that have a view).
     """
     from maya import store
     from maya.hashing import DEFAULT
@@ -371,6 +387,7 @@ def compute_missing(
         counts["decoded"] += len(batch)
         counts["batches"] += 1
         counts["worker_pids"].add(result.worker_pid)
+        out.view_boxes.update(getattr(result, "view_boxes", None) or {})
         if bar is not None:
             bar.update(len(batch))
         if log is not None:
@@ -385,7 +402,7 @@ def compute_missing(
             need_e = model is not None and any(s not in have_e for s in batch)
             items = [(s, path_of[s]) for s in batch]
             pending.append((batch, submit(items, need_h, model if need_e else None, max_pixels,
-                                          tuple(policy.transient_retry_delays))))
+                                          tuple(policy.transient_retry_delays), *((True,) if views else ()))))
             if len(pending) >= max(1, in_flight):
                 finish(*pending.popleft())
         while pending:

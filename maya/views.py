@@ -13,7 +13,19 @@ embedding; its inner region is close. :func:`inner_box` finds that region on a s
    first found (a picture's own flat edge is not a frame);
 3. a box is kept only when it leaves out at least ``MIN_CUT`` of the width or the height and keeps at
    least ``MIN_AREA`` of the area (and ``MIN_SIDE`` pixels of the small copy): otherwise the image has no
-   frame worth a second view and gets none.
+   frame worth a second view and gets none
+   (3 is checked after 4);
+4. every cut side of the box must be an **edge**: of the ``EDGE_LINES`` lines just inside it, at most
+   ``EDGE_SHARE`` of the pixels may have the colour of the frame line just outside it. A picture pasted
+   into a frame starts abruptly (measured: at most 0.53 of its edge pixels have the frame's colour, mostly
+   near 0); a photo's own flat sky or dark background, the black corners of a small rotation, or the empty
+   canvas around a sparse drawing fade into the content, so the peeling stopped only where the flat share
+   fell just below ``FLAT_FRACTION`` (measured 0.68-0.95). A side that fades is moved back out to the
+   next abrupt edge (a border, then the picture's own flat background); when it reaches the image's
+   border instead, the image gets no view. Without this a "view" was the same picture
+   less its background: it cost an embedding (117 of 264 files of ``benchmarks/bench_views.py`` had views,
+   where only the 48 screenshots and bordered copies need them) and, for sparse drawings (white strokes on
+   black, whose "views" were their strokes' bounding boxes), joined distinct pictures.
 
 A view is identified by the content's sha256 and :data:`ALGORITHM` (the version of this detector); its box
 is stored in the ``views`` table as fractions of the oriented image's width and height (0..1), so it does
@@ -27,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-ALGORITHM = "inner-v1"
+ALGORITHM = "inner-v2"
 """Version of the detector (the ``views.view`` value and part of the view's feature ids): bump on change."""
 
 ANALYSIS_SIDE = 256  # the image is analysed at this longer side (pixels)
@@ -38,6 +50,17 @@ BAR_RUN = 0.1  # the frame may change colour once, within this share of the side
 MIN_CUT = 0.06  # the box must leave out at least this share of the width or of the height
 MIN_AREA = 0.15  # ...and keep at least this share of the area
 MIN_SIDE = 24  # ...and be at least this many analysis pixels on each side
+EDGE_LINES = 3  # lines just inside each cut side of the box that must not continue the frame...
+EDGE_SHARE = 0.6  # ...i.e. at most this share of their pixels within TOLERANCE of the frame line's colour
+RETREAT_SHARE = 0.2  # a side that fades moves out to the first line where the share is at most this
+
+
+#: Fixed extra views (``maya dedup --extra-views NAME``, default off): name -> (version, box as fractions).
+#: They help where a copy is a fixed part of its original (a centre crop to about half the area) and cost
+#: one more decode and one embedding of every image. Quarter turns and mirrors need none: the dihedral pHash
+#: and the model already match them (``benchmarks/bench_views.py``: rotate_90 and hflip recall 1.00 without
+#: views).
+EXTRA_VIEWS = {"centre": ("centre50-v1", (0.1464, 0.1464, 0.8536, 0.8536))}  # the middle 50 % of the area
 
 
 def view_feature_id(base: str, view: str = ALGORITHM) -> str:
@@ -48,7 +71,10 @@ def view_feature_id(base: str, view: str = ALGORITHM) -> str:
 def _frame_lines(rgb: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row (axis=1) or column (axis=0) of ``rgb`` (h, w, 3) int16: is it a frame line (bool (n,)), and its
     median colour (int16 (n, 3))."""
-    med = np.median(rgb, axis=axis, keepdims=True)
+    n = rgb.shape[axis]
+    part = np.partition(rgb, [(n - 1) // 2, n // 2], axis=axis)  # np.median's value, at a third of its cost
+    lo, hi = np.take(part, [(n - 1) // 2], axis=axis), np.take(part, [n // 2], axis=axis)
+    med = (lo + hi) / 2.0
     close = np.all(np.abs(rgb - med) <= TOLERANCE, axis=2)
     return close.mean(axis=axis) >= FLAT_FRACTION, np.squeeze(med, axis=axis).astype(np.int16)
 
@@ -65,14 +91,16 @@ def _peel(lines: tuple[np.ndarray, np.ndarray], known: list | None = None) -> tu
     frame, colour = lines
     n = frame.size
     seen: list = []
+    if known:  # per line: is its colour one of the known frame colours (all lines at once)
+        k = np.unique(np.asarray(known, dtype=np.int16), axis=0)
+        ok = np.all(np.abs(colour[:, None, :] - k[None, :, :]) <= TOLERANCE, axis=2).any(axis=1)
+    else:
+        ok = np.ones(n, dtype=bool)
 
-    def allowed(c) -> bool:
-        return not known or any(np.all(np.abs(c - k) <= TOLERANCE) for k in known)
-
-    def inward(f: np.ndarray, c: np.ndarray) -> int:
+    def inward(f: np.ndarray, c: np.ndarray, allowed: np.ndarray) -> int:
         i, steps, last = 0, 0, None
         while i < n:
-            while i < n and f[i] and allowed(c[i]):
+            while i < n and f[i] and allowed[i]:
                 if last is not None and np.any(np.abs(c[i] - last) > TOLERANCE):
                     if steps >= 1 or i > BAR_RUN * n:
                         return i
@@ -83,14 +111,14 @@ def _peel(lines: tuple[np.ndarray, np.ndarray], known: list | None = None) -> tu
             j = i
             while j < n and not f[j]:
                 j += 1
-            if i > 0 and j < n and j - i <= TEXT_RUN * n and f[j] and allowed(c[j]):
+            if i > 0 and j < n and j - i <= TEXT_RUN * n and f[j] and allowed[j]:
                 i = j  # a caption between frame lines
                 continue
             return i
         return n
 
-    start = inward(frame, colour)
-    stop = n - inward(frame[::-1], colour[::-1])
+    start = inward(frame, colour, ok)
+    stop = n - inward(frame[::-1], colour[::-1], ok[::-1])
     return start, max(start, stop), seen
 
 
@@ -116,11 +144,59 @@ def inner_box(image: Image.Image) -> tuple[float, float, float, float] | None:
     top, bottom = top + t2, top + b2
     if bottom - top < MIN_SIDE:
         return None
+    moved = _at_edges(rgb, [left, top, right, bottom])
+    if moved is None:
+        return None
+    left, top, right, bottom = moved
     cut = max(1 - (right - left) / w, 1 - (bottom - top) / h)
     area = (right - left) * (bottom - top) / (w * h)
     if cut < MIN_CUT or area < MIN_AREA:
         return None
     return left / w, top / h, right / w, bottom / h
+
+
+def _side_share(rgb: np.ndarray, box: list[int], side: int) -> float:
+    """Of the ``EDGE_LINES`` lines just inside side ``side`` (0 left, 1 top, 2 right, 3 bottom) of ``box``
+    ``[left, top, right, bottom]`` (pixels of ``rgb`` (h, w, 3) int16), the share of pixels within
+    ``TOLERANCE`` of the median colour of the line just outside it: 0 when the content starts abruptly
+    there (or the side is the image's edge), near ``FLAT_FRACTION`` when it fades out of the frame."""
+    h, w = rgb.shape[:2]
+    left, top, right, bottom = box
+    k = EDGE_LINES
+    if side == 1 and top > 0:
+        outside, inside = rgb[top - 1, left:right], rgb[top:top + k, left:right]
+    elif side == 3 and bottom < h:
+        outside, inside = rgb[bottom, left:right], rgb[max(top, bottom - k):bottom, left:right]
+    elif side == 0 and left > 0:
+        outside, inside = rgb[top:bottom, left - 1], rgb[top:bottom, left:left + k]
+    elif side == 2 and right < w:
+        outside, inside = rgb[top:bottom, right], rgb[top:bottom, max(left, right - k):right]
+    else:
+        return 0.0
+    colour = np.median(outside, axis=0)
+    return float(np.all(np.abs(inside - colour) <= TOLERANCE, axis=-1).mean())
+
+
+def _at_edges(rgb: np.ndarray, box: list[int]) -> list[int] | None:
+    """``box`` with each side that fades out of the frame (:func:`_side_share` > ``EDGE_SHARE``) moved out,
+    line by line, to where the content starts abruptly (share at most ``RETREAT_SHARE``): a frame followed
+    by the picture's own flat background (a coloured border, then a photo's dark sky) keeps that background
+    in the view. None when such a side reaches the image's edge first: a flat sky, a dark background or an
+    empty canvas that fades into the content is the picture's own, not a frame. Each side is judged over
+    the span of the box as found (measured: judging over the span widened by another side's move finds
+    spurious edges inside photos)."""
+    h, w = rgb.shape[:2]
+    out = list(box)
+    for side in range(4):
+        trial = list(box)
+        if _side_share(rgb, trial, side) <= EDGE_SHARE:
+            continue
+        while _side_share(rgb, trial, side) > RETREAT_SHARE:
+            trial[side] += -1 if side < 2 else 1
+        if trial[side] == (0, 0, w, h)[side]:
+            return None
+        out[side] = trial[side]
+    return out
 
 
 def crop(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:

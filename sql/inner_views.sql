@@ -1,12 +1,12 @@
 -- Second views (issue 15): the inner picture of a screenshot, app window, meme layout or bordered copy
 -- (maya.views). One row per (content, detector version) once checked; the box is NULL when the content has
--- no inner view. The view's pHash is in hashes (algorithm 'phash64-v2@inner-v1'), its embedding in
--- embeddings (model '<model id>@inner-v1'). A view is never a file.
+-- no inner view. The view's pHash is in hashes (algorithm 'phash64-v2@inner-v2'), its embedding in
+-- embeddings (model '<model id>@inner-v2'). A view is never a file.
 -- Applied after schema.sql at every start; every statement is idempotent.
 
 CREATE TABLE IF NOT EXISTS views (
     sha256      VARCHAR NOT NULL,
-    view        VARCHAR NOT NULL, -- detector version, e.g. 'inner-v1'
+    view        VARCHAR NOT NULL, -- detector version, e.g. 'inner-v2'
     box_left    DOUBLE,           -- fractions (0..1) of the oriented image's width / height; NULL: no view
     box_top     DOUBLE,
     box_right   DOUBLE,

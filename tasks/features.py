@@ -20,6 +20,8 @@ from maya.tasks.policies import transient_only
 @task(name="image-features", retries=2, retry_delay_seconds=[1, 4], retry_condition_fn=transient_only,
       cache_policy=NO_CACHE)
 def image_features(items, want_hash: bool, model: features.ModelSpec | None,
-                   max_pixels: int | None, retry_delays: tuple[float, ...] = ()) -> features.FeatureBatch:
-    """Task form of :func:`maya.features.compute_batch` (``retry_delays``: per-file transient retries)."""
-    return features.compute_batch(items, want_hash, model, max_pixels, retry_delays)
+                   max_pixels: int | None, retry_delays: tuple[float, ...] = (),
+                   views: bool = False) -> features.FeatureBatch:
+    """Task form of :func:`maya.features.compute_batch` (``retry_delays``: per-file transient retries;
+    ``views``: also the inner view boxes)."""
+    return features.compute_batch(items, want_hash, model, max_pixels, retry_delays, views)

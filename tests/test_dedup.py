@@ -42,7 +42,9 @@ def test_phash_mode_finds_the_ground_truth_groups(corpus):
         assert g["members"][0]["path"] == g["keep"] and g["members"][0]["phash_distance"] == 0
         assert Path(g["keep"]).parent.name != "copies"  # a copy is never older than its source
         for m in g["members"]:
-            assert set(m) == {"path", "sha256", "phash_distance", "clip_similarity", "exact", "clause"}
+            assert set(m) == {"path", "sha256", "phash_distance", "clip_similarity", "exact", "clause", "views"}
+            assert m["views"] == ("" if m["clause"] in ("keep", "exact") else m["views"]) and \
+                (m["views"] in ("", "whole/whole", "inner/whole", "whole/inner", "inner/inner"))
             assert m["exact"] == (m["path"] in corpus.exact)
             assert m["clause"] == ("keep" if m["path"] == g["keep"] else
                                    "exact" if m["sha256"] == g["members"][0]["sha256"] else "phash")
@@ -477,12 +479,12 @@ def test_flow_equals_library_and_fills_duckdb(prefect_server, corpus, tiny_clip_
         SELECT count(*) FROM dedup_pairs p JOIN runs r USING (run_id)
         JOIN hashes ha ON ha.sha256 = p.a AND ha.algorithm = 'phash64-v2'
         JOIN hashes hb ON hb.sha256 = p.b AND hb.algorithm = 'phash64-v2'
-        LEFT JOIN hashes va ON va.sha256 = p.a AND va.algorithm = 'phash64-v2@inner-v1'
-        LEFT JOIN hashes vb ON vb.sha256 = p.b AND vb.algorithm = 'phash64-v2@inner-v1'
+        LEFT JOIN hashes va ON va.sha256 = p.a AND va.algorithm = 'phash64-v2@inner-v2'
+        LEFT JOIN hashes vb ON vb.sha256 = p.b AND vb.algorithm = 'phash64-v2@inner-v2'
         JOIN embeddings ea ON ea.sha256 = p.a AND ea.model = r.model
         JOIN embeddings eb ON eb.sha256 = p.b AND eb.model = r.model
-        LEFT JOIN embeddings wa ON wa.sha256 = p.a AND wa.model = r.model || '@inner-v1'
-        LEFT JOIN embeddings wb ON wb.sha256 = p.b AND wb.model = r.model || '@inner-v1'
+        LEFT JOIN embeddings wa ON wa.sha256 = p.a AND wa.model = r.model || '@inner-v2'
+        LEFT JOIN embeddings wb ON wb.sha256 = p.b AND wb.model = r.model || '@inner-v2'
         WHERE p.run_id = ? AND (least((SELECT min(bit_count(xor(v.bits, hb.bits))) FROM hash_variants v WHERE v.sha256 = p.a),
                                       (SELECT min(bit_count(xor(v.bits, ha.bits))) FROM hash_variants v WHERE v.sha256 = p.b),
                                       bit_count(xor(va.bits, hb.bits)), bit_count(xor(ha.bits, vb.bits)),

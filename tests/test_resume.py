@@ -72,9 +72,9 @@ def _counts(db) -> dict:
     try:
         q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
         return {
-            # whole images only (views have their own ids: 'phash64-v2@inner-v1', '<model>@inner-v1')
-            "hashes": q("SELECT count(*) FROM hashes WHERE algorithm NOT LIKE '%@inner-v1'")[0][0],
-            "embeddings": q("SELECT count(*) FROM embeddings WHERE model NOT LIKE '%@inner-v1'")[0][0],
+            # whole images only (views have their own ids: 'phash64-v2@inner-v2', '<model>@inner-v2')
+            "hashes": q("SELECT count(*) FROM hashes WHERE algorithm NOT LIKE '%@inner-v2'")[0][0],
+            "embeddings": q("SELECT count(*) FROM embeddings WHERE model NOT LIKE '%@inner-v2'")[0][0],
             "images": q("SELECT count(*) FROM images")[0][0],
             "runs": q("SELECT run_id, status, hashes_computed, hashes_reused, embeddings_computed, "
                       "embeddings_reused FROM runs ORDER BY run_id"),

@@ -171,7 +171,7 @@ def test_triggered_evaluate_run_completes_and_writes_duckdb(stack):
         run_id, status, flow_run_id = con.execute(
             "SELECT run_id, status, flow_run_id FROM runs WHERE flow = 'evaluate'").fetchone()
         n_scores = con.execute("SELECT count(*) FROM scores WHERE run_id = ?", [run_id]).fetchone()[0]
-        n_emb = con.execute("SELECT count(*) FROM embeddings WHERE model NOT LIKE '%@inner-v1'").fetchone()[0]
+        n_emb = con.execute("SELECT count(*) FROM embeddings WHERE model NOT LIKE '%@inner-v2'").fetchone()[0]
         methods = {m for (m,) in con.execute("SELECT DISTINCT method FROM metrics WHERE run_id = ? AND selected",
                                              [run_id]).fetchall()}
     finally:

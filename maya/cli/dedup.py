@@ -85,6 +85,11 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
     th.add_argument("--no-views", dest="views", action="store_false",
                     help="do not compare the inner picture of screenshots, memes and bordered copies (saves "
                          "one embedding per such image; default: on)")
+    from maya.views import EXTRA_VIEWS
+
+    th.add_argument("--extra-views", action="append", default=[], choices=sorted(EXTRA_VIEWS), metavar="VIEW",
+                    help="also compare this fixed view of every image (repeatable; centre: the middle 50 %% of "
+                         "the area, for centre crops; costs one more decode and embedding per image; default: none)")
     kp = p.add_argument_group("which file of a group is kept")
     kp.add_argument("--keep", choices=("source", "largest", "oldest", "newest", "first-root"), default="source",
                     help="source (default): the file that looks like the original: not under a folder or name "
@@ -161,7 +166,7 @@ def _cmd_dedup(args) -> int:
     accept, radius = phash_band(args)
     options = lib.DedupOptions(args.mode, accept, radius, args.clip_verify, args.clip_strict, args.clip_k,
                                args.split_chains, args.grouping, args.clip_veto, args.keep, tuple(args.prefer),
-                               views=args.views).check()
+                               views=args.views, extra_views=tuple(dict.fromkeys(args.extra_views))).check()
     selection = FileSelection(tuple(args.exclude or ()), parse_size(args.min_size) if args.min_size else 0,
                               parse_extensions(args.ext))
     roots = lib.check_roots(args.dirs)
@@ -292,6 +297,8 @@ def print_summary(summary: dict, *, out=None, show_groups: bool = True, max_erro
             p(f"  group {k}: keep {_shown(g['keep'])}")
             for m in g["members"][1:]:
                 sim = "" if m["clip_similarity"] is None else f", sim {m['clip_similarity']:.3f}"
+                if m.get("views") and m["views"] != "whole/whole":
+                    sim += f" ({m['views']} views)"
                 p(f"           {_shown(m['path'])} (d {m['phash_distance']}{sim}{', exact' if m['exact'] else ''}"
                   f"{', by ' + m['clause'] if m.get('clause') else ''})")
         if len(groups) > max_groups:

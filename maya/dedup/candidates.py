@@ -36,38 +36,82 @@ class Images:
     height: np.ndarray
     variants: np.ndarray | None = None  # uint64 (n, 8): dihedral pHashes (maya.hashing.dihedral); None: plain only
     # second views (maya.views), m of them: the image each belongs to, its pHash, its unit embedding
-    view_of: np.ndarray | None = None  # int64 (m,), indices into sha256
+    view_of: np.ndarray | None = None  # int64 (m,), indices into sha256 (an image may have several views)
     view_hashes: np.ndarray | None = None  # uint64 (m,)
     view_vectors: np.ndarray | None = None  # float32 (m, dim); None without embeddings
+    view_kind: np.ndarray | None = None  # int8 (m,): index into view_names (None: all 1, the inner view)
+    view_names: tuple = ("whole", "inner")  # name of each kind of view; 0 is the whole image
 
     low_structure: np.ndarray | None = None  # bool (n,): too uniform for pHash (maya.hashing.structure)
     pixels: list | None = None  # (n,) pixel digests (str or None), for pixel-identical low-structure images
 
-    def _view_rows(self, idx) -> np.ndarray:
-        """Row in the view arrays of each image of ``idx`` (int64, -1: the image has no view)."""
+    def _view_slots(self, idx) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The views of each image of ``idx``, slot by slot: per slot ``(row, kind)``, int64 / int8 (len(idx),):
+        the row in the view arrays of the image's s-th view (-1: none) and its kind (index into
+        ``view_names``)."""
         import numpy as np
 
-        rows = np.full(len(self.sha256), -1, dtype=np.int64)
-        if self.view_of is not None:
-            rows[self.view_of] = np.arange(self.view_of.size)
-        return rows[np.asarray(idx, dtype=np.int64)]
+        if self.view_of is None or not self.view_of.size:
+            return []
+        cached = getattr(self, "_slot_table", None)
+        if cached is None or cached[0] is not self.view_of:  # once per set of views: (n,) rows per slot
+            kind = np.ones(self.view_of.size, np.int8) if self.view_kind is None else self.view_kind
+            order = np.argsort(self.view_of, kind="stable")
+            owner = self.view_of[order]
+            rank = np.arange(owner.size) - np.searchsorted(owner, owner)  # rank of each view among its image's
+            table = []
+            for s in range(int(rank.max()) + 1):
+                rows = np.full(len(self.sha256), -1, dtype=np.int64)
+                rows[owner[rank == s]] = order[rank == s]
+                table.append((rows, np.where(rows >= 0, kind[np.maximum(rows, 0)], 0).astype(np.int8)))
+            cached = self._slot_table = (self.view_of, table)
+        idx = np.asarray(idx, dtype=np.int64)
+        return [(rows[idx], kinds[idx]) for rows, kinds in cached[1]]
+
+    def view_pair_name(self, code: int) -> str:
+        """``"<first image's view>/<second image's view>"`` of a code from :meth:`similarity_views` or
+        :meth:`phash_views`, e.g. ``"inner/whole"``."""
+        k = len(self.view_names)
+        return f"{self.view_names[int(code) // k]}/{self.view_names[int(code) % k]}"
 
     def similarity(self, a, b) -> np.ndarray:
         """Cosine similarity (float64) of images ``a[k]``, ``b[k]`` over their best pair of views (whole
         images and inner views)."""
+        return self.similarity_views(a, b)[0]
+
+    def similarity_views(self, a, b) -> tuple[np.ndarray, np.ndarray]:
+        """``(similarity, views)``: as :meth:`similarity`, and which pair of views reached it (int8 (P,), a
+        code for :meth:`view_pair_name`; 0: the whole images)."""
         import numpy as np
 
         sim = pair_similarity(self.vectors, a, b)
+        which = np.zeros(len(sim), np.int8)
         if self.view_vectors is None or not self.view_vectors.size or not len(sim):
-            return sim
-        ra, rb = self._view_rows(a), self._view_rows(b)
-        for x, y, ok in ((self.view_vectors[np.maximum(ra, 0)], self.vectors[b], ra >= 0),
-                         (self.vectors[a], self.view_vectors[np.maximum(rb, 0)], rb >= 0),
-                         (self.view_vectors[np.maximum(ra, 0)], self.view_vectors[np.maximum(rb, 0)],
-                          (ra >= 0) & (rb >= 0))):
-            s = np.einsum("ij,ij->i", x, y, dtype=np.float64)
-            sim = np.where(ok, np.maximum(sim, s), sim)
-        return sim
+            return sim, which
+        whole_a, whole_b = (np.asarray(x, dtype=np.int64) for x in (a, b))
+        for x, y, ok, code in self._view_combinations(a, b):
+            va = self.view_vectors[np.maximum(x, 0)] if x is not None else self.vectors[whole_a]
+            vb = self.view_vectors[np.maximum(y, 0)] if y is not None else self.vectors[whole_b]
+            s = np.einsum("ij,ij->i", va, vb, dtype=np.float64)
+            better = ok & (s > sim)
+            sim, which = np.where(better, s, sim), np.where(better, code, which).astype(np.int8)
+        return sim, which
+
+    def _view_combinations(self, a, b):
+        """Per pair of views other than (whole, whole): ``(rows of a or None: whole, rows of b or None, ok,
+        code)``, arrays over the pairs ``(a[k], b[k])``."""
+        import numpy as np
+
+        k = len(self.view_names)
+        sa, sb = self._view_slots(a), self._view_slots(b)
+        zero = np.zeros(len(a), np.int8)
+        for ra, ka in sa:
+            yield ra, None, ra >= 0, ka.astype(np.int64) * k
+        for rb, kb in sb:
+            yield None, rb, rb >= 0, kb.astype(np.int64) + zero
+        for ra, ka in sa:
+            for rb, kb in sb:
+                yield ra, rb, (ra >= 0) & (rb >= 0), ka.astype(np.int64) * k + kb
 
     def phash_distance(self, a, b) -> np.ndarray:
         """pHash distance in bits (int64) of images ``a[k]``, ``b[k]``: the dihedral distance (least over the 8
@@ -77,6 +121,11 @@ class Images:
     def phash_match(self, a, b) -> tuple[np.ndarray, np.ndarray]:
         """``(distance, variant)``: as :meth:`phash_distance`, and the variant index (int8) that reached it
         (0, identity, without variants)."""
+        return self.phash_views(a, b)[:2]
+
+    def phash_views(self, a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(distance, variant, views)``: as :meth:`phash_match`, and which pair of views reached the
+        distance (int8, a code for :meth:`view_pair_name`; the variant is of the whole images)."""
         import numpy as np
         from maya.hashing import dihedral, hamming
 
@@ -84,18 +133,22 @@ class Images:
             d, k = hamming(self.hashes[a], self.hashes[b]).astype(np.int64), np.zeros(len(a), np.int8)
         else:
             d, k = dihedral.distance(self.variants[a], self.variants[b])
+        which = np.zeros(len(d), np.int8)
         if self.view_hashes is not None and self.view_hashes.size and len(d):
-            ra, rb = self._view_rows(a), self._view_rows(b)
-            va, vb = self.view_hashes[np.maximum(ra, 0)], self.view_hashes[np.maximum(rb, 0)]
-            for x, y, ok in ((va, self.hashes[b], ra >= 0), (self.hashes[a], vb, rb >= 0),
-                             (va, vb, (ra >= 0) & (rb >= 0))):
-                d = np.where(ok, np.minimum(d, hamming(x, y).astype(np.int64)), d)
-        return d, k
+            whole_a, whole_b = (np.asarray(x, dtype=np.int64) for x in (a, b))
+            for x, y, ok, code in self._view_combinations(a, b):
+                ha = self.view_hashes[np.maximum(x, 0)] if x is not None else self.hashes[whole_a]
+                hb = self.view_hashes[np.maximum(y, 0)] if y is not None else self.hashes[whole_b]
+                dv = hamming(ha, hb).astype(np.int64)
+                better = ok & (dv < d)
+                d, which = np.where(better, dv, d), np.where(better, code, which).astype(np.int8)
+        return d, k, which
 
 
-def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 4096, views: bool = False) -> Images:
+def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 4096, views: bool = False,
+                extra_views: Sequence[str] = ()) -> Images:
     """Read the features of ``shas`` from the store (vectors in chunks, straight into one matrix); with
-    ``views``, their stored second views too."""
+    ``views``, their stored second views too, and the fixed ``extra_views`` (``maya.views.EXTRA_VIEWS``)."""
     import numpy as np
     from maya import store
     from maya.hashing import DEFAULT, dihedral, structure
@@ -118,29 +171,41 @@ def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 
     pixels = [struct.get(s, (np.inf, None))[1] for s in shas]
     images = Images(shas, hashes, vectors, width, height, variants,
                     low_structure=structure.is_low_structure(std), pixels=pixels)
-    if views:
-        _load_views(con, images, model_id)
+    if views or extra_views:
+        _load_views(con, images, model_id, inner=views, extra=tuple(extra_views))
     return images
 
 
-def _load_views(con, images: Images, model_id: str | None) -> None:
+def _load_views(con, images: Images, model_id: str | None, inner: bool = True, extra: tuple = ()) -> None:
     """Fill the view arrays of ``images`` from the store (``maya.view_features``): views with a pHash and,
-    with ``model_id``, an embedding."""
+    with ``model_id``, an embedding; the inner views (with ``inner``) and the fixed ``extra`` views."""
     import numpy as np
     from maya import store, view_features, views
 
-    boxes = view_features.stored_boxes(con, images.sha256)
-    with_box = [s for s in images.sha256 if boxes.get(s) is not None]
-    vh = store.load_hashes(con, with_box, view_features.hash_id())
-    ve = store.load_embeddings(con, with_box, views.view_feature_id(model_id)) if model_id else {}
-    keep = [s for s in with_box if s in vh and (model_id is None or s in ve)]
+    kinds = []  # (name, sha256s that may have it, hash id, model id)
+    if inner:
+        boxes = view_features.stored_boxes(con, images.sha256)
+        kinds.append(("inner", [s for s in images.sha256 if boxes.get(s) is not None], view_features.hash_id(),
+                      views.view_feature_id(model_id) if model_id else None))
+    for name in extra:
+        kinds.append((name, images.sha256, *view_features.extra_ids(name, model_id)))
     index_of = {s: k for k, s in enumerate(images.sha256)}
-    images.view_of = np.array([index_of[s] for s in keep], dtype=np.int64)
-    images.view_hashes = np.array([vh[s] for s in keep], dtype=np.uint64)
+    of, kind, bits, vecs = [], [], [], []
+    for k, (name, shas, hid, eid) in enumerate(kinds, start=1):
+        vh = store.load_hashes(con, shas, hid)
+        ve = store.load_embeddings(con, shas, eid) if eid else {}
+        keep = [s for s in shas if s in vh and (model_id is None or s in ve)]
+        of += [index_of[s] for s in keep]
+        kind += [k] * len(keep)
+        bits += [vh[s] for s in keep]
+        vecs += [ve[s] for s in keep] if model_id else []
+    images.view_names = ("whole", *(name for name, *_ in kinds))
+    images.view_of = np.array(of, dtype=np.int64)
+    images.view_kind = np.array(kind, dtype=np.int8)
+    images.view_hashes = np.array(bits, dtype=np.uint64)
     if model_id is not None and images.vectors is not None:
         dim = images.vectors.shape[1]
-        images.view_vectors = (np.stack([ve[s] for s in keep]).astype(np.float32) if keep
-                               else np.zeros((0, dim), np.float32))
+        images.view_vectors = (np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32))
 
 
 @dataclass

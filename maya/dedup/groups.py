@@ -21,7 +21,7 @@ class Member:
     path: str
     sha256: str
     phash_distance: int  # bits, to the kept file
-    clip_similarity: float | None  # to the kept file; None without embeddings
+    clip_similarity: float | None  # to the kept file, over the best pair of views; None without embeddings
     exact: bool  # byte-identical to another member
     width: int
     height: int
@@ -31,6 +31,11 @@ class Member:
     #: file), "phash", "phash+clip", "clip" (the rule's clause, :mod:`maya.rule`), or "chained" (not
     #: accepted directly with the kept file: only in a chained group of ``--grouping components``)
     clause: str = ""
+    #: which views reached the score that decided (the pHash distance for clause "phash", else the
+    #: similarity): "<member's view>/<kept file's view>", each "whole" or "inner" (maya.views), e.g.
+    #: "inner/whole" for a screenshot whose inner picture matched the kept photo; "" for the kept file and
+    #: its byte-identical copies
+    views: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,14 +135,16 @@ def _file_group(images: Images, files_of, items, chained, split, weakest, use_si
     for k in items:
         k = int(k)
         clause = "exact" if k == rep else (clauses.get(k) or "chained")
-        d = int(images.phash_distance(np.array([k]), np.array([rep]))[0])
-        sim = float(np.dot(images.vectors[k], images.vectors[rep])) if use_sim else None
-        if use_sim and k == rep:
-            sim = 1.0
+        d, _, d_views = (int(x[0]) for x in images.phash_views(np.array([k]), np.array([rep])))
+        sim, sim_views = images.similarity_views(np.array([k]), np.array([rep])) if use_sim else (None, None)
+        sim = None if sim is None else (1.0 if k == rep else float(sim[0]))
+        views = "" if k == rep else images.view_pair_name(d_views if sim is None or clause == "phash"
+                                                          else int(sim_views[0]))
         for f in files_of[k]:
             members.append(Member(f.path, f.sha256, d, None if sim is None else round(sim, 6),
                                   len(files_of[k]) >= 2, int(images.width[k]), int(images.height[k]),
-                                  f.size_bytes, f.mtime, "keep" if f is keep_file else clause))
+                                  f.size_bytes, f.mtime, "keep" if f is keep_file else clause,
+                                  "" if f is keep_file else views))
     keep = next(m for m in members if m.path == keep_file.path)
     rest = sorted((m for m in members if m is not keep),
                   key=lambda m: (m.phash_distance, -(m.clip_similarity or 0.0), m.path))
@@ -145,6 +152,6 @@ def _file_group(images: Images, files_of, items, chained, split, weakest, use_si
     if weakest is not None:
         wa, wb, _ = weakest
         d = int(images.phash_distance(np.array([wa]), np.array([wb]))[0])
-        sim = round(float(np.dot(images.vectors[wa], images.vectors[wb])), 6) if use_sim else None
+        sim = round(float(images.similarity(np.array([wa]), np.array([wb]))[0]), 6) if use_sim else None
         link = {"a": files_of[wa][0].path, "b": files_of[wb][0].path, "phash_distance": d, "clip_similarity": sim}
     return DuplicateGroup([keep] + rest, bool(chained), bool(split), link)

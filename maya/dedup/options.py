@@ -79,6 +79,7 @@ class DedupOptions:
     keep: str = "source"  # which file of a group is kept: maya.dedup.keep.KEEP_POLICIES
     prefer: tuple[str, ...] = ()  # globs: a matching file is kept first (--prefer, repeatable)
     views: bool = True  # also compare the inner views of screenshots, memes, borders (maya.views)
+    extra_views: tuple[str, ...] = ()  # fixed extra views to compare too (maya.views.EXTRA_VIEWS; default none)
 
     @property
     def uses_embeddings(self) -> bool:
@@ -128,6 +129,10 @@ class DedupOptions:
             raise DedupUsageError(f"unknown grouping {self.grouping!r}: use one of {', '.join(GROUPINGS)}")
         if isinstance(self.clip_k, bool) or not isinstance(self.clip_k, (int, np.integer)) or self.clip_k < 1:
             raise DedupUsageError(f"clip-k must be a whole number >= 1, got {self.clip_k!r}")
+        from maya.views import EXTRA_VIEWS
+
+        if isinstance(self.extra_views, (str, bytes)) or any(v not in EXTRA_VIEWS for v in self.extra_views):
+            raise DedupUsageError(f"unknown extra views {self.extra_views!r}: use any of {', '.join(EXTRA_VIEWS)}")
         return self
 
     def as_dict(self) -> dict:
@@ -138,7 +143,7 @@ class DedupOptions:
                 "grouping": self.grouping,
                 "clip_veto": None if self.clip_veto is None else float(self.clip_veto),
                 "keep": self.keep, "prefer": list(self.prefer),
-                "views": bool(self.views)}
+                "views": bool(self.views), "extra_views": list(self.extra_views)}
 
 
 #: Pair precision the calibration point must hold on the named study's val split (``--calibration``): a

@@ -4,13 +4,15 @@ The report (also the JSON of ``maya dedup --json``)::
 
     {"groups": [{"keep": path,
                  "members": [{"path": ..., "sha256": ..., "phash_distance": int,
-                              "clip_similarity": float | None, "exact": bool}, ...],
+                              "clip_similarity": float | None, "exact": bool, "clause": str,
+                              "views": str}, ...],
                  "chained": bool, "weakest_link": {...} | None}, ...],
      "errors": [{"path": ..., "error": "<reason>: <detail>"}, ...]}
 
 ``members`` lists every file of the group, the kept one first (distance 0 to itself); scores are to
 the kept file. ``exact``: byte-identical to another member. ``clip_similarity`` is None when no
-embedding model was used (``--mode phash``). ``chained``/``weakest_link``: see ``maya.dedup.grouping`` (the link is reported for groups of three or
+embedding model was used (``--mode phash``); both scores are over the best pair of views, and
+``views`` says which views reached the deciding one (``maya.dedup.groups.Member.views``). ``chained``/``weakest_link``: see ``maya.dedup.grouping`` (the link is reported for groups of three or
 more distinct images, else None).
 Paths are exactly as the walk produced them.
 """
@@ -34,7 +36,8 @@ def build_report(groups: Sequence[DuplicateGroup], errors: Sequence[ingest.FileP
                 "keep": g.keep.path,
                 "keep_reason": g.keep_reason,
                 "members": [{"path": m.path, "sha256": m.sha256, "phash_distance": m.phash_distance,
-                             "clip_similarity": m.clip_similarity, "exact": m.exact, "clause": m.clause}
+                             "clip_similarity": m.clip_similarity, "exact": m.exact, "clause": m.clause,
+                             "views": m.views}
                             for m in g.members],
                 "chained": g.chained,
                 "weakest_link": g.weakest_link,

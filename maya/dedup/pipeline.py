@@ -162,14 +162,22 @@ def run_dedup(
             outcome = features.compute_missing(
                 con, list(path_of), paths=path_of, model=spec, model_id=model_id, batch_size=batch,
                 max_pixels=max_pixels, submit=runner.image_features, in_flight=runner.in_flight,
-                policy=features.DEDUP_POLICY, progress=lambda total: Progress(total, "features", progress))
+                policy=features.DEDUP_POLICY, progress=lambda total: Progress(total, "features", progress),
+                views=options.views)
             ok = [s for s in path_of if s not in outcome.problems]
+            view_counts = None
             if options.views:  # inner views of screenshots, memes, borders (issue 15): cached by content
                 view_counts = view_features.compute_views(con, ok, paths=path_of, model=spec, model_id=model_id,
+                                                          batch_size=batch, max_pixels=max_pixels,
+                                                          boxes=outcome.view_boxes)
+            for name in options.extra_views:  # fixed extra views (--extra-views), default none
+                extra = view_features.compute_extra_views(con, ok, name, paths=path_of, model=spec, model_id=model_id,
                                                           batch_size=batch, max_pixels=max_pixels)
+                view_counts = extra if view_counts is None else {k: view_counts[k] + extra[k] for k in extra}
+            if view_counts is not None:
                 view_features.record_cost(con, run_id, view_counts)
             images = candidates.load_images(con, ok, model_id if options.uses_embeddings else None,
-                                            views=options.views)
+                                            views=options.views, extra_views=options.extra_views)
             # three steps that take minutes on large collections: say where the run is
             steps = Progress(3, "matching (candidates, verify, groups)", progress, unit="step")
             a, b = runner.candidate_pairs(images, options)

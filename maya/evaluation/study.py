@@ -383,14 +383,15 @@ def run_study(
                 if submit is None:  # the default runner: a pool of in_flight threads in this process
                     pool = stack.enter_context(ThreadPoolExecutor(max(1, steps.in_flight), "maya-features"))
                     submit = partial(pool.submit, features.compute_batch)
-                counts = features.compute_missing(
+                outcome = features.compute_missing(
                     con, shas, model=spec if embedder is not None else None, model_id=model_id, batch_size=batch,
                     max_pixels=settings.max_pixels, submit=submit, in_flight=steps.in_flight,
                     policy=features.STUDY_POLICY, retry_failed=refresh, progress=_progress,
-                    log=log).counts_of(features.STUDY_COUNTS)
+                    log=log, views=True)  # the views' boxes found on this decode (maya.view_features)
+                counts = outcome.counts_of(features.STUDY_COUNTS)
             clock.lap("features")
             view_counts = view_features.compute_views(con, shas, model=spec, model_id=model_id, batch_size=batch,
-                                                      max_pixels=settings.max_pixels)
+                                                      max_pixels=settings.max_pixels, boxes=outcome.view_boxes)
             clock.lap("views")
             scores = score_pairs(con, pairs, model_id)
             clock.lap("scores")

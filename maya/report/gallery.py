@@ -29,7 +29,7 @@ THUMB_SIDE = 180
 MAX_GALLERY_GROUPS = 2000
 
 CSV_COLUMNS = ("group", "keep", "path", "sha256", "phash_distance", "clip_similarity", "exact", "width", "height",
-               "size_bytes", "chained", "clause")
+               "size_bytes", "chained", "clause", "views")
 
 
 #: First characters that make a spreadsheet read a cell as a formula (or a DDE command).
@@ -59,7 +59,7 @@ def write_csv(groups: Sequence, path: str | os.PathLike) -> None:
             for i, m in enumerate(g.members):
                 w.writerow([k, i == 0, formula_safe(m.path), m.sha256, m.phash_distance,
                             "" if m.clip_similarity is None else f"{m.clip_similarity:.6f}", m.exact,
-                            m.width, m.height, m.size_bytes, g.chained, m.clause])
+                            m.width, m.height, m.size_bytes, g.chained, m.clause, m.views])
 
 
 def thumbnail_data_uri(path: str, side: int = THUMB_SIDE) -> str | None:

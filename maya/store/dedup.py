@@ -171,6 +171,7 @@ def save_dedup_results(con, run_id: int, roots: Sequence[str], options, images, 
                                          for r in rows], dtype=np.float64),
             "exact": np.array([r[2].exact for r in rows], dtype=bool),
             "clause": [r[2].clause for r in rows],
+            "views": [r[2].views for r in rows],
         })
         store.insert_rows(con, "dedup_errors", {
             "run_id": np.full(len(errors), run_id, dtype=np.int64),
