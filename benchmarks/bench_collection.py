@@ -52,9 +52,31 @@ def originals(dest: Path, which: str, tiles: int) -> Path:
             w, h = im.size
             boxes = ([(0, 0, w // 2, h), (w // 2, 0, w, h)] if tiles == 2 else
                      [(x, y, x + w // 2, y + h // 2) for y in (0, h // 2) for x in (0, w // 2)])
+            kept: list = []
             for k, box in enumerate(boxes):
-                im.crop(box).save(dest / f"{p.stem}-t{k}.png")
+                tile = im.crop(box)
+                if _mirrors_a_tile(tile, kept):
+                    print(f"  {p.stem}-t{k}: a flip/turn of another tile of {p.stem} (not a distinct original), left out")
+                    continue
+                kept.append(tile)
+                tile.save(dest / f"{p.stem}-t{k}.png")
     return dest
+
+
+def _mirrors_a_tile(tile, kept: list) -> bool:
+    """Whether ``tile`` is a flip or quarter turn of one of ``kept`` (dihedral pHash within the accept band): the
+    halves of a mirror-symmetric photo (the Shepp-Logan phantom, a chessboard) are copies of each other, so the
+    truth would call a true mirror copy a false pair."""
+    import numpy as np
+
+    from maya.dedup.options import PHASH_ACCEPT
+    from maya.hashing import dihedral
+
+    if not kept:
+        return False
+    v = dihedral.dihedral_bits([tile] + kept)
+    d, _ = dihedral.distance(np.repeat(v[:1], len(kept), axis=0), v[1:])
+    return bool((d <= PHASH_ACCEPT).any())
 
 
 def pair_f1(db_path: Path, run_id: int) -> dict[str, float]:

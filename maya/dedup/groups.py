@@ -28,7 +28,8 @@ class Member:
     size_bytes: int
     mtime: float
     #: what admitted it, to the kept file: "keep" (the kept file), "exact" (byte-identical to the kept
-    #: file), "phash", "phash+clip", "clip" (the rule's clause, :mod:`maya.rule`), or "chained" (not
+    #: file), "phash", "phash+clip", "clip" (the rule's clause, :mod:`maya.rule`), "clip-majority" (not a
+    #: direct match: resembles most of the group's files, :func:`maya.dedup.stars.attach_by_majority`), or "chained" (not
     #: accepted directly with the kept file: only in a chained group of ``--grouping components``)
     clause: str = ""
 
@@ -89,7 +90,7 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     def accepts_clause(x, y):
         d, unhashable, identical = structure_masks(images, x, y, images.phash_distance(x, y))
         sim = images.similarity(x, y) if use_sim else None
-        return decide(d, sim, options, unhashable, identical)
+        return decide(d, sim, options, unhashable, identical, images.pair_scale(x, y))
 
     def accepts(x, y):
         return accepts_clause(x, y) != ""
@@ -97,13 +98,17 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     groups = grouping.group_pairs(n, pairs.a, pairs.b, strength(pairs.a, pairs.b), rank=rank,
                                   accepts=accepts, split_chains=options.split_chains,
                                   method=options.grouping)
+    voted: set[int] = set()
+    if options.uses_majority and images.near is not None and use_sim:  # left-out copies: a vote of the group
+        groups, voted = _attach(n, groups, images, options)
     grouped = set()
     out = []
     for g in groups:
         grouped.update(int(x) for x in g.items)
         # with two images the weakest link is the only link: reported from three images on
         weakest = g.weakest_link if g.items.size >= 3 else None
-        out.append(_file_group(images, files_of, g.items, g.chained, g.split, weakest, use_sim, accepts_clause))
+        out.append(_file_group(images, files_of, g.items, g.chained, g.split, weakest, use_sim, accepts_clause,
+                               voted))
     for k in range(n):  # byte-identical files with no other near-duplicate
         if k not in grouped and len(files_of[k]) >= 2:
             out.append(_file_group(images, files_of, np.array([k]), False, False, None, use_sim, accepts_clause))
@@ -118,7 +123,30 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     return out
 
 
-def _file_group(images: Images, files_of, items, chained, split, weakest, use_sim, clause_of) -> DuplicateGroup:
+def _attach(n: int, groups: list, images: Images, options: DedupOptions) -> tuple[list, set[int]]:
+    """Star groups with left-out items attached by a majority vote (:func:`maya.dedup.stars.attach_by_majority`),
+    their weakest link updated; and the attached items."""
+    from dataclasses import replace
+
+    import numpy as np
+    from maya.dedup.stars import attach_by_majority
+
+    items, voted = attach_by_majority(n, [(g.items, g.representative) for g in groups], *images.near,
+                                      images.similarity, floor=float(options.clip_majority),
+                                      margin=float(options.clip_majority_margin))
+    out = []
+    for g, it in zip(groups, items):
+        if it.size != g.items.size:
+            rep, others = g.representative, it[1:]
+            sim = images.similarity(np.full(others.size, rep, dtype=np.int64), others)
+            k = int(np.argmin(sim))
+            g = replace(g, items=it, weakest_link=(rep, int(others[k]), float(sim[k])))
+        out.append(g)
+    return out, voted
+
+
+def _file_group(images: Images, files_of, items, chained, split, weakest, use_sim, clause_of,
+                voted=frozenset()) -> DuplicateGroup:
     import numpy as np
 
     rep = int(items[0])
@@ -129,7 +157,7 @@ def _file_group(images: Images, files_of, items, chained, split, weakest, use_si
         if others.size else {}
     for k in items:
         k = int(k)
-        clause = "exact" if k == rep else (clauses.get(k) or "chained")
+        clause = "exact" if k == rep else (clauses.get(k) or ("clip-majority" if k in voted else "chained"))
         d = int(images.phash_distance(np.array([k]), np.array([rep]))[0])
         sim = float(np.dot(images.vectors[k], images.vectors[rep])) if use_sim else None
         if use_sim and k == rep:
