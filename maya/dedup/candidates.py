@@ -39,6 +39,7 @@ class Images:
     view_of: np.ndarray | None = None  # int64 (m,), indices into sha256
     view_hashes: np.ndarray | None = None  # uint64 (m,)
     view_vectors: np.ndarray | None = None  # float32 (m, dim); None without embeddings
+    view_boxes: np.ndarray | None = None  # float64 (m, 4): each view's box (left, top, right, bottom fractions)
 
     low_structure: np.ndarray | None = None  # bool (n,): too uniform for pHash (maya.hashing.structure)
     pixels: list | None = None  # (n,) pixel digests (str or None), for pixel-identical low-structure images
@@ -151,6 +152,7 @@ def _load_views(con, images: Images, model_id: str | None) -> None:
     index_of = {s: k for k, s in enumerate(images.sha256)}
     images.view_of = np.array([index_of[s] for s in keep], dtype=np.int64)
     images.view_hashes = np.array([vh[s] for s in keep], dtype=np.uint64)
+    images.view_boxes = np.array([boxes[s] for s in keep], dtype=np.float64).reshape(-1, 4)
     if model_id is not None and images.vectors is not None:
         dim = images.vectors.shape[1]
         images.view_vectors = (np.stack([ve[s] for s in keep]).astype(np.float32) if keep

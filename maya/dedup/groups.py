@@ -68,9 +68,11 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
         if k is not None:
             files_of[k].append(f)
     pixels = images.width * images.height
+    framed = framed_copies(images, pairs, files_of) if options.keep == "source" else np.zeros(len(files_of), bool)
 
     def key_of(k: int, f) -> tuple:
-        return keep_order(options.keep, f.path, int(pixels[k]), f.size_bytes, f.mtime, roots, options.prefer)
+        return keep_order(options.keep, f.path, int(pixels[k]), f.size_bytes, f.mtime, roots, options.prefer,
+                          bool(framed[k]))
 
     for k, fl in enumerate(files_of):
         fl.sort(key=lambda f: key_of(k, f))  # the one kept of byte-identical copies first
@@ -120,6 +122,52 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     out = [replace(g, keep_reason=keep_reason(options.keep, keys[g.keep.path], [keys[m.path] for m in g.members[1:]]))
            for g in out]
     out.sort(key=lambda g: g.keep.path)
+    return out
+
+
+#: How far (log of the ratio) an inner view's aspect may be from the partner's for the view to be that partner
+#: inside an added frame: a border drawn around a picture keeps its shape; a crop of a plain background rarely
+#: cuts the same box as the view.
+FRAME_ASPECT = 0.02
+
+
+def framed_copies(images: Images, pairs: Pairs, files_of) -> np.ndarray:
+    """Bool (n,): images that are a copy with an added frame of an image they are accepted with (the keep
+    rule prefers the other, :mod:`maya.dedup.keep`).
+
+    Cheap first: only an image with an inner view (:mod:`maya.views`, loaded with the features) whose view's
+    pHash is nearer an accepted partner's than its own is, at the partner's aspect ratio (FRAME_ASPECT); then
+    its file is decoded once and the pixels
+    outside the view's box must be one flat colour (:func:`maya.dedup.keep.added_frame`), which a photo's own
+    dark sky or plain wall (also cut off by the view) is not.
+    """
+    import numpy as np
+    from maya.dedup.keep import added_frame
+    from maya.hashing import hamming
+    from maya.io.images import ImageLoadError, load_image
+
+    n = len(images.sha256)
+    out = np.zeros(n, bool)
+    if images.view_of is None or not images.view_of.size or images.view_boxes is None or not len(pairs):
+        return out
+    rows = images._view_rows(np.arange(n))
+    x = np.concatenate([pairs.a, pairs.b])
+    y = np.concatenate([pairs.b, pairs.a])
+    has = rows[x] >= 0
+    x, y = x[has], y[has]
+    nearer = hamming(images.view_hashes[rows[x]], images.hashes[y]) < hamming(images.hashes[x], images.hashes[y])
+    box = images.view_boxes[rows[x]]  # the inner picture has the partner's shape (a crop of a plain background
+    inner = (box[:, 2] - box[:, 0]) * images.width[x] / np.maximum((box[:, 3] - box[:, 1]) * images.height[x], 1e-9)
+    shape = images.width[y] / np.maximum(images.height[y], 1)  # rarely does, an added frame always)
+    nearer &= np.abs(np.log(inner / shape)) <= FRAME_ASPECT
+    for k in np.unique(x[nearer]).tolist():
+        if not files_of[k]:
+            continue
+        try:
+            image = load_image(files_of[k][0].path).image
+        except (ImageLoadError, OSError):
+            continue
+        out[k] = added_frame(image, tuple(images.view_boxes[rows[k]]))
     return out
 
 
