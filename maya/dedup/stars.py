@@ -22,6 +22,7 @@ Costs O(pairs) plus one rule check per (candidate keeper, member).
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -142,7 +143,8 @@ def attach_by_majority(n: int, groups: list[tuple[np.ndarray, int]], near_a: np.
                 if 2 * int((sim >= floor).sum()) > items.size:
                     votes.append((float(sim.mean()), g))
             votes.sort(reverse=True)
-            if votes and votes[0][0] >= floor and (len(votes) == 1 or votes[0][0] - votes[1][0] >= margin):
+            lead = votes[0][0] - votes[1][0] if len(votes) > 1 else math.inf
+            if votes and votes[0][0] >= floor and lead >= margin and lead > 0:  # a tie joins neither
                 joined.setdefault(votes[0][1], []).append(x)
     out = [np.concatenate([items, np.sort(np.asarray(joined.get(g, []), dtype=np.int64))]).astype(np.int64)
            for g, (items, _) in enumerate(groups)]
