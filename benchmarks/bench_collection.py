@@ -180,8 +180,9 @@ def main(argv=None) -> int:
               f"({time.perf_counter() - t0:.0f} s); collection: {c.files} files of {c.originals} originals")
         print("pair F1 (test split, thresholds chosen on val): " +
               ", ".join(f"{m} {f:.4f}" for m, f in sorted(f1s.items())))
-        before = DedupOptions(clip_verify=0.80, clip_strict=0.85, grouping="components")  # the defaults until issue 13
         off = float("nan")
+        before = DedupOptions(clip_verify=0.80, clip_strict=0.85, grouping="components", clip_local_floor=off,
+                              clip_local_margin=off)  # the defaults until issue 13
         previous = DedupOptions(clip_verify=0.80, clip_strict=0.95, clip_veto=0.30, clip_local_floor=off,
                                 clip_local_margin=off, clip_majority=off, clip_majority_margin=off)
         for label, calibration, o in (("built-in defaults", None, DedupOptions()),
