@@ -47,12 +47,10 @@ CLIP_VETO = 0.60  # a pHash accept whose similarity is below this is no match: t
 #: comparable across models: efficientnet-lite0's copies score 0.885-0.985 against their originals and
 #: different photos at most 0.35 on the demo photos, while CLIP puts unrelated photos at 0.5-0.8.
 #: Values: (clip_verify, clip_strict, clip_veto). efficientnet-lite0's were chosen on the collection benchmark
-#: (benchmarks/bench_collection.py --photos a --tiles 2 --sweep: the even half of the bundled photos, each cut
-#: into left / right halves = 24 originals, 8 edits + 2 chains each, 263 files): with star grouping,
-#: (0.80, 0.95) was the highest-F1 point holding pairwise precision >= 0.99 (P 1.000, R 0.629, F1 0.772),
-#: where the old (0.80, 0.85) gave P 0.714, R 0.712; they are reported on the odd half (README). The veto,
-#: 0.30, sits below every pHash-accepted true pair's similarity there (lowest: 0.366, two pixelated copies)
-#: and above the 0.15 of distinct near-blank pictures that share a pHash (issue 13).
+#: together with the local clause and the vote below (see MODEL_LOCAL). Until issue 13's second round they were
+#: (0.80, 0.95) with neither; 0.85 for the band also stops two sparse drawings' inner views (view similarity
+#: >= 0.80, below 0.85) from joining. The veto, 0.30, sits below every pHash-accepted true pair's similarity there
+#: (lowest: 0.366, two pixelated copies) and above the 0.15 of distinct near-blank pictures that share a pHash.
 MODEL_FALLBACKS = {"efficientnet-lite0": (0.85, 0.97, 0.30)}
 #: The local clause per embedding family: (clip_local_floor, clip_local_margin); a model not listed has it off
 #: unless the flags set it. efficientnet-lite0's (with the (0.85, 0.97, 0.30) above) were chosen together on the
