@@ -213,10 +213,10 @@ def main(argv=None) -> int:
                             m = coll.evaluate_collection(db, dataset, o, model=args.model, save=False).metrics
                             print(f"  {grouping:10s} {accept} {verify:.2f} {strict:.2f}: {m.precision:.4f} "
                                   f"{m.recall:.4f} {m.f1:.4f} {m.largest_group} {m.mixed_groups}", flush=True)
-            print("sweep (star, 0.85 / 0.97; local floor, margin; majority, margin): precision recall F1 largest mixed")
+            print("sweep (star, 0.90 / 0.97; local floor, margin; majority, margin): precision recall F1 largest mixed")
             for floor, margin in ((off, off), (0.5, 0.15), (0.5, 0.2), (0.5, 0.25), (0.6, 0.2)):
                 for vote, vote_margin in ((off, off), (0.6, 0.0), (0.6, 0.05), (0.7, 0.05), (0.8, 0.0)):
-                    o = DedupOptions(clip_verify=0.85, clip_strict=0.97, clip_local_floor=floor, clip_local_margin=margin,
+                    o = DedupOptions(clip_verify=0.90, clip_strict=0.97, clip_local_floor=floor, clip_local_margin=margin,
                                      clip_majority=vote, clip_majority_margin=vote_margin)
                     m = coll.evaluate_collection(db, dataset, o, model=args.model, save=False).metrics
                     print(f"  local {floor:.2f} {margin:.2f} vote {vote:.2f} {vote_margin:.2f}: {m.precision:.4f} "
