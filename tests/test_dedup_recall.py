@@ -113,3 +113,20 @@ def test_dedup_keeps_the_original_over_its_copy_with_an_added_border_though_the_
     # asked for the largest file, the user gets the bordered copy: the frame check is the default rule's
     largest = run_dedup([str(tmp_path)], DedupOptions(mode="phash", keep="largest")).groups[0]
     assert largest.keep.path.endswith("coffee-bordered.png")
+
+
+def test_the_cli_flags_set_the_local_clause_and_the_vote_and_nan_turns_them_off(tmp_path, tiny_clip_dir):
+    import json
+
+    from maya.cli import main
+
+    photo("coffee", 128).convert("RGB").save(tmp_path / "coffee.png")
+    photo("rocket", 128).convert("RGB").save(tmp_path / "rocket.png")
+    data = tmp_path / "data"
+    out = tmp_path / "report.json"
+    code = main(["dedup", str(tmp_path), "--model", str(tiny_clip_dir), "--quiet", "--data-dir", str(data),
+                 "--clip-local", "0.55", "0.25", "--clip-majority", "nan", "nan", "--json", str(out)])
+    assert code == 0
+    rule = json.loads(out.read_text())["rule"]
+    assert (rule["clip_local_floor"], rule["clip_local_margin"]) == (0.55, 0.25)
+    assert rule["clip_majority"] is None and "local scale" in rule["text"] and "joins the group" not in rule["text"]
