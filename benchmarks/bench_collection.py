@@ -52,9 +52,31 @@ def originals(dest: Path, which: str, tiles: int) -> Path:
             w, h = im.size
             boxes = ([(0, 0, w // 2, h), (w // 2, 0, w, h)] if tiles == 2 else
                      [(x, y, x + w // 2, y + h // 2) for y in (0, h // 2) for x in (0, w // 2)])
+            kept: list = []
             for k, box in enumerate(boxes):
-                im.crop(box).save(dest / f"{p.stem}-t{k}.png")
+                tile = im.crop(box)
+                if _mirrors_a_tile(tile, kept):
+                    print(f"  {p.stem}-t{k}: a flip/turn of another tile of {p.stem} (not a distinct original), left out")
+                    continue
+                kept.append(tile)
+                tile.save(dest / f"{p.stem}-t{k}.png")
     return dest
+
+
+def _mirrors_a_tile(tile, kept: list) -> bool:
+    """Whether ``tile`` is a flip or quarter turn of one of ``kept`` (dihedral pHash within the accept band): the
+    halves of a mirror-symmetric photo (the Shepp-Logan phantom, a chessboard) are copies of each other, so the
+    truth would call a true mirror copy a false pair."""
+    import numpy as np
+
+    from maya.dedup.options import PHASH_ACCEPT
+    from maya.hashing import dihedral
+
+    if not kept:
+        return False
+    v = dihedral.dihedral_bits([tile] + kept)
+    d, _ = dihedral.distance(np.repeat(v[:1], len(kept), axis=0), v[1:])
+    return bool((d <= PHASH_ACCEPT).any())
 
 
 def pair_f1(db_path: Path, run_id: int) -> dict[str, float]:
@@ -69,6 +91,54 @@ def pair_f1(db_path: Path, run_id: int) -> dict[str, float]:
     return dict(rows)
 
 
+def breakdown(db_path: Path, dataset: str, result) -> list[tuple[str, int]]:
+    """Where the true file pairs of ``dataset``'s collection go in the dedup run of ``result``: byte-identical,
+    never a candidate pair, a candidate the rule rejects, or accepted; each split by whether the two files
+    ended in one group (grouped without a direct match: through the kept file or the vote)."""
+    from collections import Counter
+    from itertools import combinations
+
+    from maya import store
+    from maya.dedup import candidates as cand
+    from maya.dedup.options import DedupOptions
+
+    con = store.connect(db_path)
+    try:
+        rows = con.execute("SELECT path, sha256, original FROM collection_files WHERE dataset = ?", [dataset]).fetchall()
+        (params, model_id) = con.execute("SELECT parameters, model FROM runs WHERE run_id = ?",
+                                         [result.dedup_run_id]).fetchone()
+        group_of = dict(con.execute("SELECT path, group_id FROM dedup_members WHERE run_id = ?",
+                                    [result.dedup_run_id]).fetchall())
+        import json
+
+        known = DedupOptions.__dataclass_fields__
+        opts = {k: v for k, v in json.loads(params).items() if k in known}  # the run's options, as recorded
+        nan = float("nan")
+        opts = {k: (nan if v is None and k.startswith(("clip_local", "clip_majority")) else v) for k, v in opts.items()}
+        options = DedupOptions(**{**opts, "prefer": tuple(opts.get("prefer", ()))})
+        shas = sorted({s for _, s, _ in rows})
+        images = cand.load_images(con, shas, model_id if options.uses_embeddings else None, views=options.views)
+    finally:
+        con.close()
+    a, b = cand.candidate_pairs(images, options)
+    pairs = cand.verify_pairs(images, a, b, options)
+    index = {s: k for k, s in enumerate(images.sha256)}
+    proposed = set(zip(a.tolist(), b.tolist()))
+    accepted = set(zip(pairs.a.tolist(), pairs.b.tolist()))
+    by_original: dict = {}
+    for p, s, o in rows:
+        by_original.setdefault(o, []).append((p, s))
+    out: Counter = Counter()
+    for files in by_original.values():
+        for (p, s), (q, t) in combinations(files, 2):
+            key = tuple(sorted((index[s], index[t]))) if s in index and t in index else None
+            step = ("identical" if s == t else "not decodable" if key is None else "not candidate"
+                    if key not in proposed else "rejected" if key not in accepted else "accepted")
+            together = p in group_of and group_of.get(p) == group_of.get(q)
+            out[f"{step}/{'grouped' if together else 'apart'}"] += 1
+    return sorted(out.items())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", choices=("all", "a", "b"), default="all")
@@ -80,6 +150,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", help="keep the store here (default: a temporary folder, removed)")
     ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="say where the true pairs go: never candidates, rejected by the rule, lost by grouping")
     args = ap.parse_args(argv)
 
     from maya.dedup.options import DedupOptions
@@ -108,9 +180,14 @@ def main(argv=None) -> int:
               f"({time.perf_counter() - t0:.0f} s); collection: {c.files} files of {c.originals} originals")
         print("pair F1 (test split, thresholds chosen on val): " +
               ", ".join(f"{m} {f:.4f}" for m, f in sorted(f1s.items())))
-        before = DedupOptions(clip_verify=0.80, clip_strict=0.85, grouping="components")  # the defaults until issue 13
+        off = float("nan")
+        before = DedupOptions(clip_verify=0.80, clip_strict=0.85, grouping="components", clip_local_floor=off,
+                              clip_local_margin=off)  # the defaults until issue 13
+        previous = DedupOptions(clip_verify=0.80, clip_strict=0.95, clip_veto=0.30, clip_local_floor=off,
+                                clip_local_margin=off, clip_majority=off, clip_majority_margin=off)
         for label, calibration, o in (("built-in defaults", None, DedupOptions()),
                                       ("--calibration this run", str(study["run_id"]), DedupOptions()),
+                                      ("previous defaults: 0.80 / 0.95, star, no local clause or vote", None, previous),
                                       ("before issue 13: 0.80 / 0.85, components", None, before)):
             r = coll.evaluate_collection(db, dataset, o, model=args.model, calibration=calibration,
                                          pair_f1=f1s.get("cascade"))
@@ -121,6 +198,8 @@ def main(argv=None) -> int:
             print(f"  rule: {r.rule} (source: {r.rule_source})")
             weak = sorted((f / n, k) for k, (n, f) in m.kind_recall.items() if n)[:8]
             print("  weakest kinds: " + ", ".join(f"{k} {x:.2f}" for x, k in weak))
+            if args.breakdown:
+                print("  where the true pairs go: " + ", ".join(f"{k} {v}" for k, v in breakdown(db, dataset, r)))
         if args.sweep:
             print("sweep (grouping, phash_accept, clip_verify, clip_strict): precision recall F1 largest mixed")
             for grouping in ("star", "components"):
@@ -134,6 +213,14 @@ def main(argv=None) -> int:
                             m = coll.evaluate_collection(db, dataset, o, model=args.model, save=False).metrics
                             print(f"  {grouping:10s} {accept} {verify:.2f} {strict:.2f}: {m.precision:.4f} "
                                   f"{m.recall:.4f} {m.f1:.4f} {m.largest_group} {m.mixed_groups}", flush=True)
+            print("sweep (star, 0.90 / 0.97; local floor, margin; majority, margin): precision recall F1 largest mixed")
+            for floor, margin in ((off, off), (0.5, 0.15), (0.5, 0.2), (0.5, 0.25), (0.6, 0.2)):
+                for vote, vote_margin in ((off, off), (0.6, 0.0), (0.6, 0.05), (0.7, 0.05), (0.8, 0.0)):
+                    o = DedupOptions(clip_verify=0.90, clip_strict=0.97, clip_local_floor=floor, clip_local_margin=margin,
+                                     clip_majority=vote, clip_majority_margin=vote_margin)
+                    m = coll.evaluate_collection(db, dataset, o, model=args.model, save=False).metrics
+                    print(f"  local {floor:.2f} {margin:.2f} vote {vote:.2f} {vote_margin:.2f}: {m.precision:.4f} "
+                          f"{m.recall:.4f} {m.f1:.4f} {m.largest_group} {m.mixed_groups}", flush=True)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -8,6 +8,12 @@ embedding cosine similarity ``s`` (-1..1; NaN = no embedding), a :class:`Rule` s
 * ``t_accept < d <= t_reject and s >= t_sim`` -- clause ``"phash+clip"``: the model confirms the band;
 * ``s >= t_strict``                         -- clause ``"clip"``: the embedding alone is sure
   (dedup's embedding-only clause: crops, flips and borders are far apart in pHash);
+* ``s >= t_local_floor and s >= scale + t_local_margin`` -- clause ``"clip"`` too (the model alone decides),
+  at the pair's *local scale* (``scale``: the larger of the two images' similarity to their k-th nearest
+  neighbour, :func:`maya.dedup.candidates.local_scale`): where an image's neighbourhood is sparse (its
+  k-th neighbour is far) a copy that the model scores well below ``t_strict`` still stands out, while in a
+  dense region of similar but distinct pictures (textures, a photo series) the bar rises with the
+  neighbours. Off without a ``scale`` (the study, search) or with ``t_local_floor = inf``;
 
 and never when ``d`` is unknown. Images too uniform for pHash (:mod:`maya.hashing.structure`) reach the
 rule with ``d`` beyond every band, so only the model's clause can accept them (the hook is
@@ -51,9 +57,12 @@ class Rule:
     t_sim: float = math.inf
     t_strict: float = math.inf
     t_veto: float = -math.inf  # a pHash accept with a known similarity below this is no match
+    t_local_floor: float = math.inf  # the local clause's least similarity (inf: no local clause)
+    t_local_margin: float = math.inf  # ...and how far above the pair's local scale it must be
 
-    def matches(self, d, s=None) -> "np.ndarray":
-        """Bool (N,): whether each pair matches. ``d`` (N,) ints; ``s`` (N,) floats or None (no embeddings)."""
+    def matches(self, d, s=None, scale=None) -> "np.ndarray":
+        """Bool (N,): whether each pair matches. ``d`` (N,) ints; ``s`` (N,) floats or None (no embeddings);
+        ``scale`` (N,) floats (the pairs' local scale; +inf: none) or None (no local clause)."""
         import numpy as np  # here, so that reading the thresholds (the CLI's --help) stays light
 
         d = np.asarray(d)
@@ -65,10 +74,22 @@ class Rule:
                 match = match | ((d > self.t_accept) & (d <= self.t_reject) & (s >= self.t_sim))
                 if not _off(self.t_strict):
                     match = match | (s >= self.t_strict)
+                match = match | self._local(s, scale)
         return (d >= 0) & match
 
-    def clauses(self, d, s=None) -> "np.ndarray":
-        """Object (N,): the first clause that accepted each pair (:data:`CLAUSES`), or ``""`` (no match)."""
+    def _local(self, s, scale) -> "np.ndarray":
+        """Bool (N,): the local clause (see the module docstring); all False when it is off."""
+        import numpy as np
+
+        if scale is None or _off(self.t_local_floor) or _off(self.t_local_margin):
+            return np.zeros(np.shape(s), bool)
+        scale = np.asarray(scale, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            return (s >= self.t_local_floor) & (s >= scale + self.t_local_margin)
+
+    def clauses(self, d, s=None, scale=None) -> "np.ndarray":
+        """Object (N,): the first clause that accepted each pair (:data:`CLAUSES`), or ``""`` (no match).
+        Arguments as for :meth:`matches`."""
         import numpy as np
 
         d = np.asarray(d, dtype=np.int64)
@@ -83,6 +104,7 @@ class Rule:
                 out[band] = "phash+clip"
                 if not _off(self.t_strict):
                     out[(out == "") & known & (s >= self.t_strict)] = "clip"
+                out[(out == "") & known & self._local(s, scale)] = "clip"
         return out
 
 

@@ -113,3 +113,41 @@ def test_pairs_collection_command_lays_out_a_built_dataset_and_refuses_an_unknow
 PINNED_TP = 55
 PINNED_TP_NO_VIEWS = 44
 PINNED_LARGEST = 6
+
+
+@pytest.mark.slow  # efficientnet-lite0 over 30 files, three dedup runs
+def test_with_efficientnet_the_local_clause_finds_more_of_the_copies_at_precision_one(tmp_path):
+    from maya import store
+    from maya.dedup.options import DedupOptions
+    from maya.evaluation.collection import evaluate_collection
+    from maya.pairs import build as pairs
+    from maya.pairs.collection import lay_out_collection
+
+    src = tmp_path / "originals"
+    src.mkdir()
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera"):
+        photo(name, 256).save(src / f"{name}.png")
+    db = tmp_path / "maya.duckdb"
+    ps = pairs.build_pairs(src, tmp_path / "images", seed=0, positives_per_original=4, chains_per_original=1)
+    con = store.connect(db)
+    store.save_pairset(con, "c", origin="build", source=str(src), seed=0, params={}, pairset=ps)
+    lay_out_collection(con, "c", tmp_path / "collection")
+    con.close()
+    nan = float("nan")
+    found = {}
+    for label, o in (("defaults", DedupOptions()),
+                     ("no vote", DedupOptions(clip_majority=nan, clip_majority_margin=nan)),
+                     ("neither", DedupOptions(clip_majority=nan, clip_majority_margin=nan, clip_local_floor=nan,
+                                              clip_local_margin=nan))):
+        r = evaluate_collection(db, "c", o, model="efficientnet-lite0", save=False)
+        m = r.metrics
+        assert (m.precision, m.mixed_groups, m.chained_groups) == (1.0, 0, 0), label
+        found[label] = m.true_positives
+    assert found == PINNED_EFFICIENTNET_TP
+#: Seed 0, efficientnet-lite0, the five photos above (75 true pairs): true pairs found with the built-in defaults,
+#: without the majority vote, and without the vote or the local clause; precision 1.0 in all three.
+#: (On photos this far apart the vote has no left-out copy to attach; its gain is on look-alike originals, see the
+#: README's collection benchmark, and its own test is in tests/test_dedup_recall.py.)
+#: "neither" was 60 with the first inner-view detector; its successor (inner-v2, issue 15: a view needs an abrupt
+#: edge) makes no view of a crop's flat background, and 5 of those pairs went with it. The local clause finds them.
+PINNED_EFFICIENTNET_TP = {"defaults": 70, "no vote": 70, "neither": 55}

@@ -100,8 +100,11 @@ def test_in_phash_mode_distinct_drawings_are_never_grouped_and_each_copy_is(draw
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("views", [False, True])  # with views: the false positive of issues 13/15, fixed by
-# the detector's edge test (maya.views, step 4): a sparse drawing's strokes fade out of the canvas, no view
+# With views, two sparse drawings' inner views (their strokes' bounding boxes) were d 16 apart at view similarity
+# >= 0.8 (whole images 0.68), and the band clause joined them. Two things keep them apart now: the detector's edge
+# test (maya.views inner-v2: strokes fade out of the canvas, no view) and efficientnet-lite0's clip_verify of 0.90
+# chosen on the collection benchmark (issue 13).
+@pytest.mark.parametrize("views", [False, True])
 def test_in_the_default_mode_with_efficientnet_distinct_drawings_are_never_grouped_and_each_copy_is(drawings, views):
     root, originals, copies = drawings
     report = run_dedup(root, DedupOptions(views=views), model="efficientnet-lite0").report

@@ -77,6 +77,14 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
     th.add_argument("--clip-veto", type=float, default=None, metavar="SIM",
                     help="a pHash accept (d <= phash-accept) whose similarity is below this is no match: the model "
                          "vetoes it (default: the model's built-in value, or from --calibration)")
+    th.add_argument("--clip-local", type=float, nargs=2, default=None, metavar=("FLOOR", "MARGIN"),
+                    help="the local clause: a pair matches at similarity >= FLOOR that is MARGIN above both images' "
+                         "similarity to their clip-k-th neighbour (default: the model's built-in values, else off; "
+                         "nan nan: off)")
+    th.add_argument("--clip-majority", type=float, nargs=2, default=None, metavar=("SIM", "MARGIN"),
+                    help="star grouping: a file left out joins the group whose files it resembles, at similarity >= "
+                         "SIM with most of them and a mean MARGIN above any other group's (default: the model's "
+                         "built-in values, else off; nan nan: off)")
     th.add_argument("--grouping", choices=lib.GROUPINGS, default="star",
                     help="star (default): every member is a direct near-duplicate of the kept file, so weak "
                          "chains cannot merge groups; components: connected components of accepted pairs")
@@ -166,7 +174,8 @@ def _cmd_dedup(args) -> int:
     accept, radius = phash_band(args)
     options = lib.DedupOptions(args.mode, accept, radius, args.clip_verify, args.clip_strict, args.clip_k,
                                args.split_chains, args.grouping, args.clip_veto, args.keep, tuple(args.prefer),
-                               views=args.views, extra_views=tuple(dict.fromkeys(args.extra_views))).check()
+                               views=args.views, extra_views=tuple(dict.fromkeys(args.extra_views)),
+                               **_local_and_vote(args)).check()
     selection = FileSelection(tuple(args.exclude or ()), parse_size(args.min_size) if args.min_size else 0,
                               parse_extensions(args.ext))
     roots = lib.check_roots(args.dirs)
@@ -401,3 +410,11 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _local_and_vote(args) -> dict:
+    """The local clause's and the majority vote's numbers given as flags (None each: the model's own)."""
+    local = getattr(args, "clip_local", None) or (None, None)
+    vote = getattr(args, "clip_majority", None) or (None, None)
+    return {"clip_local_floor": local[0], "clip_local_margin": local[1], "clip_majority": vote[0],
+            "clip_majority_margin": vote[1]}

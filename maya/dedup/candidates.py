@@ -41,9 +41,24 @@ class Images:
     view_vectors: np.ndarray | None = None  # float32 (m, dim); None without embeddings
     view_kind: np.ndarray | None = None  # int8 (m,): index into view_names (None: all 1, the inner view)
     view_names: tuple = ("whole", "inner")  # name of each kind of view; 0 is the whole image
+    view_boxes: np.ndarray | None = None  # float64 (m, 4): each view's box (left, top, right, bottom fractions)
 
     low_structure: np.ndarray | None = None  # bool (n,): too uniform for pHash (maya.hashing.structure)
     pixels: list | None = None  # (n,) pixel digests (str or None), for pixel-identical low-structure images
+    #: float64 (n,): each image's local scale, its similarity to its k-th nearest other image (+inf: fewer
+    #: than k); filled by :func:`candidate_pairs` when the rule has the local clause (:func:`local_scale`)
+    scale: np.ndarray | None = None
+    #: ``(a, b, sim)``: each image's nearest other images (views folded in, :func:`fold_neighbours`); filled by
+    #: :func:`candidate_pairs` when the rule has the local clause or grouping the majority vote
+    near: tuple | None = None
+
+    def pair_scale(self, a, b) -> np.ndarray | None:
+        """The local scale of pairs ``a[k]``, ``b[k]`` (the larger of the two images'), or None without one."""
+        import numpy as np
+
+        if self.scale is None:
+            return None
+        return np.maximum(self.scale[np.asarray(a, dtype=np.int64)], self.scale[np.asarray(b, dtype=np.int64)])
 
     def _view_slots(self, idx) -> list[tuple[np.ndarray, np.ndarray]]:
         """The views of each image of ``idx``, slot by slot: per slot ``(row, kind)``, int64 / int8 (len(idx),):
@@ -67,6 +82,19 @@ class Images:
             cached = self._slot_table = (self.view_of, table)
         idx = np.asarray(idx, dtype=np.int64)
         return [(rows[idx], kinds[idx]) for rows, kinds in cached[1]]
+
+    def view_rows(self, idx, name: str = "inner") -> np.ndarray:
+        """Row in the view arrays of each image of ``idx``'s view of kind ``name`` (int64, -1: none)."""
+        import numpy as np
+
+        out = np.full(len(np.asarray(idx)), -1, dtype=np.int64)
+        if name not in self.view_names:
+            return out
+        code = self.view_names.index(name)
+        for rows, kinds in self._view_slots(idx):
+            hit = (rows >= 0) & (kinds == code)
+            out[hit] = rows[hit]
+        return out
 
     def view_pair_name(self, code: int) -> str:
         """``"<first image's view>/<second image's view>"`` of a code from :meth:`similarity_views` or
@@ -190,7 +218,7 @@ def _load_views(con, images: Images, model_id: str | None, inner: bool = True, e
     for name in extra:
         kinds.append((name, images.sha256, *view_features.extra_ids(name, model_id)))
     index_of = {s: k for k, s in enumerate(images.sha256)}
-    of, kind, bits, vecs = [], [], [], []
+    of, kind, bits, vecs, box = [], [], [], [], []
     for k, (name, shas, hid, eid) in enumerate(kinds, start=1):
         vh = store.load_hashes(con, shas, hid)
         ve = store.load_embeddings(con, shas, eid) if eid else {}
@@ -198,11 +226,13 @@ def _load_views(con, images: Images, model_id: str | None, inner: bool = True, e
         of += [index_of[s] for s in keep]
         kind += [k] * len(keep)
         bits += [vh[s] for s in keep]
+        box += [boxes[s] if name == "inner" else views.EXTRA_VIEWS[name][1] for s in keep]
         vecs += [ve[s] for s in keep] if model_id else []
     images.view_names = ("whole", *(name for name, *_ in kinds))
     images.view_of = np.array(of, dtype=np.int64)
     images.view_kind = np.array(kind, dtype=np.int8)
     images.view_hashes = np.array(bits, dtype=np.uint64)
+    images.view_boxes = np.array(box, dtype=np.float64).reshape(-1, 4)
     if model_id is not None and images.vectors is not None:
         dim = images.vectors.shape[1]
         images.view_vectors = (np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32))
@@ -293,8 +323,18 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
         if images.view_vectors is not None and images.view_vectors.size:  # neighbours among views too
             vectors = np.concatenate([vectors, images.view_vectors])
             owner = np.concatenate([owner, images.view_of])
-        idx, sim = ann.self_topk(vectors, options.clip_k)  # exact below ann.EXACT_MAX or without faiss
-        ca, cb = knn.pairs_above(idx, sim, options.clip_strict)
+        deep = options.uses_local or options.uses_majority
+        # exact below ann.EXACT_MAX or without faiss; folding views into images needs a deeper answer
+        idx, sim = ann.self_topk(vectors, 2 * options.clip_k + 1 if deep else options.clip_k)
+        threshold = options.clip_strict
+        if deep:  # the neighbours of each image (views folded in) for the local scale and the majority vote
+            images.near = fold_neighbours(owner[np.repeat(np.arange(idx.shape[0]), idx.shape[1])], owner[idx.ravel()],
+                                          sim.ravel())
+        if options.uses_local:
+            images.scale = local_scale(*images.near, n, options.clip_k)
+            threshold = min(float(options.clip_strict if options.clip_strict is not None else np.inf),
+                            float(options.clip_local_floor))
+        ca, cb = knn.pairs_above(idx, sim, threshold)
         parts_a.append(owner[ca])
         parts_b.append(owner[cb])
     if not parts_a:
@@ -304,6 +344,39 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     key = np.unique((lo * n + hi)[lo != hi])  # an image and its own view are no pair
     return key // n, key % n
+
+
+def fold_neighbours(a: np.ndarray, b: np.ndarray, sim: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """k-NN answers ``(query image, neighbour image, cosine similarity)`` (M,) with views mapped to their images,
+    as one row per ordered pair of distinct images (its best similarity): ``(a, b, sim)`` int64, int64, float64."""
+    import numpy as np
+
+    a, b, sim = np.asarray(a, np.int64), np.asarray(b, np.int64), np.asarray(sim, np.float64)
+    other = a != b
+    a, b, sim = a[other], b[other], sim[other]
+    order = np.lexsort((-sim, b, a))  # per (a, b) the best similarity first
+    a, b, sim = a[order], b[order], sim[order]
+    first = np.ones(a.size, bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return a[first], b[first], sim[first]
+
+
+def local_scale(a: np.ndarray, b: np.ndarray, sim: np.ndarray, n: int, k: int) -> np.ndarray:
+    """Each image's similarity to its ``k``-th nearest other image: float64 (n,), +inf for an image with fewer
+    than ``k`` neighbours in the answer (no local clause for it: too few images to know its scale).
+
+    ``a``, ``b``, ``sim`` (M,): neighbour pairs from :func:`fold_neighbours` (query image, neighbour, cosine).
+    """
+    import numpy as np
+
+    order = np.lexsort((-sim, a))  # per image its neighbours, most similar first
+    a, sim = a[order], sim[order]
+    start = np.searchsorted(a, np.arange(n))
+    count = np.searchsorted(a, np.arange(n), side="right") - start
+    out = np.full(n, np.inf)
+    has = count >= k
+    out[has] = sim[start[has] + k - 1]
+    return out
 
 
 def _low_structure(images: Images) -> np.ndarray:
@@ -363,7 +436,8 @@ def pair_similarity(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: in
 
 
 def decide(d: np.ndarray, sim: np.ndarray | None, options: DedupOptions,
-           unhashable: np.ndarray | None = None, identical: np.ndarray | None = None) -> np.ndarray:
+           unhashable: np.ndarray | None = None, identical: np.ndarray | None = None,
+           scale: np.ndarray | None = None) -> np.ndarray:
     """The clause that accepted each pair: ``"phash"``, ``"phash+clip"``, ``"clip"``, or ``""`` (no match).
 
     ``d``: (P,) pHash distances in bits; ``sim``: (P,) cosine similarities, or None without embeddings
@@ -373,7 +447,8 @@ def decide(d: np.ndarray, sim: np.ndarray | None, options: DedupOptions,
     The low-structure hook: ``unhashable`` (P,) bool marks pairs with a low-structure image; their
     pHash distance says nothing, so the rule sees it as beyond every band (no pHash clause: the model
     decides, by its embedding-only clause). ``identical`` (P,) bool marks pixel-identical pairs, which
-    match as ``"phash"`` whatever the mode.
+    match as ``"phash"`` whatever the mode. ``scale`` (P,): the pairs' local scale (:meth:`Images.pair_scale`), or
+    None (no local clause).
     """
     import numpy as np
 
@@ -381,7 +456,7 @@ def decide(d: np.ndarray, sim: np.ndarray | None, options: DedupOptions,
         sim = None
     if unhashable is not None and unhashable.any():
         d = np.where(unhashable, 65, d)
-    out = options.rule.clauses(d, sim)
+    out = options.rule.clauses(d, sim, scale if options.uses_local else None)
     if identical is not None:
         out[identical & (out == "")] = "phash"
     return out
@@ -413,7 +488,7 @@ def verify_pairs(images: Images, a: np.ndarray, b: np.ndarray, options: DedupOpt
     use_sim = options.uses_embeddings and images.vectors is not None
     sim = images.similarity(a, b) if use_sim else np.full(len(a), np.nan)
     d, unhashable, identical = structure_masks(images, a, b, d)
-    rule = decide(d, sim if use_sim else None, options, unhashable, identical)
+    rule = decide(d, sim if use_sim else None, options, unhashable, identical, images.pair_scale(a, b))
     keep = rule != ""
     return Pairs(a[keep], b[keep], d[keep], sim[keep], rule[keep],
                  None if images.variants is None else variant[keep])

@@ -28,7 +28,8 @@ class Member:
     size_bytes: int
     mtime: float
     #: what admitted it, to the kept file: "keep" (the kept file), "exact" (byte-identical to the kept
-    #: file), "phash", "phash+clip", "clip" (the rule's clause, :mod:`maya.rule`), or "chained" (not
+    #: file), "phash", "phash+clip", "clip" (the rule's clause, :mod:`maya.rule`), "clip-majority" (not a
+    #: direct match: resembles most of the group's files, :func:`maya.dedup.stars.attach_by_majority`), or "chained" (not
     #: accepted directly with the kept file: only in a chained group of ``--grouping components``)
     clause: str = ""
     #: which views reached the score that decided (the pHash distance for clause "phash", else the
@@ -72,9 +73,11 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
         if k is not None:
             files_of[k].append(f)
     pixels = images.width * images.height
+    framed = framed_copies(images, pairs, files_of) if options.keep == "source" else np.zeros(len(files_of), bool)
 
     def key_of(k: int, f) -> tuple:
-        return keep_order(options.keep, f.path, int(pixels[k]), f.size_bytes, f.mtime, roots, options.prefer)
+        return keep_order(options.keep, f.path, int(pixels[k]), f.size_bytes, f.mtime, roots, options.prefer,
+                          bool(framed[k]))
 
     for k, fl in enumerate(files_of):
         fl.sort(key=lambda f: key_of(k, f))  # the one kept of byte-identical copies first
@@ -94,7 +97,7 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     def accepts_clause(x, y):
         d, unhashable, identical = structure_masks(images, x, y, images.phash_distance(x, y))
         sim = images.similarity(x, y) if use_sim else None
-        return decide(d, sim, options, unhashable, identical)
+        return decide(d, sim, options, unhashable, identical, images.pair_scale(x, y))
 
     def accepts(x, y):
         return accepts_clause(x, y) != ""
@@ -102,13 +105,17 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     groups = grouping.group_pairs(n, pairs.a, pairs.b, strength(pairs.a, pairs.b), rank=rank,
                                   accepts=accepts, split_chains=options.split_chains,
                                   method=options.grouping)
+    voted: set[int] = set()
+    if options.uses_majority and images.near is not None and use_sim:  # left-out copies: a vote of the group
+        groups, voted = _attach(n, groups, images, options)
     grouped = set()
     out = []
     for g in groups:
         grouped.update(int(x) for x in g.items)
         # with two images the weakest link is the only link: reported from three images on
         weakest = g.weakest_link if g.items.size >= 3 else None
-        out.append(_file_group(images, files_of, g.items, g.chained, g.split, weakest, use_sim, accepts_clause))
+        out.append(_file_group(images, files_of, g.items, g.chained, g.split, weakest, use_sim, accepts_clause,
+                               voted))
     for k in range(n):  # byte-identical files with no other near-duplicate
         if k not in grouped and len(files_of[k]) >= 2:
             out.append(_file_group(images, files_of, np.array([k]), False, False, None, use_sim, accepts_clause))
@@ -123,7 +130,76 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     return out
 
 
-def _file_group(images: Images, files_of, items, chained, split, weakest, use_sim, clause_of) -> DuplicateGroup:
+#: How far (log of the ratio) an inner view's aspect may be from the partner's for the view to be that partner
+#: inside an added frame: a border drawn around a picture keeps its shape; a crop of a plain background rarely
+#: cuts the same box as the view.
+FRAME_ASPECT = 0.02
+
+
+def framed_copies(images: Images, pairs: Pairs, files_of) -> np.ndarray:
+    """Bool (n,): images that are a copy with an added frame of an image they are accepted with (the keep
+    rule prefers the other, :mod:`maya.dedup.keep`).
+
+    Cheap first: only an image with an inner view (:mod:`maya.views`, loaded with the features) whose view's
+    pHash is nearer an accepted partner's than its own is, at the partner's aspect ratio (FRAME_ASPECT); then
+    its file is decoded once and the pixels
+    outside the view's box must be one flat colour (:func:`maya.dedup.keep.added_frame`), which a photo's own
+    dark sky or plain wall (also cut off by the view) is not.
+    """
+    import numpy as np
+    from maya.dedup.keep import added_frame
+    from maya.hashing import hamming
+    from maya.io.images import ImageLoadError, load_image
+
+    n = len(images.sha256)
+    out = np.zeros(n, bool)
+    if images.view_of is None or not images.view_of.size or images.view_boxes is None or not len(pairs):
+        return out
+    rows = images.view_rows(np.arange(n))  # each image's inner view (-1: none)
+    x = np.concatenate([pairs.a, pairs.b])
+    y = np.concatenate([pairs.b, pairs.a])
+    has = rows[x] >= 0
+    x, y = x[has], y[has]
+    nearer = hamming(images.view_hashes[rows[x]], images.hashes[y]) < hamming(images.hashes[x], images.hashes[y])
+    box = images.view_boxes[rows[x]]  # the inner picture has the partner's shape (a crop of a plain background
+    inner = (box[:, 2] - box[:, 0]) * images.width[x] / np.maximum((box[:, 3] - box[:, 1]) * images.height[x], 1e-9)
+    shape = images.width[y] / np.maximum(images.height[y], 1)  # rarely does, an added frame always)
+    nearer &= np.abs(np.log(inner / shape)) <= FRAME_ASPECT
+    for k in np.unique(x[nearer]).tolist():
+        if not files_of[k]:
+            continue
+        try:
+            image = load_image(files_of[k][0].path).image
+        except (ImageLoadError, OSError):
+            continue
+        out[k] = added_frame(image, tuple(images.view_boxes[rows[k]]))
+    return out
+
+
+def _attach(n: int, groups: list, images: Images, options: DedupOptions) -> tuple[list, set[int]]:
+    """Star groups with left-out items attached by a majority vote (:func:`maya.dedup.stars.attach_by_majority`),
+    their weakest link updated; and the attached items."""
+    from dataclasses import replace
+
+    import numpy as np
+    from maya.dedup.stars import attach_by_majority
+
+    items, voted = attach_by_majority(n, [(g.items, g.representative) for g in groups], *images.near,
+                                      images.similarity, floor=float(options.clip_majority),
+                                      margin=float(options.clip_majority_margin))
+    out = []
+    for g, it in zip(groups, items):
+        if it.size != g.items.size:
+            rep, others = g.representative, it[1:]
+            sim = images.similarity(np.full(others.size, rep, dtype=np.int64), others)
+            k = int(np.argmin(sim))
+            g = replace(g, items=it, weakest_link=(rep, int(others[k]), float(sim[k])))
+        out.append(g)
+    return out, voted
+
+
+def _file_group(images: Images, files_of, items, chained, split, weakest, use_sim, clause_of,
+                voted=frozenset()) -> DuplicateGroup:
     import numpy as np
 
     rep = int(items[0])
@@ -134,7 +210,7 @@ def _file_group(images: Images, files_of, items, chained, split, weakest, use_si
         if others.size else {}
     for k in items:
         k = int(k)
-        clause = "exact" if k == rep else (clauses.get(k) or "chained")
+        clause = "exact" if k == rep else (clauses.get(k) or ("clip-majority" if k in voted else "chained"))
         d, _, d_views = (int(x[0]) for x in images.phash_views(np.array([k]), np.array([rep])))
         sim, sim_views = images.similarity_views(np.array([k]), np.array([rep])) if use_sim else (None, None)
         sim = None if sim is None else (1.0 if k == rep else float(sim[0]))

@@ -9,12 +9,15 @@ original, and of byte-identical files the one under ``backup/`` is as good as an
 2. a file not marked as a copy: no folder named like ``backup``, ``bak``, ``copy``, ``copies``,
    ``duplicate(s)``, ``dup(s)``, ``old``, ``trash``, and no file name like ``x copy.jpg``, ``x (1).jpg``,
    ``Copy of x.jpg`` (:func:`looks_like_a_copy`);
-3. a file under an earlier root on the command line;
-4. then most pixels, most bytes, oldest mtime, smallest path (deterministic).
+3. a file that is not a copy with an added frame: a uniform border or padding around a picture that is
+   another file of the group (:func:`added_frame`, found by the caller with the inner views of
+   :mod:`maya.views`: the copy's inner view is nearer the other file than the copy itself is);
+4. a file under an earlier root on the command line;
+5. then most pixels, most bytes, oldest mtime, smallest path (deterministic).
 
-``largest`` is 4 alone; ``oldest`` / ``newest`` put the mtime first; ``first-root`` puts 3 first. Every
+``largest`` is 5 alone; ``oldest`` / ``newest`` put the mtime first; ``first-root`` puts 4 first. Every
 policy starts with 1. :func:`keep_order` gives the sort key; :func:`keep_reason` says in words which key
-decided, for the JSON. Not detected here: an added border or padding (that needs pixels; left for later).
+decided, for the JSON.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def root_index(path: str, roots: Sequence[str]) -> int:
 
 
 _KEYS = {  # per policy: the keys, most important first (see keep_order)
-    "source": ("prefer", "copy", "root", "pixels", "bytes", "oldest", "path"),
+    "source": ("prefer", "copy", "frame", "root", "pixels", "bytes", "oldest", "path"),
     "largest": ("prefer", "pixels", "bytes", "oldest", "path"),
     "oldest": ("prefer", "oldest", "pixels", "bytes", "path"),
     "newest": ("prefer", "newest", "pixels", "bytes", "path"),
@@ -58,21 +61,52 @@ _KEYS = {  # per policy: the keys, most important first (see keep_order)
 }
 
 _WORDS = {"prefer": "matches --prefer", "copy": "not in a folder or under a name that marks a copy",
+          "frame": "not a copy with an added border around another file of the group",
           "root": "under an earlier root on the command line", "pixels": "most pixels", "bytes": "largest file",
           "oldest": "oldest", "newest": "newest", "path": "first path in order"}
 
 
-def _values(path: str, pixels: int, size: int, mtime: float, roots: Sequence[str], prefer: Sequence[str]) -> dict:
+#: An added frame: at least this share of the pixels outside the inner box lie within FRAME_TOLERANCE levels
+#: (every channel) of the frame's median colour. A padding or a border drawn by an editor is one flat colour;
+#: a photo's own dark sky or white wall has noise and gradients, so it is no added frame.
+FRAME_FLAT = 0.98
+FRAME_TOLERANCE = 3
+
+
+def added_frame(image, box: tuple[float, float, float, float]) -> bool:
+    """Whether ``image`` (PIL) is a picture inside an added uniform frame: the pixels of the outer half of the
+    frame around ``box`` (fractions of width and height, :func:`maya.views.inner_box`) are one flat colour
+    (see FRAME_FLAT)."""
+    import numpy as np
+
+    rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+    h, w = rgb.shape[:2]
+    # the outer half of the frame only: the box is found on a small copy, so its edge may lie a little inside
+    # the picture
+    left, top, right, bottom = box[0] / 2, box[1] / 2, (1 + box[2]) / 2, (1 + box[3]) / 2
+    outside = np.ones((h, w), bool)
+    outside[round(top * h):round(bottom * h), round(left * w):round(right * w)] = False
+    frame = rgb[outside]
+    if frame.shape[0] < max(16, 0.02 * h * w):
+        return False
+    median = np.median(frame, axis=0)
+    return bool(np.all(np.abs(frame - median) <= FRAME_TOLERANCE, axis=1).mean() >= FRAME_FLAT)
+
+
+def _values(path: str, pixels: int, size: int, mtime: float, roots: Sequence[str], prefer: Sequence[str],
+            framed: bool = False) -> dict:
     m = mtime if mtime is not None and not math.isnan(mtime) else math.inf
     return {"prefer": 0 if any(fnmatch.fnmatch(path, g) for g in prefer) else 1,
-            "copy": int(looks_like_a_copy(path)), "root": root_index(path, roots), "pixels": -int(pixels),
+            "copy": int(looks_like_a_copy(path)), "frame": int(bool(framed)), "root": root_index(path, roots),
+            "pixels": -int(pixels),
             "bytes": -int(size), "oldest": m, "newest": -m if m != math.inf else math.inf, "path": path}
 
 
 def keep_order(policy: str, path: str, pixels: int, size: int, mtime: float, roots: Sequence[str] = (),
-               prefer: Sequence[str] = ()) -> tuple:
-    """Sort key of one file under ``policy``: the smallest is kept."""
-    v = _values(path, pixels, size, mtime, roots, prefer)
+               prefer: Sequence[str] = (), framed: bool = False) -> tuple:
+    """Sort key of one file under ``policy``: the smallest is kept. ``framed``: the file is a copy with an added
+    frame (:func:`added_frame`)."""
+    v = _values(path, pixels, size, mtime, roots, prefer, framed)
     return tuple(v[k] for k in _KEYS[policy])
 
 

@@ -11,6 +11,10 @@ a few wrong edges merge whole clusters (issue 13: one group of 814 of 846 files)
    every member is accepted *directly* with the centre; a chain of weak edges ends at its first link.
 3. The file kept is the best-ranked member (the keep rule) that is accepted directly with every other
    member; the centre always is, so the invariant "each member is a near-duplicate of the kept file" holds.
+4. Optionally (:func:`attach_by_majority`, on with a model's built-in ``clip_majority``): an item left out of
+   every star joins the one star most of whose members it resembles, by a margin over any other. Its clause
+   is ``"clip-majority"``: it is not a direct match of the kept file, but a vote of the group, so it cannot
+   chain either (an attached item never votes).
 
 Measured on collection benchmarks (benchmarks/bench_collection.py): see README "Collection benchmark".
 Costs O(pairs) plus one rule check per (candidate keeper, member).
@@ -18,6 +22,7 @@ Costs O(pairs) plus one rule check per (candidate keeper, member).
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -88,3 +93,59 @@ def _keeper(members: np.ndarray, centre: int, rank: np.ndarray, accepts: Accepts
         if bool(np.all(accepts(np.full(others.size, k, dtype=np.int64), others))):
             return k
     return centre
+
+
+Similarity = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def attach_by_majority(n: int, groups: list[tuple[np.ndarray, int]], near_a: np.ndarray, near_b: np.ndarray,
+                       near_s: np.ndarray, similarity: Similarity, *, floor: float,
+                       margin: float) -> tuple[list[np.ndarray], set[int]]:
+    """Items left out of every star joined to the one group most of whose members they resemble.
+
+    A hard copy (a crop, a small rotation, a chain of edits) is often scored below every threshold against
+    the kept file alone, yet resembles most files of its group. An ungrouped item ``x`` joins group ``G`` when
+
+    * ``similarity(x, m) >= floor`` for a strict majority of G's members ``m`` (a vote: one near member, the
+      end of a chain, is never enough), and
+    * its mean similarity to G's members is ``>= floor`` and exceeds its mean to any other group that also
+      passes the vote by at least ``margin`` (in a dense region of distinct look-alikes, a copy that
+      resembles two groups alike joins neither).
+
+    Every decision is taken against the stars as they were (an attached item does not vote), so the order of
+    items does not matter and no chain can grow. ``groups``: ``(items, keeper)`` per star (items keeper
+    first); ``near_a``/``near_b``/``near_s``: neighbour pairs (image, image, cosine similarity; e.g. from the
+    candidates' k-NN), which say which groups an item is worth comparing with. Returns the groups' items
+    (attached items appended, ascending after the star's own) and the set of attached items. Costs one
+    similarity per (item, member of a neighbouring group).
+    """
+    member = np.full(n, -1, dtype=np.int64)
+    for g, (items, _) in enumerate(groups):
+        member[items] = g
+    a = np.asarray(near_a, dtype=np.int64)
+    b = np.asarray(near_b, dtype=np.int64)
+    s = np.asarray(near_s, dtype=np.float64)
+    close = np.concatenate([s, s]) >= floor  # both directions
+    a, b = np.concatenate([a, b])[close], np.concatenate([b, a])[close]
+    keep = (member[a] < 0) & (member[b] >= 0)  # a free item next to a grouped one
+    a, g_of = a[keep], member[b[keep]]
+    joined: dict[int, list[int]] = {}
+    if a.size:
+        key = np.unique(a * max(len(groups), 1) + g_of)
+        xs, gs = key // max(len(groups), 1), key % max(len(groups), 1)
+        bounds = np.flatnonzero(np.diff(np.concatenate([[-1], xs, [n]])))
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            x = int(xs[lo])
+            votes = []
+            for g in gs[lo:hi].tolist():
+                items = groups[g][0]
+                sim = np.asarray(similarity(np.full(items.size, x, dtype=np.int64), items), dtype=np.float64)
+                if 2 * int((sim >= floor).sum()) > items.size:
+                    votes.append((float(sim.mean()), g))
+            votes.sort(reverse=True)
+            lead = votes[0][0] - votes[1][0] if len(votes) > 1 else math.inf
+            if votes and votes[0][0] >= floor and lead >= margin and lead > 0:  # a tie joins neither
+                joined.setdefault(votes[0][1], []).append(x)
+    out = [np.concatenate([items, np.sort(np.asarray(joined.get(g, []), dtype=np.int64))]).astype(np.int64)
+           for g, (items, _) in enumerate(groups)]
+    return out, {x for xs_ in joined.values() for x in xs_}

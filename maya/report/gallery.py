@@ -79,7 +79,7 @@ def thumbnail_data_uri(path: str, side: int = THUMB_SIDE) -> str | None:
 def risk_order(g) -> tuple:
     """Sort key putting the riskiest groups first: chained, then any member admitted by the model alone
     (clause "clip"), then the largest; ties keep the report's order (Python's sort is stable)."""
-    return (not g.chained, not any(m.clause == "clip" for m in g.members), -len(g.members))
+    return (not g.chained, not any(m.clause in ("clip", "clip-majority") for m in g.members), -len(g.members))
 
 
 def write_html(groups: Sequence, errors: Sequence[dict], path: str | os.PathLike, *, side: int = THUMB_SIDE,

@@ -41,9 +41,9 @@ class GroupState:
 
 def risk(group: dict) -> dict:
     """Why a group deserves a look first: ``{"chained": bool, "model_only": members admitted by the model
-    alone (clause 'clip'), "files": members}``."""
+    alone (clause 'clip', or 'clip-majority': a vote of the group), "files": members}``."""
     return {"chained": bool(group.get("chained")),
-            "model_only": sum(1 for m in group["members"] if m.get("clause") == "clip"),
+            "model_only": sum(1 for m in group["members"] if m.get("clause") in ("clip", "clip-majority")),
             "files": len(group["members"])}
 
 
