@@ -14,10 +14,9 @@ what the net computes (up to float rounding, ~1e-6 of the activations):
   convolution's own ``padding`` does it without the copy. Asymmetric padding (stride 2: 0 before, 1 after)
   is left as it is.
 
-:func:`fold_for_inference` applies both to every ``Sequential``-free pair it can find by name: a module
-``<prefix>conv*`` whose sibling BatchNorm2d is the one the model's ``forward`` applies to its output must
-be declared, since ``forward`` code, not the module tree, says which BatchNorm follows which
-convolution. :data:`EFFICIENTNET_PAIRS` declares them for ``efficientnet_lite_pytorch``.
+:func:`fold_for_inference` applies both to declared (convolution, BatchNorm) attribute pairs: which BatchNorm
+follows which convolution is said by the model's ``forward`` code, not by its module tree, so the pairs are
+named per architecture. :data:`EFFICIENTNET_PAIRS` names them for ``efficientnet_lite_pytorch``.
 """
 
 from __future__ import annotations
