@@ -1,6 +1,7 @@
 """Maya's default dedup against fastdup on one folder of real-size photos: files per second and peak memory.
 
     python benchmarks/bench_vs_fastdup.py [DIR] [--model efficientnet-lite0] [--photos 600] [--side 3000]
+        [--fastdup-python /work/venv-fastdup/bin/python] [--before REV] [--repeats 1]
 
 DIR: a folder of photos (searched recursively). Without it, a folder is made from the scikit-image sample
 photos: each scaled up to ``--side`` pixels on the long side and saved as JPEG (quality 90), plus light
@@ -11,7 +12,14 @@ Each tool runs in a fresh child process, one after the other, on the same folder
 ``import fastdup`` works in ``--fastdup-python``; never a Maya dependency) as ``fastdup.create(work_dir, input_dir).run()``. Each
 child reports its wall time and its peak resident memory (``ru_maxrss`` of the child and, for fastdup, of
 the processes it starts). Prints both, then ``files_per_second_vs_fastdup: X`` (Maya's files/s over
-fastdup's; ``n/a`` without fastdup) and ``peak_rss_mib: maya=A fastdup=B``.
+fastdup's; ``n/a`` without fastdup) and ``peak_rss_mib: maya=A fastdup=B``. CPU seconds (user + system, the
+child and its children) are printed beside each wall time: on a shared machine they move less than wall time.
+
+``--before REV``: Maya as of git revision REV (``git archive`` of this repository into a temporary folder, put
+first on ``sys.path``; SQL files come from this checkout) runs too, in the same run, and the line
+``maya_vs_before: X`` gives today's files/s over that baseline's. ``--repeats N`` runs the tools N times,
+alternating (maya, before, fastdup, maya, ...), and reports each tool's best run (least wall time), so a
+burst of load from another tenant does not decide the ratio; every run is printed.
 """
 
 from __future__ import annotations
@@ -63,12 +71,15 @@ def make_photos(folder: Path, count: int, side: int) -> int:
 _MAYA = r"""
 import json, os, resource, sys, time
 sys.path.insert(0, {root!r})
+import maya
+assert maya.__file__.startswith({root!r}), maya.__file__
 from maya.dedup.options import DedupOptions
 from maya.dedup.pipeline import run_dedup
 t0 = time.perf_counter()
 run = run_dedup({folder!r}, DedupOptions(), db_path={db!r}, model={model!r}, device="cpu")
+ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({{"seconds": time.perf_counter() - t0, "files": run.counts["files_found"],
-                   "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                   "peak_mib": ru.ru_maxrss / 1024, "cpu_seconds": ru.ru_utime + ru.ru_stime,
                    "groups": len(run.groups)}}))
 """
 
@@ -78,9 +89,10 @@ import fastdup
 t0 = time.perf_counter()
 fd = fastdup.create(work_dir={work!r}, input_dir={folder!r})
 fd.run(overwrite=True)
-own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({{"seconds": time.perf_counter() - t0, "peak_mib": max(own, kids)}}))
+own = resource.getrusage(resource.RUSAGE_SELF)
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({{"seconds": time.perf_counter() - t0, "peak_mib": max(own.ru_maxrss, kids.ru_maxrss) / 1024,
+                   "cpu_seconds": own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime}}))
 """
 
 
@@ -89,6 +101,26 @@ def child(code: str, python: str = sys.executable) -> dict:
     if out.returncode != 0:
         raise SystemExit(f"child failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def maya_run(root: Path, folder: Path, model: str) -> dict:
+    """One ``run_dedup`` of ``folder`` by the Maya under ``root``, in a fresh child with a new store."""
+    with tempfile.TemporaryDirectory(prefix="maya-bench-") as d:
+        return child(_MAYA.format(root=str(root), folder=str(folder), db=os.path.join(d, "maya.duckdb"), model=model))
+
+
+def fastdup_run(python: str, folder: Path) -> dict:
+    with tempfile.TemporaryDirectory(prefix="fastdup-bench-") as work:
+        return child(_FASTDUP.format(work=work, folder=str(folder)), python)
+
+
+def checkout(rev: str, into: Path) -> Path:
+    """The tree of git revision ``rev`` of this repository, unpacked under ``into``."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise SystemExit(f"--before {rev}: git archive failed: {archive.stderr.decode(errors='replace')[-500:]}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
 
 
 def main(argv=None) -> int:
@@ -100,28 +132,51 @@ def main(argv=None) -> int:
     ap.add_argument("--fastdup-python", default=sys.executable,
                     help="interpreter that has fastdup (fastdup 2.x pins numpy 1.26 and Pillow 10.3, older than "
                          "Maya's: give it a virtualenv of its own)")
+    ap.add_argument("--before", metavar="REV", help="also run Maya as of this git revision (the baseline)")
+    ap.add_argument("--repeats", type=int, default=1, help="runs per tool, alternating; the best of each is compared")
     args = ap.parse_args(argv)
     folder = Path(args.folder) if args.folder else Path(tempfile.gettempdir()) / f"maya-bench-photos-{args.photos}-{args.side}"
     if not args.folder:
         make_photos(folder, args.photos, args.side)
     files = sum(1 for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     print(f"{files:,} files under {folder}, {os.cpu_count()} CPUs")
-    with tempfile.TemporaryDirectory(prefix="maya-bench-") as d:
-        maya = child(_MAYA.format(root=str(ROOT), folder=str(folder), db=os.path.join(d, "maya.duckdb"),
-                                  model=args.model))
-    print(f"maya dedup --model {args.model}: {maya['seconds']:.1f} s, {maya['files'] / maya['seconds']:.1f} files/s, "
-          f"peak {maya['peak_mib']:.0f} MiB, {maya['groups']} groups")
     probe = subprocess.run([args.fastdup_python, "-c", "import fastdup"], capture_output=True, text=True)
-    if probe.returncode != 0:  # not installed there, or its binary does not load
+    has_fastdup = probe.returncode == 0  # not installed there, or its binary does not load
+    if not has_fastdup:
         print(f"fastdup: not available in {args.fastdup_python} ({probe.stderr.strip().splitlines()[-1:]})")
+    with tempfile.TemporaryDirectory(prefix="maya-before-") as before_dir:
+        tools = {"maya": lambda: maya_run(ROOT, folder, args.model)}
+        if args.before:
+            old = checkout(args.before, Path(before_dir))
+            tools["maya-before"] = lambda: maya_run(old, folder, args.model)
+        if has_fastdup:
+            tools["fastdup"] = lambda: fastdup_run(args.fastdup_python, folder)
+        best: dict[str, dict] = {}
+        for rep in range(max(1, args.repeats)):
+            for name, run in tools.items():
+                r = run()
+                load = os.getloadavg()[0]
+                extra = f", {r['groups']} groups" if "groups" in r else ""
+                print(f"run {rep + 1} {name}: {r['seconds']:.1f} s wall, {r['cpu_seconds']:.1f} s CPU, "
+                      f"{files / r['seconds']:.2f} files/s, peak {r['peak_mib']:.0f} MiB{extra} (load {load:.1f})",
+                      flush=True)
+                if name not in best or r["seconds"] < best[name]["seconds"]:
+                    best[name] = r
+    for name, r in best.items():
+        print(f"best {name}: {r['seconds']:.1f} s, {files / r['seconds']:.2f} files/s, {r['cpu_seconds']:.1f} s CPU, "
+              f"peak {r['peak_mib']:.0f} MiB")
+    maya = best["maya"]
+    if "maya-before" in best:
+        print(f"maya_vs_before: {best['maya-before']['seconds'] / maya['seconds']:.2f} "
+              f"(CPU {best['maya-before']['cpu_seconds'] / maya['cpu_seconds']:.2f}; "
+              f"peak {maya['peak_mib']:.0f} vs {best['maya-before']['peak_mib']:.0f} MiB)")
+    if not has_fastdup:
         print("files_per_second_vs_fastdup: n/a")
         print(f"peak_rss_mib: maya={maya['peak_mib']:.0f} fastdup=n/a")
         return 0
-    with tempfile.TemporaryDirectory(prefix="fastdup-bench-") as work:
-        fd = child(_FASTDUP.format(work=work, folder=str(folder)), args.fastdup_python)
-    print(f"fastdup: {fd['seconds']:.1f} s, {files / fd['seconds']:.1f} files/s, peak {fd['peak_mib']:.0f} MiB")
-    ratio = (maya["files"] / maya["seconds"]) / (files / fd["seconds"])
-    print(f"files_per_second_vs_fastdup: {ratio:.2f}")
+    fd = best["fastdup"]
+    print(f"files_per_second_vs_fastdup: {fd['seconds'] / maya['seconds']:.2f} "
+          f"(CPU seconds: {fd['cpu_seconds'] / maya['cpu_seconds']:.2f})")
     print(f"peak_rss_mib: maya={maya['peak_mib']:.0f} fastdup={fd['peak_mib']:.0f}")
     return 0
 

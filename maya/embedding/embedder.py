@@ -11,7 +11,9 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -77,6 +79,12 @@ class Embedder:
         self.model_id = versioned_model_id(model_id_base, precision)
         self.batch_size = int(batch_size) if batch_size else default_batch_size(device)
         self._fits: int | None = None  # largest batch known to fit in device memory, after an OOM
+        # Every forward pass runs on one thread of the embedder's own, one at a time. The feature loop keeps
+        # two batches in flight so that decoding overlaps the model; passes run from both of its threads
+        # would each start a set of intra-op threads (4 on 2 cores) and each leave ~150 MiB of freed
+        # activations in that thread's malloc arena (peak RSS of a 100-photo dedup: 674 -> ~480 MiB).
+        self._forward_thread: ThreadPoolExecutor | None = None
+        self._forward_lock = threading.Lock()
         # On the CPU bf16 runs under autocast (layer norms and softmax stay fp32); on a GPU the
         # weights themselves are cast, which is faster and accurate enough for fp16/bf16.
         self._autocast_cpu_bf16 = device.type == "cpu" and precision == "bf16"
@@ -119,6 +127,12 @@ class Embedder:
         return np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype=np.float32)
 
     def _embed_once(self, batch: "torch.Tensor") -> np.ndarray:
+        with self._forward_lock:
+            if self._forward_thread is None:
+                self._forward_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maya-forward")
+        return self._forward_thread.submit(self._forward, batch).result()
+
+    def _forward(self, batch: "torch.Tensor") -> np.ndarray:
         import torch
         import torch.nn.functional as F
 
@@ -153,9 +167,24 @@ class CLIPEmbedder(Embedder):
 
 
 class EfficientNetEmbedder(Embedder):
-    """EfficientNet-Lite0 trunk: last conv features, global-average-pooled (1280-d)."""
+    """EfficientNet-Lite0 trunk: last conv features, global-average-pooled (1280-d).
+
+    On the CPU the net runs channels-last (NHWC): oneDNN's depthwise and 1x1 convolutions are about twice
+    as fast in that layout as in NCHW (measured on 2 AVX-512 cores, batch 16), same outputs to ~1e-6."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._channels_last = self.device.type == "cpu"
+        if self._channels_last:
+            import torch
+
+            self.model = self.model.to(memory_format=torch.channels_last)
 
     def _features(self, x: "torch.Tensor") -> "torch.Tensor":
+        if self._channels_last:
+            import torch
+
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.model.extract_features(x).mean(dim=(2, 3))
 
 

