@@ -92,6 +92,45 @@ def build_ivf(vectors: np.ndarray, *, nlist: int | None = None, codes: str = DEF
     return index
 
 
+def ivf_codes(index) -> np.ndarray:
+    """The part of a :func:`build_ivf` index (codes ``pq``) worth keeping on disk: the trained cells and the
+    4-bit codes (``IndexIVFPQFastScan``, ~d/16 bytes a vector), serialized (uint8). The exact vectors it
+    re-ranks with are not in it: they are the embeddings themselves (:func:`ivf_from_codes` takes them)."""
+    import faiss
+
+    top = faiss.downcast_index(index)
+    if not isinstance(top, faiss.IndexRefine):
+        raise ValueError("only an IVF index with pq codes (build_ivf(codes='pq')) is kept as codes")
+    return faiss.serialize_index(top.base_index)
+
+
+def ivf_add_codes(codes: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """:func:`ivf_codes` with ``vectors`` (M, d) float32 added (assigned to the trained cells)."""
+    import faiss
+
+    base = faiss.deserialize_index(np.ascontiguousarray(codes, dtype=np.uint8))
+    base.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return faiss.serialize_index(base)
+
+
+def ivf_from_codes(codes: np.ndarray, vectors: np.ndarray, *, refine: float = DEFAULT_REFINE):
+    """The index :func:`build_ivf` made, from its :func:`ivf_codes` and the vectors (N, d) float32 it was built
+    over, in the same order; rows of ``vectors`` beyond those the codes hold are added to it first (assigned to
+    the trained cells, not retrained). Raises ``ValueError`` when the codes do not fit the vectors."""
+    import faiss
+
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    base = faiss.deserialize_index(np.ascontiguousarray(codes, dtype=np.uint8))  # already its own class
+    if not isinstance(base, faiss.IndexIVFPQFastScan) or base.d != v.shape[1] or base.ntotal > v.shape[0]:
+        raise ValueError("the saved neighbour index does not fit these vectors")
+    if base.ntotal < v.shape[0]:
+        base.add(v[base.ntotal:])
+    index = faiss.IndexRefineFlat(base, faiss.swig_ptr(v))  # copies v: the re-ranking vectors
+    index.k_factor = float(refine)
+    index.referenced_objects = [base]  # the wrapper does not own its base index: keep it alive with it
+    return index
+
+
 def _faiss_answer(index, q: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
     import faiss
 
