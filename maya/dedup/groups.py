@@ -68,13 +68,13 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
             files_of[k].append(f)
     pixels = images.width * images.height
 
-    def key_of(k: int, f) -> tuple:
-        return keep_order(options.keep, f.path, int(pixels[k]), f.size_bytes, f.mtime, roots, options.prefer)
-
-    for k, fl in enumerate(files_of):
-        fl.sort(key=lambda f: key_of(k, f))  # the one kept of byte-identical copies first
+    # each file's keep key, once (a path is one file)
+    keys = {f.path: keep_order(options.keep, f.path, int(pixels[k]), f.size_bytes, f.mtime, roots, options.prefer)
+            for k, fl in enumerate(files_of) for f in fl}
+    for fl in files_of:
+        fl.sort(key=lambda f: keys[f.path])  # the one kept of byte-identical copies first
     n = len(images.sha256)
-    best_keys = [key_of(k, fl[0]) if fl else None for k, fl in enumerate(files_of)]
+    best_keys = [keys[fl[0].path] if fl else None for fl in files_of]
     order = sorted((k for k in range(n) if best_keys[k] is not None), key=lambda k: best_keys[k])
     order += [k for k in range(n) if best_keys[k] is None]
     rank = np.empty(n, dtype=np.int64)
@@ -111,7 +111,6 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
 
     from maya.dedup.keep import keep_reason
 
-    keys = {f.path: key_of(k, f) for k, fl in enumerate(files_of) for f in fl}
     out = [replace(g, keep_reason=keep_reason(options.keep, keys[g.keep.path], [keys[m.path] for m in g.members[1:]]))
            for g in out]
     out.sort(key=lambda g: g.keep.path)
@@ -127,10 +126,11 @@ def _file_group(images: Images, files_of, items, chained, split, weakest, use_si
     others = np.asarray([int(k) for k in items if int(k) != rep], dtype=np.int64)
     clauses = dict(zip(others.tolist(), clause_of(np.full(others.size, rep, dtype=np.int64), others).tolist())) \
         if others.size else {}
-    for k in items:
-        k = int(k)
+    items = np.asarray(items, dtype=np.int64)
+    dists = images.phash_distance(items, np.full(items.size, rep, dtype=np.int64)).tolist()  # one call a group
+    for k, d in zip(items.tolist(), dists):
         clause = "exact" if k == rep else (clauses.get(k) or "chained")
-        d = int(images.phash_distance(np.array([k]), np.array([rep]))[0])
+        d = int(d)
         sim = float(np.dot(images.vectors[k], images.vectors[rep])) if use_sim else None
         if use_sim and k == rep:
             sim = 1.0
