@@ -11,7 +11,9 @@ is matched alone (``maya.index.search.Collection.match``: hash radius search, em
 decision rule, paths: read from the store once by the held collection) and timed; then all of them in one
 batch. Prints the build time of the neighbour index (faiss IVF beyond ``maya.embedding.ann.EXACT_MAX``),
 the time a second collection takes to load the one the first saved (``maya.index.ann_file``), the latencies, how many edited copies
-found their original and how many outsiders matched anything; the last line is
+found their original and how many outsiders matched anything, and the same run's baseline (the first
+``--baseline-queries`` queries again the way a search ran before: paths asked of the store at each query,
+faiss on all threads for a single query); the last line is
 ``search_latency_<N>: median_ms=X batch_ms_per_query=Y``.
 """
 
@@ -45,6 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--neighbours", choices=("auto", "exact", "ivf"), default="auto")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--baseline-queries", type=int, default=50, help="queries timed the old way too (0: none)")
     args = ap.parse_args(argv)
     n, q = args.size, args.queries
     rng = np.random.default_rng([args.seed, 1])  # queries: a stream of their own, not the collection's
@@ -102,6 +105,19 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         results += collection.match(single, top=10)
         one.append(time.perf_counter() - t0)
+    # the same run's baseline: the first --baseline-queries queries again, paths asked of the store each time
+    # and faiss on all threads for one query (how a collection searched before either change)
+    before = []
+    collection.keep_paths, few = False, ann.FEW_QUERIES
+    ann.FEW_QUERIES = 0
+    try:
+        for i in range(min(args.baseline_queries, 2 * q)):
+            single = QueryFeatures(paths[i:i + 1], queries.shas[i:i + 1], allh[i:i + 1], allv[i:i + 1], [])
+            t0 = time.perf_counter()
+            collection.match(single, top=10)
+            before.append(time.perf_counter() - t0)
+    finally:
+        collection.keep_paths, ann.FEW_QUERIES = True, few
     t0 = time.perf_counter()
     batch = collection.match(queries, top=10)
     batch_s = time.perf_counter() - t0
@@ -112,6 +128,9 @@ def main(argv=None) -> int:
     label = _size_label(n)
     print(f"single-query latency over {2 * q} queries: median {np.median(one_ms):.1f} ms, "
           f"p90 {np.percentile(one_ms, 90):.1f} ms, max {one_ms.max():.1f} ms")
+    if before:
+        print(f"baseline, same run (paths asked of the store each query, faiss on all threads): median "
+              f"{np.median(before) * 1000:.1f} ms over {len(before)} queries")
     print(f"batch of {2 * q}: {batch_s:.2f}s = {batch_s * 1000 / (2 * q):.1f} ms per query")
     print(f"edited copies that found their original: {found}/{q}; outsiders with any match: {false}/{q}")
     print(f"neighbours: {collection.method} (faiss {'installed' if ann.faiss_available() else 'missing'})")
