@@ -10,7 +10,7 @@ How (``method``):
 * ``"exact"``: :func:`maya.embedding.knn.clip_topk` (self) or blockwise products here (queries): N^2 d
   multiply-adds, memory one tile. Below :data:`EXACT_MAX` vectors it is the fastest; it is also what runs
   when faiss is not installed (``pip install 'mirror-of-maya[ann]'`` adds it).
-* ``"ivf"``: a faiss IVF index (inner product), ``nlist`` ~ 2 sqrt(N) cells trained by k-means on a
+* ``"ivf"``: a faiss IVF index (inner product), ``nlist`` ~ sqrt(N) cells trained by k-means on a
   sample, ``nprobe`` cells searched per query, 4-bit product codes scanned there and the best re-ranked
   with the exact vectors (:func:`build_ivf`). Approximate: a near copy is missed only when it falls in a
   cell not probed; :func:`recall_against_exact` measures how often on a sample of queries, and callers
@@ -29,13 +29,17 @@ import numpy as np
 #: Largest collection searched exactly by ``method="auto"``. Measured (2 cores, d = 512): exact top-16
 #: self-join of 100k takes ~70 s, faiss IVF ~10 s at recall >= 0.99; at 20k both take ~3 s.
 EXACT_MAX = 20_000
-#: Cells probed per query by IVF, and the codes scanned in them (see :func:`build_ivf`). Measured with
-#: benchmarks/bench_scale.py (30 % near copies, d = 512): at 100k, pq with nprobe 16 listed every near-copy
-#: pair of a 500-row sample in 18 s where flat took 36 s; at nprobe 8, flat missed 2.5 %.
-DEFAULT_NPROBE = 16
+#: Cells probed per query by IVF, and the codes scanned in them (see :func:`build_ivf`). Measured on the
+#: top-16 self-join of 1M x 512 (benchmarks/bench_scale.py, 30 % near copies; recall of the near-copy pairs
+#: of 2,000 sampled rows; CPU seconds of both cores, load ~9): sqrt(N) = 1024 cells, nprobe 8, 2x re-rank:
+#: 97.9 s CPU, recall 0.9935; 512 cells, nprobe 4: 74.4 s, recall 0.9514; 2048 cells, nprobe 16, 4x
+#: re-rank (the earlier defaults): see the README's performance table. The coarse assignment (every vector
+#: against every centroid, twice: add and search) costs in proportion to the cells, the scan to the cells
+#: probed times the cell size, so fewer, larger cells probed fewer times cut the CPU at the same recall.
+DEFAULT_NPROBE = 10
 DEFAULT_CODES = "pq"
 #: pq: candidates re-ranked exactly per neighbour asked for.
-DEFAULT_REFINE = 4.0
+DEFAULT_REFINE = 2.0
 #: Fewer queries than this are searched on one thread: measured (30k x 512, one query, 2 cores that other
 #: processes also used), 0.07 ms on one thread against a median 24 ms on two (OpenMP waiting on busy cores).
 FEW_QUERIES = 64
@@ -64,17 +68,17 @@ def build_ivf(vectors: np.ndarray, *, nlist: int | None = None, codes: str = DEF
               train_size: int | None = None, refine: float = DEFAULT_REFINE, seed: int = 0):
     """A faiss IVF index (inner product) over ``vectors`` (N, d) float32 unit rows, with its vectors added.
 
-    ``nlist``: cells, default ``2 sqrt(N)`` rounded to a power of two (at most N / 39, faiss's minimum points
+    ``nlist``: cells, default ``sqrt(N)`` rounded to a power of two (at most N / 39, faiss's minimum points
     per cell). ``codes``: ``"flat"`` (``IndexIVFFlat``: full vectors scanned in the probed cells) or ``"pq"``
     (4-bit product codes scanned with SIMD, ``PQ{d/8}x4fs``, then the ``refine`` x k best re-ranked with the
     exact vectors: ``IndexRefineFlat``; the similarities returned are exact). ``train_size``: rows k-means
-    sees (default 32 per cell, at least 65,536, a seeded sample)."""
+    sees (default 32 per cell, at least 16,384, a seeded sample)."""
     import faiss
 
     v = np.ascontiguousarray(vectors, dtype=np.float32)
     n, d = v.shape
     if nlist is None:
-        nlist = 2 ** round(math.log2(max(1.0, 2 * math.sqrt(n))))
+        nlist = 2 ** round(math.log2(max(1.0, math.sqrt(n))))
     nlist = int(max(1, min(nlist, n // 39 or 1)))
     if codes == "flat":
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
@@ -88,7 +92,7 @@ def build_ivf(vectors: np.ndarray, *, nlist: int | None = None, codes: str = DEF
     ivf = faiss.extract_index_ivf(index)
     ivf.cp.seed = seed
     ivf.cp.min_points_per_centroid = 1
-    m = int(min(n, train_size or max(65536, 32 * nlist)))
+    m = int(min(n, train_size or max(16384, 32 * nlist)))
     sample = v if m >= n else v[np.sort(np.random.default_rng(seed).choice(n, m, replace=False))]
     index.train(sample)
     index.add(v)
