@@ -231,3 +231,44 @@ def test_a_held_collection_lists_the_same_paths_as_asking_the_store_each_time(tm
     assert by_query["/query/2"] == []
     assert by_query["/query/7"] == ["/p/07.png"]
     con.close()
+
+
+def test_a_collection_from_the_store_saves_its_faiss_index_dedup_appends_to_it_and_the_next_search_loads_it(tmp_path):
+    pytest.importorskip("faiss")
+    import duckdb
+
+    from maya import store
+    from maya.dedup.options import DedupOptions
+    from maya.hashing import DEFAULT
+    from maya.index.collection import index_dir, update_after_dedup
+    from maya.index.search import Collection, QueryFeatures
+
+    db = tmp_path / "maya.duckdb"
+    con = duckdb.connect(str(db))
+    store.apply_schema(con)
+    rng = np.random.default_rng(5)
+    n = 2000
+    shas = [f"{i:064x}" for i in range(n)]
+    bits = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64)
+    vecs = rng.standard_normal((n, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    store.insert_rows(con, "hashes", {"sha256": shas, "algorithm": [DEFAULT.name] * n, "bits": bits})
+    store.insert_embeddings(con, shas, "m", vecs)
+    store.insert_rows(con, "files", {"path": [f"/p/{i}.png" for i in range(n)], "sha256": shas, "status": ["ok"] * n})
+    options = DedupOptions("hybrid", 8, 16, 0.80, 0.90).check()  # thresholds given: no model to calibrate
+    first = Collection.from_store(con, db, options, "m", neighbours="ivf")
+    kept = [p.name for p in index_dir(db).iterdir() if p.name.startswith("ann-")]
+    second = Collection.from_store(con, db, options, "m", neighbours="ivf")
+    assert (first.ann_how, second.ann_how, len(kept)) == ("built", "loaded", 1)
+    pos = np.arange(0, n, 97)
+    q = QueryFeatures([f"/q/{i}" for i in pos], [f"q{i}" for i in pos], bits[pos], vecs[pos], [])
+    a, b = first.match(q, top=1), second.match(q, top=1)
+    assert a == b and [r["matches"][0]["path"] for r in a] == [f"/p/{i}.png" for i in pos]
+    # dedup adds contents: its index hook adds them to the kept faiss index, and the next search only loads it
+    more = [f"{i:064x}" for i in range(n, n + 30)]
+    mvecs = rng.standard_normal((30, 32)).astype(np.float32)
+    mvecs /= np.linalg.norm(mvecs, axis=1, keepdims=True)
+    store.insert_embeddings(con, more, "m", mvecs)
+    assert update_after_dedup(con, db, None, "m")["neighbours"] == "appended (+30)"
+    assert Collection.from_store(con, db, options, "m", neighbours="ivf").ann_how == "loaded"
+    con.close()
