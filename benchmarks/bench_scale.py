@@ -288,14 +288,15 @@ def section_clip(args) -> list[str]:
             t0, c0 = time.perf_counter(), time.process_time()
             built = ann.build_ivf(v, codes=args.clip_codes)
             t_build = time.perf_counter() - t0
-            index, sim = ann.self_topk(v, k, method="ivf", index=built, nprobe=args.clip_nprobe)
+            nprobe = args.clip_nprobe or ann.DEFAULT_NPROBE
+            index, sim = ann.self_topk(v, k, method="ivf", index=built, nprobe=nprobe)
             seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
             del built
             sample = np.random.default_rng(args.seed + 1).choice(n, min(n, args.clip_recall_rows), replace=False)
             recall, true_pairs = ann.recall_against_exact(v, index, sim, args.clip_pair_threshold, sample)
-            how = f"faiss ivf-{args.clip_codes} nprobe {args.clip_nprobe}"
+            how = f"faiss ivf-{args.clip_codes} nprobe {nprobe}"
             lines.append(f"{n:>10,} {seconds:>10.1f} {how:<26} {recall:>7.4f} {v.nbytes / 2**20:>11.0f} "
-                         f"{'':>15} {'':>15}")
+                         f"{'':>15} {'':>15}  cpu_seconds={cpu:.1f}")
             lines.append(f"{'':>10} of which index build {t_build:.1f}s; CPU {cpu:.1f}s over {os.cpu_count()} CPUs "
                          f"(wall above CPU / CPUs: other processes had the cores)")
             lines.append(f"{'':>10} recall: {true_pairs:,} true pairs (sim >= {args.clip_pair_threshold}) of "
@@ -332,7 +333,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clip-recall-rows", type=int, default=2000, help="sampled rows the ANN recall is measured on")
     ap.add_argument("--clip-pair-threshold", type=float, default=0.8,
                     help="similarity of a true near-copy pair (copies here score ~0.96, unrelated rows < 0.3)")
-    ap.add_argument("--clip-nprobe", type=int, default=16, help="IVF cells probed per query")
+    ap.add_argument("--clip-nprobe", type=int, default=None,
+                    help="IVF cells probed per query (default maya.embedding.ann.DEFAULT_NPROBE)")
     ap.add_argument("--clip-codes", choices=("flat", "pq"), default="pq", help="IVF codes (maya.embedding.ann)")
     args = ap.parse_args(argv)
     names = [args.only] if args.only else list(SECTIONS)

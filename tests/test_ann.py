@@ -68,3 +68,15 @@ def test_recall_counts_a_pair_missed_from_both_sides():
     broken[1] = [7, 8]  # rows 0 and 1 (near copies) no longer list each other
     recall, pairs = ann.recall_against_exact(v, broken, sim, 0.9, np.arange(200))
     assert recall == pytest.approx((pairs - 2) / pairs)
+
+
+def test_a_few_queries_run_on_one_thread_answer_as_in_a_batch_and_leave_faiss_threads_as_they_were():
+    faiss = pytest.importorskip("faiss")
+    v = _vectors()
+    index = ann.build_ivf(v)
+    threads = faiss.omp_get_max_threads()
+    batch = ann.query_topk(v, v[:ann.FEW_QUERIES + 10], 5, method="ivf", index=index)
+    for r in (0, 1, 2, 3):
+        one = ann.query_topk(v, v[r:r + 1], 5, method="ivf", index=index)
+        assert np.array_equal(one[0][0], batch[0][r]) and np.allclose(one[1][0], batch[1][r])
+        assert faiss.omp_get_max_threads() == threads

@@ -194,3 +194,81 @@ def test_rows_added_to_the_store_are_appended_to_the_index_not_rebuilt(tmp_path)
     assert sorted(got) == shas and all(np.allclose(got[s], v) for s, v in zip(shas, vecs))
     assert refresh(con, folder, "hashes", "h").how == "fresh"
     con.close()
+
+
+def test_a_held_collection_lists_the_same_paths_as_asking_the_store_each_time(tmp_path):
+    """keep_paths reads every content's paths once; its answers equal the per-call store query's, a content
+    with two paths lists both, and a content whose only file is unreadable lists none."""
+    import duckdb
+
+    from maya import store
+    from maya.dedup.options import DedupOptions
+    from maya.index.collection import refresh
+    from maya.index.search import Collection, QueryFeatures
+
+    con = duckdb.connect(str(tmp_path / "maya.duckdb"))
+    store.apply_schema(con)
+    rng = np.random.default_rng(3)
+    shas = [f"{i:064x}" for i in range(40)]
+    bits = rng.integers(0, 2**63, 40, dtype=np.int64).astype(np.uint64)
+    store.insert_rows(con, "hashes", {"sha256": shas, "algorithm": ["h"] * 40, "bits": bits})
+    paths = [f"/p/{i:02d}.png" for i in range(40)] + ["/q/00-copy.png", "/q/01-broken.png"]
+    owners = shas + [shas[0], shas[1]]
+    status = ["ok"] * 40 + ["ok", "error"]
+    status[2] = "error"  # content 2's only file is unreadable: not in the collection
+    store.insert_rows(con, "files", {"path": paths, "sha256": owners, "status": status})
+    options = DedupOptions("phash").check()
+    part = refresh(con, None, "hashes", "h")
+    held = Collection(con, options, None, part, keep_paths=True)
+    asked = Collection(con, options, None, part, keep_paths=False)
+    queries = QueryFeatures([f"/query/{i}" for i in range(40)], [f"q{i}" for i in range(40)], bits, None, [])
+    for _ in range(2):  # the second call answers from the paths read by the first
+        got = held.match(queries, top=5)
+        assert got == asked.match(queries, top=5)
+    by_query = {r["path"]: [m["path"] for m in r["matches"]] for r in got}
+    assert by_query["/query/0"] == ["/p/00.png", "/q/00-copy.png"]
+    assert by_query["/query/1"] == ["/p/01.png"]
+    assert by_query["/query/2"] == []
+    assert by_query["/query/7"] == ["/p/07.png"]
+    con.close()
+
+
+def test_a_collection_from_the_store_saves_its_faiss_index_dedup_appends_to_it_and_the_next_search_loads_it(tmp_path):
+    pytest.importorskip("faiss")
+    import duckdb
+
+    from maya import store
+    from maya.dedup.options import DedupOptions
+    from maya.hashing import DEFAULT
+    from maya.index.collection import index_dir, update_after_dedup
+    from maya.index.search import Collection, QueryFeatures
+
+    db = tmp_path / "maya.duckdb"
+    con = duckdb.connect(str(db))
+    store.apply_schema(con)
+    rng = np.random.default_rng(5)
+    n = 2000
+    shas = [f"{i:064x}" for i in range(n)]
+    bits = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64)
+    vecs = rng.standard_normal((n, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    store.insert_rows(con, "hashes", {"sha256": shas, "algorithm": [DEFAULT.name] * n, "bits": bits})
+    store.insert_embeddings(con, shas, "m", vecs)
+    store.insert_rows(con, "files", {"path": [f"/p/{i}.png" for i in range(n)], "sha256": shas, "status": ["ok"] * n})
+    options = DedupOptions("hybrid", 8, 16, 0.80, 0.90).check()  # thresholds given: no model to calibrate
+    first = Collection.from_store(con, db, options, "m", neighbours="ivf")
+    kept = [p.name for p in index_dir(db).iterdir() if p.name.startswith("ann-")]
+    second = Collection.from_store(con, db, options, "m", neighbours="ivf")
+    assert (first.ann_how, second.ann_how, len(kept)) == ("built", "loaded", 1)
+    pos = np.arange(0, n, 97)
+    q = QueryFeatures([f"/q/{i}" for i in pos], [f"q{i}" for i in pos], bits[pos], vecs[pos], [])
+    a, b = first.match(q, top=1), second.match(q, top=1)
+    assert a == b and [r["matches"][0]["path"] for r in a] == [f"/p/{i}.png" for i in pos]
+    # dedup adds contents: its index hook adds them to the kept faiss index, and the next search only loads it
+    more = [f"{i:064x}" for i in range(n, n + 30)]
+    mvecs = rng.standard_normal((30, 32)).astype(np.float32)
+    mvecs /= np.linalg.norm(mvecs, axis=1, keepdims=True)
+    store.insert_embeddings(con, more, "m", mvecs)
+    assert update_after_dedup(con, db, None, "m")["neighbours"] == "appended (+30)"
+    assert Collection.from_store(con, db, options, "m", neighbours="ivf").ann_how == "loaded"
+    con.close()

@@ -75,14 +75,14 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     pixels = images.width * images.height
     framed = framed_copies(images, pairs, files_of) if options.keep == "source" else np.zeros(len(files_of), bool)
 
-    def key_of(k: int, f) -> tuple:
-        return keep_order(options.keep, f.path, int(pixels[k]), f.size_bytes, f.mtime, roots, options.prefer,
-                          bool(framed[k]))
-
-    for k, fl in enumerate(files_of):
-        fl.sort(key=lambda f: key_of(k, f))  # the one kept of byte-identical copies first
+    # each file's keep key, once (a path is one file)
+    keys = {f.path: keep_order(options.keep, f.path, int(pixels[k]), f.size_bytes, f.mtime, roots, options.prefer,
+                               bool(framed[k]))
+            for k, fl in enumerate(files_of) for f in fl}
+    for fl in files_of:
+        fl.sort(key=lambda f: keys[f.path])  # the one kept of byte-identical copies first
     n = len(images.sha256)
-    best_keys = [key_of(k, fl[0]) if fl else None for k, fl in enumerate(files_of)]
+    best_keys = [keys[fl[0].path] if fl else None for fl in files_of]
     order = sorted((k for k in range(n) if best_keys[k] is not None), key=lambda k: best_keys[k])
     order += [k for k in range(n) if best_keys[k] is None]
     rank = np.empty(n, dtype=np.int64)
@@ -123,7 +123,6 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
 
     from maya.dedup.keep import keep_reason
 
-    keys = {f.path: key_of(k, f) for k, fl in enumerate(files_of) for f in fl}
     out = [replace(g, keep_reason=keep_reason(options.keep, keys[g.keep.path], [keys[m.path] for m in g.members[1:]]))
            for g in out]
     out.sort(key=lambda g: g.keep.path)
@@ -208,14 +207,16 @@ def _file_group(images: Images, files_of, items, chained, split, weakest, use_si
     others = np.asarray([int(k) for k in items if int(k) != rep], dtype=np.int64)
     clauses = dict(zip(others.tolist(), clause_of(np.full(others.size, rep, dtype=np.int64), others).tolist())) \
         if others.size else {}
-    for k in items:
-        k = int(k)
+    items = np.asarray(items, dtype=np.int64)
+    reps = np.full(items.size, rep, dtype=np.int64)
+    dists, _, d_views = images.phash_views(items, reps)  # one call a group
+    sims, sim_views = images.similarity_views(items, reps) if use_sim else (None, None)
+    for j, k in enumerate(items.tolist()):
         clause = "exact" if k == rep else (clauses.get(k) or ("clip-majority" if k in voted else "chained"))
-        d, _, d_views = (int(x[0]) for x in images.phash_views(np.array([k]), np.array([rep])))
-        sim, sim_views = images.similarity_views(np.array([k]), np.array([rep])) if use_sim else (None, None)
-        sim = None if sim is None else (1.0 if k == rep else float(sim[0]))
-        views = "" if k == rep else images.view_pair_name(d_views if sim is None or clause == "phash"
-                                                          else int(sim_views[0]))
+        d = int(dists[j])
+        sim = None if sims is None else (1.0 if k == rep else float(sims[j]))
+        views = "" if k == rep else images.view_pair_name(int(d_views[j]) if sim is None or clause == "phash"
+                                                          else int(sim_views[j]))
         for f in files_of[k]:
             members.append(Member(f.path, f.sha256, d, None if sim is None else round(sim, 6),
                                   len(files_of[k]) >= 2, int(images.width[k]), int(images.height[k]),

@@ -10,7 +10,7 @@ How (``method``):
 * ``"exact"``: :func:`maya.embedding.knn.clip_topk` (self) or blockwise products here (queries): N^2 d
   multiply-adds, memory one tile. Below :data:`EXACT_MAX` vectors it is the fastest; it is also what runs
   when faiss is not installed (``pip install 'mirror-of-maya[ann]'`` adds it).
-* ``"ivf"``: a faiss IVF index (inner product), ``nlist`` ~ 2 sqrt(N) cells trained by k-means on a
+* ``"ivf"``: a faiss IVF index (inner product), ``nlist`` ~ sqrt(N) cells trained by k-means on a
   sample, ``nprobe`` cells searched per query, 4-bit product codes scanned there and the best re-ranked
   with the exact vectors (:func:`build_ivf`). Approximate: a near copy is missed only when it falls in a
   cell not probed; :func:`recall_against_exact` measures how often on a sample of queries, and callers
@@ -29,13 +29,20 @@ import numpy as np
 #: Largest collection searched exactly by ``method="auto"``. Measured (2 cores, d = 512): exact top-16
 #: self-join of 100k takes ~70 s, faiss IVF ~10 s at recall >= 0.99; at 20k both take ~3 s.
 EXACT_MAX = 20_000
-#: Cells probed per query by IVF, and the codes scanned in them (see :func:`build_ivf`). Measured with
-#: benchmarks/bench_scale.py (30 % near copies, d = 512): at 100k, pq with nprobe 16 listed every near-copy
-#: pair of a 500-row sample in 18 s where flat took 36 s; at nprobe 8, flat missed 2.5 %.
-DEFAULT_NPROBE = 16
+#: Cells probed per query by IVF, and the codes scanned in them (see :func:`build_ivf`). Measured on the
+#: top-16 self-join of 1M x 512 (benchmarks/bench_scale.py, 30 % near copies; recall of the near-copy pairs
+#: of 2,000 sampled rows; CPU seconds of both cores, load ~9): sqrt(N) = 1024 cells, nprobe 8, 2x re-rank:
+#: 97.9 s CPU, recall 0.9935; 512 cells, nprobe 4: 74.4 s, recall 0.9514; 2048 cells, nprobe 16, 4x
+#: re-rank (the earlier defaults): see the README's performance table. The coarse assignment (every vector
+#: against every centroid, twice: add and search) costs in proportion to the cells, the scan to the cells
+#: probed times the cell size, so fewer, larger cells probed fewer times cut the CPU at the same recall.
+DEFAULT_NPROBE = 10
 DEFAULT_CODES = "pq"
 #: pq: candidates re-ranked exactly per neighbour asked for.
-DEFAULT_REFINE = 4.0
+DEFAULT_REFINE = 2.0
+#: Fewer queries than this are searched on one thread: measured (30k x 512, one query, 2 cores that other
+#: processes also used), 0.07 ms on one thread against a median 24 ms on two (OpenMP waiting on busy cores).
+FEW_QUERIES = 64
 
 
 def faiss_available() -> bool:
@@ -61,17 +68,17 @@ def build_ivf(vectors: np.ndarray, *, nlist: int | None = None, codes: str = DEF
               train_size: int | None = None, refine: float = DEFAULT_REFINE, seed: int = 0):
     """A faiss IVF index (inner product) over ``vectors`` (N, d) float32 unit rows, with its vectors added.
 
-    ``nlist``: cells, default ``2 sqrt(N)`` rounded to a power of two (at most N / 39, faiss's minimum points
+    ``nlist``: cells, default ``sqrt(N)`` rounded to a power of two (at most N / 39, faiss's minimum points
     per cell). ``codes``: ``"flat"`` (``IndexIVFFlat``: full vectors scanned in the probed cells) or ``"pq"``
     (4-bit product codes scanned with SIMD, ``PQ{d/8}x4fs``, then the ``refine`` x k best re-ranked with the
     exact vectors: ``IndexRefineFlat``; the similarities returned are exact). ``train_size``: rows k-means
-    sees (default 32 per cell, at least 65,536, a seeded sample)."""
+    sees (default 32 per cell, at least 16,384, a seeded sample)."""
     import faiss
 
     v = np.ascontiguousarray(vectors, dtype=np.float32)
     n, d = v.shape
     if nlist is None:
-        nlist = 2 ** round(math.log2(max(1.0, 2 * math.sqrt(n))))
+        nlist = 2 ** round(math.log2(max(1.0, math.sqrt(n))))
     nlist = int(max(1, min(nlist, n // 39 or 1)))
     if codes == "flat":
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
@@ -85,10 +92,49 @@ def build_ivf(vectors: np.ndarray, *, nlist: int | None = None, codes: str = DEF
     ivf = faiss.extract_index_ivf(index)
     ivf.cp.seed = seed
     ivf.cp.min_points_per_centroid = 1
-    m = int(min(n, train_size or max(65536, 32 * nlist)))
+    m = int(min(n, train_size or max(16384, 32 * nlist)))
     sample = v if m >= n else v[np.sort(np.random.default_rng(seed).choice(n, m, replace=False))]
     index.train(sample)
     index.add(v)
+    return index
+
+
+def ivf_codes(index) -> np.ndarray:
+    """The part of a :func:`build_ivf` index (codes ``pq``) worth keeping on disk: the trained cells and the
+    4-bit codes (``IndexIVFPQFastScan``, ~d/16 bytes a vector), serialized (uint8). The exact vectors it
+    re-ranks with are not in it: they are the embeddings themselves (:func:`ivf_from_codes` takes them)."""
+    import faiss
+
+    top = faiss.downcast_index(index)
+    if not isinstance(top, faiss.IndexRefine):
+        raise ValueError("only an IVF index with pq codes (build_ivf(codes='pq')) is kept as codes")
+    return faiss.serialize_index(top.base_index)
+
+
+def ivf_add_codes(codes: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """:func:`ivf_codes` with ``vectors`` (M, d) float32 added (assigned to the trained cells)."""
+    import faiss
+
+    base = faiss.deserialize_index(np.ascontiguousarray(codes, dtype=np.uint8))
+    base.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return faiss.serialize_index(base)
+
+
+def ivf_from_codes(codes: np.ndarray, vectors: np.ndarray, *, refine: float = DEFAULT_REFINE):
+    """The index :func:`build_ivf` made, from its :func:`ivf_codes` and the vectors (N, d) float32 it was built
+    over, in the same order; rows of ``vectors`` beyond those the codes hold are added to it first (assigned to
+    the trained cells, not retrained). Raises ``ValueError`` when the codes do not fit the vectors."""
+    import faiss
+
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    base = faiss.deserialize_index(np.ascontiguousarray(codes, dtype=np.uint8))  # already its own class
+    if not isinstance(base, faiss.IndexIVFPQFastScan) or base.d != v.shape[1] or base.ntotal > v.shape[0]:
+        raise ValueError("the saved neighbour index does not fit these vectors")
+    if base.ntotal < v.shape[0]:
+        base.add(v[base.ntotal:])
+    index = faiss.IndexRefineFlat(base, faiss.swig_ptr(v))  # copies v: the re-ranking vectors
+    index.k_factor = float(refine)
+    index.referenced_objects = [base]  # the wrapper does not own its base index: keep it alive with it
     return index
 
 
@@ -97,7 +143,14 @@ def _faiss_answer(index, q: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray
 
     ivf = faiss.extract_index_ivf(index)
     ivf.nprobe = int(max(1, min(nprobe, ivf.nlist)))
-    sim, idx = index.search(np.ascontiguousarray(q, dtype=np.float32), k)
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    threads = faiss.omp_get_max_threads()
+    if q.shape[0] < FEW_QUERIES and threads > 1:
+        faiss.omp_set_num_threads(1)  # a few queries: OpenMP's start and join cost more than they share
+    try:
+        sim, idx = index.search(q, k)
+    finally:
+        faiss.omp_set_num_threads(threads)
     sim = sim.astype(np.float32)
     sim[idx < 0] = -np.inf
     return idx.astype(np.int64), sim

@@ -132,4 +132,10 @@ def update_after_dedup(con, db_path, hash_algorithm: str | None, model_id: str |
             continue
         part = refresh(con, folder, kind, key)
         out[kind] = f"{part.how} (+{part.added})" if part.how != "fresh" else "fresh"
+        if kind == "embeddings":
+            from maya.index import ann_file
+
+            kept = ann_file.append_if_kept(part, part_path(folder, "ann", key))
+            if kept is not None:
+                out["neighbours"] = kept
     return out

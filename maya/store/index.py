@@ -57,3 +57,20 @@ def file_paths(con, sha256s: Sequence[str]) -> dict[str, list[str]]:
                                  "WHERE status = 'ok' ORDER BY sha256, path").fetchall():
         out.setdefault(sha, []).append(path)
     return out
+
+
+def all_file_paths(con) -> tuple[np.ndarray, np.ndarray]:
+    """Every readable path of every content at once, for a caller that resolves many matches: ``(sha256
+    S64 (M,), path object (M,))`` sorted by (sha256, path). One scan of ``files``; a lookup in it is then a
+    binary search (:func:`paths_in`), where :func:`file_paths` scans the table once per call."""
+    got = con.execute("SELECT sha256, path FROM files WHERE status = 'ok' AND sha256 IS NOT NULL "
+                      "ORDER BY sha256, path").fetchnumpy()
+    return np.asarray(got["sha256"], dtype="S64"), np.asarray(got["path"], dtype=object)
+
+
+def paths_in(table: tuple[np.ndarray, np.ndarray], sha256s: Sequence[str]) -> dict[str, list[str]]:
+    """:func:`file_paths` answered from an :func:`all_file_paths` table."""
+    shas, paths = table
+    keys = np.array(sorted(set(sha256s)), dtype="S64")
+    lo, hi = np.searchsorted(shas, keys, "left"), np.searchsorted(shas, keys, "right")
+    return {k.decode("ascii"): paths[a:b].tolist() for k, a, b in zip(keys, lo, hi) if b > a}
