@@ -35,7 +35,9 @@ def dedup(paths: list[str], mode: str = "hybrid", data_dir: str | None = None, m
           calibration: str | None = None, grouping: str = "star", clip_veto: float | None = None,
           keep: str = "source", prefer: list[str] | None = None,
           selection: dict | None = None, sensitivity: str = "normal", given: list[str] | None = None,
-          views: bool = True) -> dict:
+          views: bool = True, extra_views: list[str] | None = None, clip_local_floor: float | None = None,
+          clip_local_margin: float | None = None, clip_majority: float | None = None,
+          clip_majority_margin: float | None = None) -> dict:
     """Find the duplicate groups under ``paths``; write DuckDB and the requested outputs.
 
     ``exclude``: folders not to enter (Maya's data folder is always left out). ``selection``: file filters
@@ -61,11 +63,11 @@ def _dedup(paths, mode, data_dir, model, device, precision, batch_size, phash_ac
            clip_strict, clip_k, split_chains, follow_symlinks, include_hidden, exclude, max_pixels, json_path,
            csv_path, html_path, progress, in_flight, calibration=None, grouping="star",
            clip_veto=None, keep="source", prefer=None, selection=None, sensitivity="normal", given=None,
-           views=True) -> dict:
+           views=True, extra_views=None, **vote_and_local) -> dict:
     from prefect.runtime import flow_run
 
     options = DedupOptions(mode, phash_accept, phash_radius, clip_verify, clip_strict, clip_k, split_chains, grouping,
-                           clip_veto, keep, tuple(prefer or ()), views)
+                           clip_veto, keep, tuple(prefer or ()), views, tuple(extra_views or ()), **vote_and_local)
     s = load_settings(data_dir=data_dir, model=model, device=device, precision=precision, batch_size=batch_size)
     max_pixels = max_pixels or s.max_pixels
     runner = lib.Runner(sha256_files=tasks.sha256_files.submit, image_features=feature_tasks.image_features.submit,

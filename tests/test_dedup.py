@@ -547,3 +547,36 @@ def test_chained_and_large_groups_are_held_back_from_actions_unless_asked():
     assert [why for _, why in held] == ["chained", f"large ({LARGE_GROUP_FILES + 1} files)"]
     report, held = actionable({"groups": groups, "errors": []}, include_risky=True)
     assert len(report["groups"]) == 3 and held == []
+
+
+def test_every_dedup_option_is_a_parameter_of_the_dedup_flow():
+    # the CLI hands the flow every DedupOptions field by name (maya.cli.dedup._flow_options): a field the
+    # flow lacks is a ParameterBindError whenever dedup runs through Prefect
+    import inspect
+    from dataclasses import fields
+
+    from maya.cli.dedup import _flow_options
+    from maya.flows.dedup import dedup as dedup_flow
+
+    params = inspect.signature(dedup_flow.fn).parameters
+    assert {f.name for f in fields(DedupOptions)} <= set(params)
+    off = _flow_options(DedupOptions(clip_majority=float("nan"), extra_views=("centre",)))
+    assert off["clip_majority"] != off["clip_majority"] and off["extra_views"] == ["centre"]  # nan stays nan
+
+
+@pytest.mark.slow
+def test_the_flow_runs_the_options_the_library_runs_including_clauses_turned_off(prefect_server, corpus,
+                                                                                   tiny_clip_dir, tmp_path):
+    from maya.cli.dedup import _flow_options
+    from maya.flows.dedup import dedup as dedup_flow
+
+    nan = float("nan")
+    options = DedupOptions(mode="hybrid", clip_majority=nan, clip_majority_margin=nan, clip_local_floor=nan,
+                           clip_local_margin=nan, extra_views=("centre",))
+    summary = dedup_flow(paths=[str(corpus.root)], data_dir=str(tmp_path / "data"), model=str(tiny_clip_dir),
+                         batch_size=8, **_flow_options(options))
+    library = run_dedup(corpus.root, options, model=str(tiny_clip_dir), batch_size=8)
+    assert summary["options"] == library.options.as_dict()
+    text = summary["report"]["rule"]["text"]
+    assert "local scale" not in text and "left out" not in text, text  # both clauses off, as asked
+    assert _shape(summary["report"]) == _shape(library.report)

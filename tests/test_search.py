@@ -119,6 +119,10 @@ def test_a_damaged_or_stale_index_file_is_rebuilt_from_the_store(tmp_path):
         part = refresh(con, index_dir(db), "hashes", algorithm)
         assert part.how == "rebuilt" and len(part) == len(COLLECTION)
         assert refresh(con, index_dir(db), "hashes", algorithm).how == "fresh"
+        # a truncated file (a zip whose end is gone, as after a full disk): rebuilt too
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        part = refresh(con, index_dir(db), "hashes", algorithm)
+        assert part.how == "rebuilt" and len(part) == len(COLLECTION)
         # a row replaced behind the index's back (count the same, rowids moved): rebuilt, not appended
         sha = con.execute("SELECT sha256 FROM hashes WHERE algorithm = ? LIMIT 1", [algorithm]).fetchone()[0]
         con.execute("DELETE FROM hashes WHERE sha256 = ? AND algorithm = ?", [sha, algorithm])

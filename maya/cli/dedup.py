@@ -203,7 +203,7 @@ def _cmd_dedup(args) -> int:
                             max_pixels=args.max_pixels or settings.max_pixels, follow_symlinks=args.follow_symlinks,
                             include_hidden=args.include_hidden, exclude=exclude, dask_address=args.dask_address,
                             progress=not args.quiet, selection=selection.as_dict(), sensitivity=args.sensitivity,
-                            given=sorted(given), calibration=args.calibration, **options.as_dict(), **outputs)
+                            given=sorted(given), calibration=args.calibration, **_flow_options(options), **outputs)
     else:
         run = lib.run_dedup(roots, options, db_path=settings.db_path, model=settings.model, device=settings.device,
                             precision=settings.precision, batch_size=settings.batch_size,
@@ -418,3 +418,11 @@ def _local_and_vote(args) -> dict:
     vote = getattr(args, "clip_majority", None) or (None, None)
     return {"clip_local_floor": local[0], "clip_local_margin": local[1], "clip_majority": vote[0],
             "clip_majority_margin": vote[1]}
+
+
+def _flow_options(options) -> dict:
+    """The dedup flow's parameters for ``options``: every field as it is (a threshold turned off stays nan;
+    ``as_dict``, the JSON form, writes that as null, which the flow would read as "resolve the default")."""
+    from dataclasses import fields
+
+    return {f.name: (list(v) if isinstance(v := getattr(options, f.name), tuple) else v) for f in fields(options)}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import zipfile
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,8 @@ def _load_file(path: Path, kind: str, key: str) -> IndexPart | None:
                 return None
             stamp = tuple(int(x) for x in z["stamp"])
             part = IndexPart(kind, key, z["sha256"], z["values"], stamp)
-    except (OSError, KeyError, ValueError, EOFError):
-        return None  # missing or damaged: rebuilt from the store
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        return None  # missing or damaged (a truncated file is a bad zip): rebuilt from the store
     if part.sha256.shape[0] != part.values.shape[0] or part.stamp[0] != part.sha256.shape[0]:
         return None
     return part
