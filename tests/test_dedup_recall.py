@@ -71,7 +71,7 @@ def test_efficientnet_lite0_has_the_local_clause_and_the_vote_built_in_and_the_s
     con = duckdb.connect(":memory:")
     store.apply_schema(con)
     o, source = resolve_thresholds(con, DedupOptions(), "efficientnet-lite0", None)
-    assert (o.clip_local_floor, o.clip_local_margin, o.clip_majority, o.clip_majority_margin) == (0.5, 0.2, 0.6, 0.05)
+    assert (o.clip_local_floor, o.clip_local_margin, o.clip_majority, o.clip_majority_margin) == (0.55, 0.2, 0.6, 0.05)
     assert o.uses_local and o.uses_majority and source.text == "built-in defaults for efficientnet-lite0"
     given, source = resolve_thresholds(con, DedupOptions(clip_verify=0.9, clip_strict=0.98, clip_veto=0.2),
                                        "efficientnet-lite0", None)
