@@ -29,7 +29,9 @@ class Member:
     mtime: float
     #: what admitted it, to the kept file: "keep" (the kept file), "exact" (byte-identical to the kept
     #: file), "phash", "phash+clip", "clip" (the rule's clause, :mod:`maya.rule`), "clip-majority" (not a
-    #: direct match: resembles most of the group's files, :func:`maya.dedup.stars.attach_by_majority`), or "chained" (not
+    #: direct match: resembles most of the group's files, :func:`maya.dedup.stars.attach_by_majority`), "phash-majority"
+    #: (not a direct match either: within the pHash radius of most of the group's files,
+    #: :func:`maya.dedup.stars.attach_by_phash_majority`), or "chained" (not
     #: accepted directly with the kept file: only in a chained group of ``--grouping components``)
     clause: str = ""
     #: which views reached the score that decided (the pHash distance for clause "phash", else the
