@@ -10,7 +10,8 @@ library calls (no Prefect): build the pair dataset (``positives`` single edits a
 original, light/medium/strong; negatives) and run the study on it (``maya.evaluation.study.run_study``: pair
 P/R/F1, thresholds chosen on val); lay out the collection (``maya.pairs.collection``: originals + every
 edited copy as files); dedup it (``maya.evaluation.collection``) with the model's built-in defaults, with
-``--calibration`` = this study run, and with the defaults before issue 13 (0.80 / 0.85, connected components). Prints the pair F1 (test split, selected cascade and clip) and, per
+``--calibration`` = this study run, with issue 13's second-round defaults (local floor 0.50, no pHash vote), the
+defaults before its local clause and votes, and before issue 13 (0.80 / 0.85, connected components). Prints the pair F1 (test split, selected cascade and clip) and, per
 threshold source, the collection's pairwise precision / recall / F1, largest group and weakest kinds.
 ``--sweep`` also prints the grouping metrics over a grid of (clip_verify, clip_strict).
 """
@@ -184,8 +185,10 @@ def main(argv=None) -> int:
         before = DedupOptions(clip_verify=0.80, clip_strict=0.85, grouping="components", clip_local_floor=off,
                               clip_local_margin=off)  # the defaults until issue 13
         previous = DedupOptions(clip_verify=0.80, clip_strict=0.95, clip_veto=0.30, clip_local_floor=off,
-                                clip_local_margin=off, clip_majority=off, clip_majority_margin=off)
+                                clip_local_margin=off, clip_majority=off, clip_majority_margin=off, phash_majority=False)
+        round2 = DedupOptions(clip_local_floor=0.50, clip_local_margin=0.20, phash_majority=False)  # issue 13 round 2
         for label, calibration, o in (("built-in defaults", None, DedupOptions()),
+                                      ("round-2 defaults: local floor 0.50, no pHash vote", None, round2),
                                       ("--calibration this run", str(study["run_id"]), DedupOptions()),
                                       ("previous defaults: 0.80 / 0.95, star, no local clause or vote", None, previous),
                                       ("before issue 13: 0.80 / 0.85, components", None, before)):

@@ -71,7 +71,7 @@ def test_efficientnet_lite0_has_the_local_clause_and_the_vote_built_in_and_the_s
     con = duckdb.connect(":memory:")
     store.apply_schema(con)
     o, source = resolve_thresholds(con, DedupOptions(), "efficientnet-lite0", None)
-    assert (o.clip_local_floor, o.clip_local_margin, o.clip_majority, o.clip_majority_margin) == (0.5, 0.2, 0.6, 0.05)
+    assert (o.clip_local_floor, o.clip_local_margin, o.clip_majority, o.clip_majority_margin) == (0.55, 0.2, 0.6, 0.05)
     assert o.uses_local and o.uses_majority and source.text == "built-in defaults for efficientnet-lite0"
     given, source = resolve_thresholds(con, DedupOptions(clip_verify=0.9, clip_strict=0.98, clip_veto=0.2),
                                        "efficientnet-lite0", None)
@@ -130,3 +130,34 @@ def test_the_cli_flags_set_the_local_clause_and_the_vote_and_nan_turns_them_off(
     rule = json.loads(out.read_text())["rule"]
     assert (rule["clip_local_floor"], rule["clip_local_margin"]) == (0.55, 0.25)
     assert rule["clip_majority"] is None and "local scale" in rule["text"] and "joins the group" not in rule["text"]
+
+
+def test_a_left_out_copy_joins_the_star_most_of_whose_members_are_near_it_in_phash_and_never_two_or_one():
+    from maya.dedup.stars import attach_by_phash_majority
+
+    # star A = 0..3, star B = 4..6; item 7 is near 1, 2, 3 of A (3 of 4: a majority); item 8 near 1 only (a chain
+    # end); item 9 near most of A and most of B (joins neither); item 10 near 4, whose hash 5 and 6 share (class)
+    n = 11
+    stars = [np.array([0, 1, 2, 3]), np.array([4, 5, 6])]
+    a = np.array([7, 7, 7, 8, 9, 9, 9, 9, 9, 10])
+    b = np.array([1, 2, 3, 1, 0, 1, 2, 4, 5, 4])
+    taken = np.zeros(n, bool)
+    taken[:7] = True
+    cls = np.arange(n)
+    cls[[5, 6]] = 4  # 4, 5, 6 have one pHash: the candidates paired 10 with the first of them only
+    extra, voted = attach_by_phash_majority(n, stars, taken, a, b, hash_class=cls)
+    assert [e.tolist() for e in extra] == [[7], [10]] and voted == {7, 10}
+    without, _ = attach_by_phash_majority(n, stars, taken, a, b)  # every image its own hash: 10 has 1 of 3
+    assert [e.tolist() for e in without] == [[7], []]
+    taken[7] = True  # already grouped (a star or the embedding vote): never moved
+    extra, voted = attach_by_phash_majority(n, stars, taken, a, b, hash_class=cls)
+    assert [e.tolist() for e in extra] == [[], [10]]
+
+
+def test_the_phash_vote_is_on_in_hybrid_star_grouping_only_and_the_json_says_so():
+    assert DedupOptions().uses_phash_majority and DedupOptions().as_dict()["phash_majority"] is True
+    assert not DedupOptions(mode="clip").uses_phash_majority
+    assert not DedupOptions(grouping="components").uses_phash_majority
+    assert not DedupOptions(phash_majority=False).uses_phash_majority
+    with pytest.raises(ValueError, match="phash-majority"):
+        DedupOptions(phash_majority="yes").check()

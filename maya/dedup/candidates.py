@@ -51,6 +51,9 @@ class Images:
     #: ``(a, b, sim)``: each image's nearest other images (views folded in, :func:`fold_neighbours`); filled by
     #: :func:`candidate_pairs` when the rule has the local clause or grouping the majority vote
     near: tuple | None = None
+    #: ``(a, b)`` int64: candidate pairs within the pHash radius (low-structure images left out), accepted or not;
+    #: filled by :func:`verify_pairs` for star grouping's pHash vote (:attr:`DedupOptions.uses_phash_majority`)
+    phash_near: tuple | None = None
 
     def pair_scale(self, a, b) -> np.ndarray | None:
         """The local scale of pairs ``a[k]``, ``b[k]`` (the larger of the two images'), or None without one."""
@@ -489,6 +492,9 @@ def verify_pairs(images: Images, a: np.ndarray, b: np.ndarray, options: DedupOpt
     sim = images.similarity(a, b) if use_sim else np.full(len(a), np.nan)
     d, unhashable, identical = structure_masks(images, a, b, d)
     rule = decide(d, sim if use_sim else None, options, unhashable, identical, images.pair_scale(a, b))
+    if options.uses_phash_majority:
+        within = (d >= 0) & (d <= options.phash_radius) & ~unhashable
+        images.phash_near = (np.asarray(a, np.int64)[within], np.asarray(b, np.int64)[within])
     keep = rule != ""
     return Pairs(a[keep], b[keep], d[keep], sim[keep], rule[keep],
                  None if images.variants is None else variant[keep])

@@ -29,7 +29,9 @@ class Member:
     mtime: float
     #: what admitted it, to the kept file: "keep" (the kept file), "exact" (byte-identical to the kept
     #: file), "phash", "phash+clip", "clip" (the rule's clause, :mod:`maya.rule`), "clip-majority" (not a
-    #: direct match: resembles most of the group's files, :func:`maya.dedup.stars.attach_by_majority`), or "chained" (not
+    #: direct match: resembles most of the group's files, :func:`maya.dedup.stars.attach_by_majority`), "phash-majority"
+    #: (not a direct match either: within the pHash radius of most of the group's files,
+    #: :func:`maya.dedup.stars.attach_by_phash_majority`), or "chained" (not
     #: accepted directly with the kept file: only in a chained group of ``--grouping components``)
     clause: str = ""
     #: which views reached the score that decided (the pHash distance for clause "phash", else the
@@ -106,8 +108,12 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
                                   accepts=accepts, split_chains=options.split_chains,
                                   method=options.grouping)
     voted: set[int] = set()
+    stars = [g.items for g in groups]  # each star's own members, before any vote
     if options.uses_majority and images.near is not None and use_sim:  # left-out copies: a vote of the group
         groups, voted = _attach(n, groups, images, options)
+    phash_voted: set[int] = set()
+    if options.uses_phash_majority and images.phash_near is not None and groups:  # ...then a pHash vote
+        groups, phash_voted = _attach_phash(n, groups, stars, images)
     grouped = set()
     out = []
     for g in groups:
@@ -115,7 +121,7 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
         # with two images the weakest link is the only link: reported from three images on
         weakest = g.weakest_link if g.items.size >= 3 else None
         out.append(_file_group(images, files_of, g.items, g.chained, g.split, weakest, use_sim, accepts_clause,
-                               voted))
+                               voted, phash_voted))
     for k in range(n):  # byte-identical files with no other near-duplicate
         if k not in grouped and len(files_of[k]) >= 2:
             out.append(_file_group(images, files_of, np.array([k]), False, False, None, use_sim, accepts_clause))
@@ -197,8 +203,35 @@ def _attach(n: int, groups: list, images: Images, options: DedupOptions) -> tupl
     return out, voted
 
 
+def _attach_phash(n: int, groups: list, stars: list, images: Images) -> tuple[list, set[int]]:
+    """Groups with still-left-out items attached by the pHash vote (:func:`maya.dedup.stars.
+    attach_by_phash_majority`, over each group's star members), their weakest link updated; and the attached items."""
+    from dataclasses import replace
+
+    import numpy as np
+    from maya.dedup.stars import attach_by_phash_majority
+
+    taken = np.zeros(n, bool)
+    for g in groups:
+        taken[g.items] = True
+    hash_class = np.unique(images.hashes, return_inverse=True)[1].reshape(-1)
+    extra, voted = attach_by_phash_majority(n, stars, taken, *images.phash_near, hash_class=hash_class)
+    out = []
+    for g, more in zip(groups, extra):
+        if more.size:
+            rep = g.representative
+            sim = images.similarity(np.full(more.size, rep, dtype=np.int64), more)
+            k = int(np.argmin(sim))
+            weak = g.weakest_link
+            if weak is None or not sim[k] >= weak[2]:
+                weak = (rep, int(more[k]), float(sim[k]))
+            g = replace(g, items=np.concatenate([g.items, more]).astype(np.int64), weakest_link=weak)
+        out.append(g)
+    return out, voted
+
+
 def _file_group(images: Images, files_of, items, chained, split, weakest, use_sim, clause_of,
-                voted=frozenset()) -> DuplicateGroup:
+                voted=frozenset(), phash_voted=frozenset()) -> DuplicateGroup:
     import numpy as np
 
     rep = int(items[0])
@@ -212,7 +245,8 @@ def _file_group(images: Images, files_of, items, chained, split, weakest, use_si
     dists, _, d_views = images.phash_views(items, reps)  # one call a group
     sims, sim_views = images.similarity_views(items, reps) if use_sim else (None, None)
     for j, k in enumerate(items.tolist()):
-        clause = "exact" if k == rep else (clauses.get(k) or ("clip-majority" if k in voted else "chained"))
+        clause = "exact" if k == rep else (clauses.get(k) or ("clip-majority" if k in voted else "phash-majority"
+                                                              if k in phash_voted else "chained"))
         d = int(dists[j])
         sim = None if sims is None else (1.0 if k == rep else float(sims[j]))
         views = "" if k == rep else images.view_pair_name(int(d_views[j]) if sim is None or clause == "phash"

@@ -15,6 +15,9 @@ a few wrong edges merge whole clusters (issue 13: one group of 814 of 846 files)
    every star joins the one star most of whose members it resembles, by a margin over any other. Its clause
    is ``"clip-majority"``: it is not a direct match of the kept file, but a vote of the group, so it cannot
    chain either (an attached item never votes).
+5. Optionally (:func:`attach_by_phash_majority`, ``phash_majority``, on by default in hybrid mode): an item
+   still left out joins the one star most of whose members are within the pHash radius of it (clause
+   ``"phash-majority"``): copies whose embedding a chain of edits wrecked but whose pHash survived.
 
 Measured on collection benchmarks (benchmarks/bench_collection.py): see README "Collection benchmark".
 Costs O(pairs) plus one rule check per (candidate keeper, member).
@@ -148,4 +151,55 @@ def attach_by_majority(n: int, groups: list[tuple[np.ndarray, int]], near_a: np.
                 joined.setdefault(votes[0][1], []).append(x)
     out = [np.concatenate([items, np.sort(np.asarray(joined.get(g, []), dtype=np.int64))]).astype(np.int64)
            for g, (items, _) in enumerate(groups)]
+    return out, {x for xs_ in joined.values() for x in xs_}
+
+
+def attach_by_phash_majority(n: int, groups: list[np.ndarray], taken: np.ndarray, near_a: np.ndarray,
+                             near_b: np.ndarray, hash_class: np.ndarray | None = None) -> tuple[list[np.ndarray], set[int]]:
+    """Items still left out joined to the one star most of whose members are near them in pHash.
+
+    A copy whose embedding is wrecked (a chain of edits, a heavy pixelation, a text overlay over a texture) can
+    keep its pHash: within the radius of most files of its group, while the model scores it below every
+    threshold (even below the veto, which guards a *single* pHash match). A free item ``x`` joins star ``G`` when
+    more than half of G's star members are pHash neighbours of ``x`` (``near_a``/``near_b``: image pairs within
+    the pHash radius, dihedral and views, low-structure images left out; e.g. :attr:`Images.phash_near`) and no
+    other star also has such a majority. As in :func:`attach_by_majority` one near member is never enough and an
+    attached item never votes, so nothing chains.
+
+    ``groups``: each star's own members (keeper first; items attached by the embedding vote left out);
+    ``taken`` bool (n,): items already in a group (stars and the embedding vote's). ``hash_class`` int (n,): equal
+    for images with one pHash (the candidates pair only the first image of a hash, so a neighbour of one is a
+    neighbour of all; None: every image its own). Returns the items to append to each group (ascending int64
+    arrays) and the set of attached items. Costs O(near pairs).
+    """
+    member = np.full(n, -1, dtype=np.int64)
+    for g, items in enumerate(groups):
+        member[items] = g
+    cls = np.arange(n, dtype=np.int64) if hash_class is None else np.asarray(hash_class, dtype=np.int64)
+    a = np.asarray(near_a, dtype=np.int64)
+    b = np.asarray(near_b, dtype=np.int64)
+    a, b = np.concatenate([a, b]), np.concatenate([b, a])
+    free = ~np.asarray(taken, bool)
+    a, b = a[free[a]], b[free[a]]
+    grouped = np.flatnonzero(member >= 0)
+    # members per (hash class, star): a free item near one image of a class is near every member of that class
+    pair, per = np.unique(cls[grouped] * max(len(groups), 1) + member[grouped], return_counts=True)
+    by_class: dict[int, list[tuple[int, int]]] = {}
+    for key, c in zip(pair.tolist(), per.tolist()):
+        by_class.setdefault(key // max(len(groups), 1), []).append((key % max(len(groups), 1), c))
+    has = np.isin(cls[b], cls[grouped])
+    near = np.unique(a[has] * n + cls[b[has]]) if has.any() else np.zeros(0, np.int64)  # (item, class) once
+    count: dict[tuple[int, int], int] = {}
+    for x, c in zip((near // n).tolist(), (near % n).tolist()):
+        for g, k in by_class.get(c, ()):
+            count[(x, g)] = count.get((x, g), 0) + k
+    passing: dict[int, list[int]] = {}
+    for (x, g), k in count.items():
+        if 2 * k > groups[g].size:
+            passing.setdefault(x, []).append(g)
+    joined: dict[int, list[int]] = {}
+    for x, gs in passing.items():
+        if len(gs) == 1:  # near most of two stars: neither
+            joined.setdefault(gs[0], []).append(x)
+    out = [np.sort(np.asarray(joined.get(g, []), dtype=np.int64)) for g in range(len(groups))]
     return out, {x for xs_ in joined.values() for x in xs_}
