@@ -572,11 +572,11 @@ def test_the_flow_runs_the_options_the_library_runs_including_clauses_turned_off
 
     nan = float("nan")
     options = DedupOptions(mode="hybrid", clip_majority=nan, clip_majority_margin=nan, clip_local_floor=nan,
-                           clip_local_margin=nan, extra_views=("centre",))
+                           clip_local_margin=nan, phash_majority=False, extra_views=("centre",))
     summary = dedup_flow(paths=[str(corpus.root)], data_dir=str(tmp_path / "data"), model=str(tiny_clip_dir),
                          batch_size=8, **_flow_options(options))
     library = run_dedup(corpus.root, options, model=str(tiny_clip_dir), batch_size=8)
     assert summary["options"] == library.options.as_dict()
     text = summary["report"]["rule"]["text"]
-    assert "local scale" not in text and "left out" not in text, text  # both clauses off, as asked
+    assert "local scale" not in text and "left out" not in text, text  # the clause and both votes off, as asked
     assert _shape(summary["report"]) == _shape(library.report)

@@ -130,6 +130,11 @@ def test_the_cli_flags_set_the_local_clause_and_the_vote_and_nan_turns_them_off(
     rule = json.loads(out.read_text())["rule"]
     assert (rule["clip_local_floor"], rule["clip_local_margin"]) == (0.55, 0.25)
     assert rule["clip_majority"] is None and "local scale" in rule["text"] and "joins the group" not in rule["text"]
+    assert rule["phash_majority"] is True and "pHash vote" in rule["text"]  # hybrid's default
+    code = main(["dedup", str(tmp_path), "--model", str(tiny_clip_dir), "--quiet", "--data-dir", str(data),
+                 "--no-phash-majority", "--json", str(out)])
+    rule = json.loads(out.read_text())["rule"]
+    assert code == 0 and rule["phash_majority"] is False and "pHash vote" not in rule["text"]
 
 
 def test_a_left_out_copy_joins_the_star_most_of_whose_members_are_near_it_in_phash_and_never_two_or_one():

@@ -77,9 +77,11 @@ def thumbnail_data_uri(path: str, side: int = THUMB_SIDE) -> str | None:
 
 
 def risk_order(g) -> tuple:
-    """Sort key putting the riskiest groups first: chained, then any member admitted by the model alone
-    (clause "clip"), then the largest; ties keep the report's order (Python's sort is stable)."""
-    return (not g.chained, not any(m.clause in ("clip", "clip-majority") for m in g.members), -len(g.members))
+    """Sort key putting the riskiest groups first: chained, then any member admitted by the model alone or by a
+    vote of the group rather than a match with the kept file (clauses "clip", "clip-majority",
+    "phash-majority"), then the largest; ties keep the report's order (Python's sort is stable)."""
+    indirect = ("clip", "clip-majority", "phash-majority")
+    return (not g.chained, not any(m.clause in indirect for m in g.members), -len(g.members))
 
 
 def write_html(groups: Sequence, errors: Sequence[dict], path: str | os.PathLike, *, side: int = THUMB_SIDE,
