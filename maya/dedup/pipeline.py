@@ -60,8 +60,9 @@ def feature_in_flight(runner: Runner, batch: int) -> int:
 
     A CPU model batch is a few images (efficientnet-lite0: 8), decoded in a fraction of one forward pass;
     with two in flight the next forward pass often waited for a batch that was still being written or
-    decoded, with three it rarely does (``benchmarks/bench_vs_fastdup.py``: ~10 % wall time, memory one
-    small batch more). pHash batches hold 256 decoded images each: they stay two deep."""
+    decoded, with three it rarely does (``benchmarks/bench_vs_fastdup.py``, 600 photos: ~10 % wall time in
+    one run, equal in pairs at load ~4 on 2 shared cores; memory one small batch more). pHash batches hold
+    256 decoded images each: they stay two deep."""
     if runner.in_flight is not None:
         return runner.in_flight
     return SMALL_BATCH_IN_FLIGHT if batch <= SMALL_BATCH else 2
@@ -139,8 +140,10 @@ def run_dedup(
     import duckdb
 
     from maya import features, store, view_features
+    from maya.malloc import limit_arenas
     from maya.store import dedup as dedup_store
 
+    limit_arenas()  # before any thread of the run (sha256 readers, decoders, the model's) makes an arena
     runner = runner or Runner()
     options = (options or DedupOptions()).check()
     roots = check_roots(roots)
