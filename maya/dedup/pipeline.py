@@ -39,33 +39,14 @@ class Runner:
     model, max_pixels, retry_delays)`` submit one batch and return a future (``.result()``) of
     ``maya.io.ingest.sha256_files`` / ``maya.features.compute_batch``; None: threads in this process.
     The three steps are called with the step's arguments and return its result (a Prefect task works as
-    is). ``in_flight``: batches submitted ahead of the one being written (memory holds that many); None:
-    :func:`feature_in_flight` for the feature batches, 2 for the sha256 batches."""
+    is). ``in_flight``: batches submitted ahead of the one being written (memory holds that many)."""
 
     sha256_files: Callable[[list[str]], Future] | None = None
     image_features: Callable[..., Future] | None = None
     candidate_pairs: Callable = candidates.candidate_pairs
     verify_pairs: Callable = candidates.verify_pairs
     duplicate_groups: Callable = grouping_step.duplicate_groups
-    in_flight: int | None = None
-
-
-#: Feature batches of at most this many images are kept :data:`SMALL_BATCH_IN_FLIGHT` deep (the default runner).
-SMALL_BATCH = 32
-SMALL_BATCH_IN_FLIGHT = 3
-
-
-def feature_in_flight(runner: Runner, batch: int) -> int:
-    """Feature batches in flight: the runner's own count, else 3 for small (model) batches and 2 for the rest.
-
-    A CPU model batch is a few images (efficientnet-lite0: 8), decoded in a fraction of one forward pass;
-    with two in flight the next forward pass often waited for a batch that was still being written or
-    decoded, with three it rarely does (``benchmarks/bench_vs_fastdup.py``, 600 photos: ~10 % wall time in
-    one run, equal in pairs at load ~4 on 2 shared cores; memory one small batch more). pHash batches hold
-    256 decoded images each: they stay two deep."""
-    if runner.in_flight is not None:
-        return runner.in_flight
-    return SMALL_BATCH_IN_FLIGHT if batch <= SMALL_BATCH else 2
+    in_flight: int = 2
 
 
 @dataclass
@@ -175,14 +156,14 @@ def run_dedup(
             flow_run_id=flow_run_id)
         try:
             identified = identify_files(con, roots, follow_symlinks=follow_symlinks, include_hidden=include_hidden,
-                                        exclude=exclude, submit=runner.sha256_files, in_flight=runner.in_flight or 2,
+                                        exclude=exclude, submit=runner.sha256_files, in_flight=runner.in_flight,
                                         progress=progress, selection=selection)
             path_of: dict[str, str] = {}
             for f in identified.files:
                 path_of.setdefault(f.sha256, f.path)
             outcome = features.compute_missing(
                 con, list(path_of), paths=path_of, model=spec, model_id=model_id, batch_size=batch,
-                max_pixels=max_pixels, submit=runner.image_features, in_flight=feature_in_flight(runner, batch),
+                max_pixels=max_pixels, submit=runner.image_features, in_flight=runner.in_flight,
                 policy=features.DEDUP_POLICY, progress=lambda total: Progress(total, "features", progress),
                 views=options.views)
             ok = [s for s in path_of if s not in outcome.problems]
