@@ -4,9 +4,9 @@ glibc gives each thread that meets a locked arena an arena of its own, up to 8 p
 and memory freed in an arena stays there for that arena's next allocations. The feature loop runs a
 decode pool per batch, two or three batch threads, the model's forward thread and its intra-op threads:
 each thread's arena keeps its own high-water mark of decoded pixels and activations. Two arenas cap that
-(measured, ``benchmarks/bench_vs_fastdup.py``: peak RSS of a 600-photo efficientnet-lite0 dedup
-662 -> ~580 MiB) at no measurable CPU cost, where ``malloc_trim`` after each batch saved a little more but
-cost 15 % CPU.
+(measured, ``benchmarks/bench_vs_fastdup.py --repeats 2``, same run: peak RSS of a 600-photo efficientnet-lite0
+dedup 667-685 -> 585-597 MiB, CPU seconds equal) where ``malloc_trim`` after each batch cost 15 % CPU and a
+fixed 1 MiB ``M_MMAP_THRESHOLD`` (~50 MiB less again) 30 %: every activation page was faulted in anew.
 
 :func:`limit_arenas` is called once, before the feature loop starts its threads (``maya.features``). A user's
 own ``MALLOC_ARENA_MAX`` or ``GLIBC_TUNABLES=...arena_max...`` wins (nothing is changed: that is also the way
