@@ -107,7 +107,9 @@ def prepare_batch(
     with ``views``, find each image's inner view box, so that ``maya.view_features`` need not decode it
     again)."""
     from maya.hashing import phash, structure
+    from maya.malloc import limit_arenas
 
+    limit_arenas()  # once per process (a Dask or Prefect worker too), before the decode threads start
     embedder = get_embedder(model) if model is not None else None
     min_side = max(DECODE_MIN_SIDE, getattr(embedder, "input_size", 0) or 0)
     workers = workers or default_workers()
@@ -348,6 +350,9 @@ def compute_missing(
 
     pool = None
     if submit is None:
+        from maya.malloc import limit_arenas
+
+        limit_arenas()  # before this loop's threads exist: two malloc arenas, not one per thread (maya.malloc)
         pool = ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="maya-features")
         submit = lambda *a: pool.submit(compute_batch, *a)  # noqa: E731
     bar = progress(len(todo)) if progress is not None else None

@@ -74,9 +74,9 @@ def _frame_lines(rgb: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     n = rgb.shape[axis]
     part = np.partition(rgb, [(n - 1) // 2, n // 2], axis=axis)  # np.median's value, at a third of its cost
     lo, hi = np.take(part, [(n - 1) // 2], axis=axis), np.take(part, [n // 2], axis=axis)
-    med = (lo + hi) / 2.0
-    close = np.all(np.abs(rgb - med) <= TOLERANCE, axis=2)
-    return close.mean(axis=axis) >= FLAT_FRACTION, np.squeeze(med, axis=axis).astype(np.int16)
+    twice = lo + hi  # twice the median, in int16: |rgb - median| <= TOLERANCE exactly when |2 rgb - twice| <= 2
+    close = np.all(np.abs(2 * rgb - twice) <= 2 * TOLERANCE, axis=2)  # TOLERANCE (no float64 copy of the image)
+    return close.mean(axis=axis) >= FLAT_FRACTION, np.squeeze(twice // 2, axis=axis).astype(np.int16)
 
 
 def _peel(lines: tuple[np.ndarray, np.ndarray], known: list | None = None) -> tuple[int, int, list]:

@@ -121,8 +121,10 @@ def run_dedup(
     import duckdb
 
     from maya import features, store, view_features
+    from maya.malloc import limit_arenas
     from maya.store import dedup as dedup_store
 
+    limit_arenas()  # before any thread of the run (sha256 readers, decoders, the model's) makes an arena
     runner = runner or Runner()
     options = (options or DedupOptions()).check()
     roots = check_roots(roots)
