@@ -188,6 +188,7 @@ def main(argv=None) -> int:
                                 clip_local_margin=off, clip_majority=off, clip_majority_margin=off, phash_majority=False)
         round2 = DedupOptions(clip_local_floor=0.50, clip_local_margin=0.20, phash_majority=False)  # issue 13 round 2
         for label, calibration, o in (("built-in defaults", None, DedupOptions()),
+                                      ("defaults + --phash-majority", None, DedupOptions(phash_majority=True)),
                                       ("round-2 defaults: local floor 0.50, no pHash vote", None, round2),
                                       ("--calibration this run", str(study["run_id"]), DedupOptions()),
                                       ("previous defaults: 0.80 / 0.95, star, no local clause or vote", None, previous),

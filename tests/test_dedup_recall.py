@@ -130,11 +130,11 @@ def test_the_cli_flags_set_the_local_clause_and_the_vote_and_nan_turns_them_off(
     rule = json.loads(out.read_text())["rule"]
     assert (rule["clip_local_floor"], rule["clip_local_margin"]) == (0.55, 0.25)
     assert rule["clip_majority"] is None and "local scale" in rule["text"] and "joins the group" not in rule["text"]
-    assert rule["phash_majority"] is True and "pHash vote" in rule["text"]  # hybrid's default
+    assert rule["phash_majority"] is False and "pHash vote" not in rule["text"]  # opt-in
     code = main(["dedup", str(tmp_path), "--model", str(tiny_clip_dir), "--quiet", "--data-dir", str(data),
-                 "--no-phash-majority", "--json", str(out)])
+                 "--phash-majority", "--json", str(out)])
     rule = json.loads(out.read_text())["rule"]
-    assert code == 0 and rule["phash_majority"] is False and "pHash vote" not in rule["text"]
+    assert code == 0 and rule["phash_majority"] is True and "pHash vote" in rule["text"]
 
 
 def test_a_left_out_copy_joins_the_star_most_of_whose_members_are_near_it_in_phash_and_never_two_or_one():
@@ -160,9 +160,37 @@ def test_a_left_out_copy_joins_the_star_most_of_whose_members_are_near_it_in_pha
 
 
 def test_the_phash_vote_is_on_in_hybrid_star_grouping_only_and_the_json_says_so():
-    assert DedupOptions().uses_phash_majority and DedupOptions().as_dict()["phash_majority"] is True
+    assert not DedupOptions().uses_phash_majority and DedupOptions().as_dict()["phash_majority"] is False
+    assert DedupOptions(phash_majority=True).uses_phash_majority
     assert not DedupOptions(mode="clip").uses_phash_majority
     assert not DedupOptions(grouping="components").uses_phash_majority
     assert not DedupOptions(phash_majority=False).uses_phash_majority
     with pytest.raises(ValueError, match="phash-majority"):
         DedupOptions(phash_majority="yes").check()
+
+
+def test_by_default_distinct_smooth_pictures_stay_apart_the_opt_in_phash_vote_joins_some(tmp_path, tiny_clip_dir):
+    # 48 distinct smooth pictures (random 6x6 colours, upscaled) and a JPEG copy of 8 of them. Smooth pictures
+    # share low DCT frequencies, so some are within the pHash radius (16) of both files of another picture's
+    # pair; the tiny random CLIP at 0.999 tells them apart. The pHash vote asks the model nothing: that is why
+    # it is opt-in (--phash-majority).
+    import numpy as np
+    from PIL import Image
+
+    from maya.dedup.pipeline import run_dedup
+
+    rng = np.random.default_rng(7)
+    for k in range(48):
+        img = Image.fromarray((rng.random((6, 6, 3)) * 255).astype(np.uint8)).resize((256, 256),
+                                                                                     Image.Resampling.BICUBIC)
+        img.save(tmp_path / f"img{k:03d}.png")
+        if k < 8:
+            img.save(tmp_path / f"img{k:03d}_copy.jpg", quality=85)
+    strict = {"mode": "hybrid", "clip_verify": 0.999, "clip_strict": 0.999}
+
+    def sizes(**extra):
+        report = run_dedup(tmp_path, DedupOptions(**strict, **extra), model=str(tiny_clip_dir), batch_size=16).report
+        return sorted(len(g["members"]) for g in report["groups"])
+
+    assert sizes() == [2] * 8  # each picture with its own copy, nothing else
+    assert sizes(phash_majority=True) != [2] * 8  # the vote joins distinct pictures to those pairs

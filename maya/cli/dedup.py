@@ -85,9 +85,10 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
                     help="star grouping: a file left out joins the group whose files it resembles, at similarity >= "
                          "SIM with most of them and a mean MARGIN above any other group's (default: the model's "
                          "built-in values, else off; nan nan: off)")
-    th.add_argument("--no-phash-majority", dest="phash_majority", action="store_false",
-                    help="star grouping in hybrid mode: do not let a file left out join the one group most of whose "
-                         "files are within the pHash radius of it (default: on)")
+    th.add_argument("--phash-majority", action="store_true",
+                    help="star grouping in hybrid mode: a file left out joins the one group most of whose files are "
+                         "within the pHash radius of it, whatever the model says (more copies whose embedding an "
+                         "edit wrecked; distinct look-alike pictures can join too; default: off)")
     th.add_argument("--grouping", choices=lib.GROUPINGS, default="star",
                     help="star (default): every member is a direct near-duplicate of the kept file, so weak "
                          "chains cannot merge groups; components: connected components of accepted pairs")
@@ -420,7 +421,7 @@ def _local_and_vote(args) -> dict:
     local = getattr(args, "clip_local", None) or (None, None)
     vote = getattr(args, "clip_majority", None) or (None, None)
     return {"clip_local_floor": local[0], "clip_local_margin": local[1], "clip_majority": vote[0],
-            "clip_majority_margin": vote[1], "phash_majority": getattr(args, "phash_majority", True)}
+            "clip_majority_margin": vote[1], "phash_majority": getattr(args, "phash_majority", False)}
 
 
 def _flow_options(options) -> dict:

@@ -14,7 +14,7 @@ import sys
 from maya.cli.options import settings_from_args as _settings
 
 #: Dedup flags that make no sense for a search (they shape groups, not matches).
-_NOT_FOR_SEARCH = {"--split-chains", "--grouping", "--no-views", "--extra-views", "--no-phash-majority"}  # about groups and views, not one query
+_NOT_FOR_SEARCH = {"--split-chains", "--grouping", "--no-views", "--extra-views", "--phash-majority"}  # about groups and views, not one query
 
 
 def _threshold_group(parser: argparse.ArgumentParser) -> None:
