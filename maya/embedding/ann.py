@@ -197,19 +197,13 @@ def query_topk(base: np.ndarray, queries: np.ndarray, k: int, *, method: str = "
         return np.zeros((nq, k), np.int64), np.zeros((nq, k), np.float32)
     if choose_method(n, method) == "ivf":
         return _faiss_answer(index if index is not None else build_ivf(b), q, k, nprobe)
+    from maya.embedding.knn import merge_topk
+
     block = int(max(k, min(n, max_block_bytes // (16 * nq))))
     best_i = np.empty((nq, 0), np.int64)
     best_s = np.empty((nq, 0), np.float32)
     for c0 in range(0, n, block):
-        s = q @ b[c0:c0 + block].T  # (Q, C)
-        width = s.shape[1]
-        part = np.argpartition(s, width - k, axis=1)[:, width - k:] if width > k else \
-            np.broadcast_to(np.arange(width), s.shape)
-        cand_i = np.concatenate([best_i, part + c0], axis=1)
-        cand_s = np.concatenate([best_s, np.take_along_axis(s, part, axis=1)], axis=1)
-        order = np.lexsort((cand_i, -cand_s), axis=1)[:, :k]
-        best_i = np.take_along_axis(cand_i, order, axis=1)
-        best_s = np.take_along_axis(cand_s, order, axis=1)
+        best_i, best_s = merge_topk(best_i, best_s, q @ b[c0:c0 + block].T, c0, k)  # a (Q, C) tile
     return best_i, best_s
 
 

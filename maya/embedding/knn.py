@@ -88,18 +88,24 @@ def _tile_topk(v: np.ndarray, start: int, stop: int, k: int, columns: int) -> tu
         s = q @ v[c0:c1].T  # (b, C); a transposed view, no copy of the vectors
         inside = (own >= c0) & (own < c1)
         s[np.flatnonzero(inside), own[inside] - c0] = -np.inf  # never one's own neighbour
-        width = c1 - c0
-        if width > k:
-            part = np.argpartition(s, width - k, axis=1)[:, width - k:]
-        else:
-            part = np.broadcast_to(np.arange(width), s.shape)
-        cand_i = np.concatenate([best_i, part + c0], axis=1)
-        cand_s = np.concatenate([best_s, np.take_along_axis(s, part, axis=1)], axis=1)
-        # keep the k best by (similarity desc, index asc)
-        order = np.lexsort((cand_i, -cand_s), axis=1)[:, :k]
-        best_i = np.take_along_axis(cand_i, order, axis=1)
-        best_s = np.take_along_axis(cand_s, order, axis=1)
+        best_i, best_s = merge_topk(best_i, best_s, s, c0, k)
     return best_i, best_s
+
+
+def merge_topk(best_i: np.ndarray, best_s: np.ndarray, s: np.ndarray, c0: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The running top ``k`` per row merged with a similarity tile ``s`` (rows, C) of columns ``c0:c0+C``.
+
+    ``best_i`` int64 / ``best_s`` float32 (rows, <= k): the best so far. Ties keep the lower index, so the
+    result does not depend on the tile width: (similarity desc, index asc)."""
+    width = s.shape[1]
+    if width > k:
+        part = np.argpartition(s, width - k, axis=1)[:, width - k:]
+    else:
+        part = np.broadcast_to(np.arange(width), s.shape)
+    cand_i = np.concatenate([best_i, part + c0], axis=1)
+    cand_s = np.concatenate([best_s, np.take_along_axis(s, part, axis=1)], axis=1)
+    order = np.lexsort((cand_i, -cand_s), axis=1)[:, :k]
+    return np.take_along_axis(cand_i, order, axis=1), np.take_along_axis(cand_s, order, axis=1)
 
 
 def pairs_above(index: np.ndarray, similarity: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
