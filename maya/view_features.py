@@ -51,7 +51,6 @@ def compute_extra_views(con, shas: Sequence[str], name: str, *, paths: Mapping[s
     """pHash and (with ``model``) embed the fixed extra view ``name`` (``maya.views.EXTRA_VIEWS``) of every
     content of ``shas`` that lacks it, cached by content like the inner views. Returns :data:`VIEW_COUNTS`."""
     from maya import features, store
-    from maya.hashing import phash
 
     start = time.perf_counter()
     shas = list(dict.fromkeys(shas))
@@ -72,20 +71,7 @@ def compute_extra_views(con, shas: Sequence[str], name: str, *, paths: Mapping[s
                 lambda it: _load(it, min_side, max_pixels), [(s, path_of[s]) for s in todo[lo:lo + batch_size]])
                 if im is not None]
             counts["views_decoded"] += len(crops)
-            h_new = [(s, im) for s, im in crops if s not in have_h]
-            e_new = [(s, im) for s, im in crops if embedder is not None and s not in have_e]
-            bits = phash.phash_bits([im for _, im in h_new])
-            vecs = embedder.embed_tensor(embedder.preprocess([im for _, im in e_new])) if e_new else None
-            with store.transaction(con):
-                if h_new:
-                    store.insert_rows(con, "hashes", {"sha256": [s for s, _ in h_new], "algorithm": [hid] * len(h_new),
-                                                      "bits": bits}, ignore_conflicts=True)
-                if e_new:
-                    store.insert_embeddings(con, [s for s, _ in e_new], eid, vecs)
-            have_h.update({s: int(b) for (s, _), b in zip(h_new, bits)})
-            have_e.update(s for s, _ in e_new)
-            counts["view_hashes_computed"] += len(h_new)
-            counts["view_embeddings_computed"] += len(e_new)
+            _hash_and_embed(con, crops, hid, eid, embedder, have_h, have_e, counts)
     counts["view_seconds"] = round(time.perf_counter() - start, 3)
     return counts
 
@@ -122,7 +108,6 @@ def compute_views(con, shas: Sequence[str], *, paths: Mapping[str, str] | None =
     loop's decode (``maya.features.FeatureOutcome.view_boxes``): stored, and those contents are not decoded
     again unless they have a view. Returns :data:`VIEW_COUNTS` (``view_seconds``: wall time)."""
     from maya import features, store
-    from maya.hashing import phash
 
     start = time.perf_counter()
     shas = list(dict.fromkeys(shas))
@@ -159,27 +144,38 @@ def compute_views(con, shas: Sequence[str], *, paths: Mapping[str, str] | None =
                 if box is not None:
                     crops.append((sha, views.crop(image, box)))
             new_rows = [(s, b) for s, b in rows if s not in boxes]
-            h_new = [(s, im) for s, im in crops if s not in have_h]
-            e_new = [(s, im) for s, im in crops if embedder is not None and s not in have_e]
-            bits = phash.phash_bits([im for _, im in h_new])
-            vecs = embedder.embed_tensor(embedder.preprocess([im for _, im in e_new])) if e_new else None
-            with store.transaction(con):
-                if new_rows:
-                    _insert_boxes(con, new_rows)
-                if h_new:
-                    store.insert_rows(con, "hashes", {"sha256": [s for s, _ in h_new],
-                                                      "algorithm": [hash_id()] * len(h_new), "bits": bits},
-                                      ignore_conflicts=True)
-                if e_new:
-                    store.insert_embeddings(con, [s for s, _ in e_new], views.view_feature_id(model_id), vecs)
+            _hash_and_embed(con, crops, hash_id(), views.view_feature_id(model_id), embedder, have_h, have_e, counts,
+                            also=(lambda: _insert_boxes(con, new_rows)) if new_rows else None)
             boxes.update(new_rows)
-            have_h.update({s: int(b) for (s, _), b in zip(h_new, bits)})
-            have_e.update(s for s, _ in e_new)
-            counts["view_hashes_computed"] += len(h_new)
-            counts["view_embeddings_computed"] += len(e_new)
     counts["views_found"] = sum(1 for s in shas if boxes.get(s) is not None)
     counts["view_seconds"] = round(time.perf_counter() - start, 3)
     return counts
+
+
+def _hash_and_embed(con, crops, hid: str, eid: str | None, embedder, have_h: dict, have_e: set, counts: dict,
+                    also=None) -> None:
+    """pHash (as ``hid``) and embed (as ``eid``, with ``embedder``) the view crops ``(sha256, image)`` not yet
+    in ``have_h`` / ``have_e``, stored in one transaction with whatever ``also()`` writes; ``have_h``,
+    ``have_e`` and the ``view_*_computed`` counts are updated."""
+    from maya import store
+    from maya.hashing import phash
+
+    h_new = [(s, im) for s, im in crops if s not in have_h]
+    e_new = [(s, im) for s, im in crops if embedder is not None and s not in have_e]
+    bits = phash.phash_bits([im for _, im in h_new])
+    vecs = embedder.embed_tensor(embedder.preprocess([im for _, im in e_new])) if e_new else None
+    with store.transaction(con):
+        if also is not None:
+            also()
+        if h_new:
+            store.insert_rows(con, "hashes", {"sha256": [s for s, _ in h_new], "algorithm": [hid] * len(h_new),
+                                              "bits": bits}, ignore_conflicts=True)
+        if e_new:
+            store.insert_embeddings(con, [s for s, _ in e_new], eid, vecs)
+    have_h.update({s: int(b) for (s, _), b in zip(h_new, bits)})
+    have_e.update(s for s, _ in e_new)
+    counts["view_hashes_computed"] += len(h_new)
+    counts["view_embeddings_computed"] += len(e_new)
 
 
 def _insert_boxes(con, rows: Sequence[tuple[str, tuple | None]]) -> None:
