@@ -8,6 +8,30 @@ from maya.evaluation.collection import TruthFile, grouping_metrics
 from tests.conftest import photo
 
 
+def _five_photo_collection(tmp_path):
+    """Dataset "c" in ``tmp_path/maya.duckdb``: five bundled photos, seed 0, 4 edits and 1 chain each, laid out
+    under ``tmp_path/collection``. Returns ``(db, layout, truth)``."""
+    from maya import store
+    from maya.evaluation.collection import read_truth
+    from maya.pairs import build as pairs
+    from maya.pairs.collection import lay_out_collection
+
+    src = tmp_path / "originals"
+    src.mkdir()
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera"):
+        photo(name, 256).save(src / f"{name}.png")
+    db = tmp_path / "maya.duckdb"
+    ps = pairs.build_pairs(src, tmp_path / "images", seed=0, positives_per_original=4, chains_per_original=1)
+    con = store.connect(db)
+    try:
+        store.save_pairset(con, "c", origin="build", source=str(src), seed=0, params={}, pairset=ps)
+        layout = lay_out_collection(con, "c", tmp_path / "collection")
+        truth = read_truth(con, "c")
+    finally:
+        con.close()
+    return db, layout, truth
+
+
 def test_pairwise_metrics_count_every_file_pair_and_leave_semantic_siblings_out():
     t = {"a0": TruthFile("A", None, "original"), "a1": TruthFile("A", None, "crop"),
          "a2": TruthFile("A", None, "hflip"), "b0": TruthFile("B", "g", "original"),
@@ -27,21 +51,10 @@ def test_pairwise_metrics_count_every_file_pair_and_leave_semantic_siblings_out(
 def test_a_collection_from_the_bundled_photos_has_pinned_grouping_metrics(tmp_path):
     from maya import store
     from maya.dedup.options import DedupOptions
-    from maya.evaluation.collection import evaluate_collection, read_truth
-    from maya.pairs import build as pairs
+    from maya.evaluation.collection import evaluate_collection
     from maya.pairs.collection import lay_out_collection
 
-    src = tmp_path / "originals"
-    src.mkdir()
-    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera"):
-        photo(name, 256).save(src / f"{name}.png")
-    db = tmp_path / "maya.duckdb"
-    ps = pairs.build_pairs(src, tmp_path / "images", seed=0, positives_per_original=4, chains_per_original=1)
-    con = store.connect(db)
-    store.save_pairset(con, "c", origin="build", source=str(src), seed=0, params={}, pairset=ps)
-    c = lay_out_collection(con, "c", tmp_path / "collection")
-    truth = read_truth(con, "c")
-    con.close()
+    db, c, truth = _five_photo_collection(tmp_path)
     assert c.originals == 5 and c.files == len(truth) == 5 * 6
     assert {t.kind for t in truth.values()} >= {"original", "chain"}
     with pytest.raises(Exception, match="exists"):
@@ -117,22 +130,10 @@ PINNED_LARGEST = 6
 
 @pytest.mark.slow  # efficientnet-lite0 over 30 files, four dedup runs
 def test_with_efficientnet_the_local_clause_finds_more_of_the_copies_at_precision_one(tmp_path):
-    from maya import store
     from maya.dedup.options import DedupOptions
     from maya.evaluation.collection import evaluate_collection
-    from maya.pairs import build as pairs
-    from maya.pairs.collection import lay_out_collection
 
-    src = tmp_path / "originals"
-    src.mkdir()
-    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera"):
-        photo(name, 256).save(src / f"{name}.png")
-    db = tmp_path / "maya.duckdb"
-    ps = pairs.build_pairs(src, tmp_path / "images", seed=0, positives_per_original=4, chains_per_original=1)
-    con = store.connect(db)
-    store.save_pairset(con, "c", origin="build", source=str(src), seed=0, params={}, pairset=ps)
-    lay_out_collection(con, "c", tmp_path / "collection")
-    con.close()
+    db, _, _ = _five_photo_collection(tmp_path)
     nan = float("nan")
     found = {}
     for label, o in (("pHash vote", DedupOptions(phash_majority=True)),
