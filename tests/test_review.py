@@ -433,16 +433,24 @@ def test_pairs_import_from_review_finds_files_the_review_moved(reviewed, capsys)
     assert len(paths) == len(shas) == 5 and all(os.path.exists(p) for p in paths.values())
 
 
-@pytest.mark.slow
-def test_evaluate_accepts_a_dataset_made_from_review_decisions(reviewed, tiny_clip_dir, prefect_server, capsys):
+def _teach(data) -> None:
+    """Review decisions on the reviewed folder (one small astronaut copy rejected, the chelsea group confirmed),
+    imported as the labelled dataset "taught"."""
     from maya.cli.app import main
 
-    _, data, _ = reviewed
     s = _session(data)
     astro = _group_with(s, "astronaut_q40.jpg")
     s.decide(astro["group_id"], "not_duplicate", _member(astro, "astronaut_small.jpg")["path"])
     s.decide(_group_with(s, "chelsea.png")["group_id"], "confirm")
     assert main(["pairs", "import", "--from-review", "--dataset", "taught", "--data-dir", str(data)]) == 0
+
+
+@pytest.mark.slow
+def test_evaluate_accepts_a_dataset_made_from_review_decisions(reviewed, tiny_clip_dir, prefect_server, capsys):
+    from maya.cli.app import main
+
+    _, data, _ = reviewed
+    _teach(data)
     code = main(["evaluate", "--dataset", "taught", "--data-dir", str(data), "--model", str(tiny_clip_dir),
                  "--device", "cpu"])
     assert code == 0, capsys.readouterr().err
@@ -459,11 +467,7 @@ def test_a_dedup_calibrated_on_review_decisions_takes_the_rule_they_imply(review
     from maya.cli.app import main
 
     photos, data, _ = reviewed
-    s = _session(data)
-    astro = _group_with(s, "astronaut_q40.jpg")
-    s.decide(astro["group_id"], "not_duplicate", _member(astro, "astronaut_small.jpg")["path"])
-    s.decide(_group_with(s, "chelsea.png")["group_id"], "confirm")
-    assert main(["pairs", "import", "--from-review", "--dataset", "taught", "--data-dir", str(data)]) == 0
+    _teach(data)
     assert main(["evaluate", "--dataset", "taught", "--data-dir", str(data), "--model", str(tiny_clip_dir),
                  "--device", "cpu"]) == 0, capsys.readouterr().err
     out = data / "calibrated.json"
