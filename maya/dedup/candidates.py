@@ -121,11 +121,15 @@ class Images:
             return sim, which
         whole_a, whole_b = (np.asarray(x, dtype=np.int64) for x in (a, b))
         for x, y, ok, code in self._view_combinations(a, b):
-            va = self.view_vectors[np.maximum(x, 0)] if x is not None else self.vectors[whole_a]
-            vb = self.view_vectors[np.maximum(y, 0)] if y is not None else self.vectors[whole_b]
-            s = np.einsum("ij,ij->i", va, vb, dtype=np.float64)
-            better = ok & (s > sim)
-            sim, which = np.where(better, s, sim), np.where(better, code, which).astype(np.int8)
+            pick = np.flatnonzero(ok)  # only the pairs that have these views: few, and never a (P, dim) gather
+            if not pick.size:
+                continue
+            s = pair_similarity(self.view_vectors if x is not None else self.vectors,
+                                (x if x is not None else whole_a)[pick], (y if y is not None else whole_b)[pick],
+                                other=self.view_vectors if y is not None else self.vectors)
+            better = s > sim[pick]
+            sim[pick[better]] = s[better]
+            which[pick[better]] = np.broadcast_to(code, ok.shape)[pick[better]]
         return sim, which
 
     def _view_combinations(self, a, b):
@@ -428,14 +432,23 @@ def _turned_pairs(variants: np.ndarray, radius: int) -> tuple[np.ndarray, np.nda
     return order[starts[ra[pair]] + x], order[starts[rb[pair]] + y]
 
 
-def pair_similarity(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
-    """Cosine similarity (float64 (P,)) of rows ``a[k]`` and ``b[k]`` of unit ``vectors``, in chunks."""
+def pair_similarity(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, *,
+                    other: np.ndarray | None = None) -> np.ndarray:
+    """Cosine similarity (float64 (P,)) of rows ``a[k]`` of unit ``vectors`` and ``b[k]`` of ``other`` (default
+    ``vectors``), in chunks of about :data:`_GATHER_BYTES` of gathered rows, so memory does not grow with P."""
     import numpy as np
+
+    other = vectors if other is None else other
     out = np.empty(len(a), dtype=np.float64)
+    chunk = max(256, _GATHER_BYTES // max(1, vectors.shape[1] * vectors.itemsize))
     for s in range(0, len(a), chunk):
-        va, vb = vectors[a[s:s + chunk]], vectors[b[s:s + chunk]]
+        va, vb = vectors[a[s:s + chunk]], other[b[s:s + chunk]]
         out[s:s + chunk] = np.einsum("ij,ij->i", va, vb, dtype=np.float64)
     return out
+
+
+#: Bytes of gathered embedding rows per side in :func:`pair_similarity` (4 MiB: ~800 rows of 1280 float32).
+_GATHER_BYTES = 4 << 20
 
 
 def decide(d: np.ndarray, sim: np.ndarray | None, options: DedupOptions,
