@@ -24,3 +24,11 @@ class MayaUsageError(MayaError):
     """What was asked for cannot be done as asked: exit 2."""
 
     exit_code = EXIT_USAGE
+
+
+class ModelLoadError(MayaUsageError):
+    """A model could not be loaded; the message names the model and what to do about it.
+
+    Defined here rather than beside the loaders because every runtime's loader raises it
+    (``maya.embedding.models``, ``maya.embedding.efficientnet``, ``maya.embedding.onnx_runtime``).
+    """

@@ -16,6 +16,9 @@ for _k in [k for k in os.environ if k.startswith("MAYA_") and k != "MAYA_FUZZ_EX
     del os.environ[_k]
 # ... nor their user config file: tests read one only where they write it.
 os.environ["MAYA_CONFIG"] = os.path.join(tempfile.mkdtemp(prefix="maya-config-test-"), "config.toml")
+# The ONNX export of efficientnet-lite0 (maya.embedding.onnx_runtime) is made once per test session, here,
+# not in the user's cache folder.
+os.environ["MAYA_MODEL_CACHE"] = tempfile.mkdtemp(prefix="maya-models-test-")
 
 from pathlib import Path  # noqa: E402
 

@@ -25,7 +25,7 @@ def _plain_efficientnet():
 
 @pytest.fixture(scope="module")
 def effnet():
-    return load_embedder(EFFICIENTNET_NAME, device="cpu", precision="fp32")
+    return load_embedder(EFFICIENTNET_NAME, device="cpu", precision="fp32", runtime="torch")
 
 
 @pytest.fixture(scope="module")

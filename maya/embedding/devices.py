@@ -11,7 +11,9 @@ torch is imported inside the functions so that ``import maya.embedding.devices``
 from __future__ import annotations
 
 import platform
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -56,6 +58,50 @@ def _mps_available() -> bool:
 
     mps = getattr(torch.backends, "mps", None)
     return mps is not None and mps.is_available()
+
+
+@dataclass(frozen=True)
+class HostDevice:
+    """The CPU, for a runtime that is not torch (``.type`` and ``str()`` as a ``torch.device("cpu")`` gives)."""
+
+    type: str = "cpu"
+
+    def __str__(self) -> str:
+        return self.type
+
+
+def cpu_only_torch() -> bool:
+    """Whether the installed torch is a CPU-only build (its version ends in ``+cpu``), read without importing it."""
+    import importlib.metadata
+
+    if platform.system() == "Darwin":  # MPS builds carry no local version
+        return False
+    try:
+        return importlib.metadata.version("torch").endswith("+cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def gpu_may_be_present() -> bool:
+    """Whether ``pick_device(None)`` might choose a GPU, answered without importing torch.
+
+    False on Linux when torch is a CPU-only build or no NVIDIA (``/proc/driver/nvidia/gpus/*``, ``/dev/nvidia0``)
+    or ROCm (``/dev/kfd``) device is there; True on Apple silicon (MPS) and wherever it cannot be told.
+    """
+    system = platform.system()
+    if system == "Darwin":
+        return platform.machine() == "arm64"
+    if cpu_only_torch():
+        return False
+    if system == "Linux":
+        gpus = Path("/proc/driver/nvidia/gpus")
+        try:
+            if gpus.is_dir() and any(gpus.iterdir()):
+                return True
+        except OSError:
+            return True
+        return Path("/dev/nvidia0").exists() or Path("/dev/kfd").exists()
+    return True
 
 
 @lru_cache(maxsize=1)

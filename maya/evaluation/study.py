@@ -33,6 +33,7 @@ from typing import Callable
 
 import numpy as np
 
+from maya.embedding.devices import gpu_may_be_present
 from maya import features, store, view_features
 from maya.evaluation.metrics import METHOD_INPUTS, STUDY_METHODS, base_method, method_suffix
 from maya.settings import load_settings
@@ -174,24 +175,11 @@ def predicted_model_id(spec: features.ModelSpec) -> str | None:
     return embedders.model_id_for(spec.name, precision)
 
 
-def _cpu_only_torch() -> bool:
-    """True when the installed torch is a CPU-only build on Linux or Windows (``2.x.y+cpu``): then the
-    best device is the CPU, known without importing torch (seconds)."""
-    import importlib.metadata
-    import platform
-
-    if platform.system() == "Darwin":  # MPS builds carry no local version
-        return False
-    try:
-        return importlib.metadata.version("torch").endswith("+cpu")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-
-
 def _device_and_precision(spec: features.ModelSpec) -> tuple[str, str]:
     """(device, resolved precision) as maya.embedding.devices picks them; without importing torch where it can."""
     requested = (spec.precision or "auto").strip().lower()
-    if spec.device in (None, "", "auto", "cpu") and requested in ("auto", "fp32") and _cpu_only_torch():
+    on_cpu = spec.device == "cpu" or (spec.device in (None, "", "auto") and not gpu_may_be_present())
+    if on_cpu and requested in ("auto", "fp32"):
         return "cpu", "fp32"
     from maya.embedding.devices import pick_device, resolve_precision
 
