@@ -580,3 +580,20 @@ def test_the_flow_runs_the_options_the_library_runs_including_clauses_turned_off
     text = summary["report"]["rule"]["text"]
     assert "local scale" not in text and "left out" not in text, text  # the clause and both votes off, as asked
     assert _shape(summary["report"]) == _shape(library.report)
+
+
+def test_star_groupings_compressed_rows_are_scipys_with_duplicates_summed():
+    from scipy.sparse import coo_matrix
+
+    from maya.dedup.stars import _csr
+
+    rng = np.random.default_rng(7)
+    for n, p in ((1, 0), (5, 12), (40, 300), (200, 50)):
+        rows, cols = rng.integers(0, n, p), rng.integers(0, n, p)  # repeats included: they are summed
+        vals = rng.random(p)
+        want = coo_matrix((vals, (rows, cols)), shape=(n, n)).tocsr()
+        want.sum_duplicates()
+        indptr, indices, data = _csr(n, rows, cols, vals)
+        np.testing.assert_array_equal(indptr, want.indptr)
+        np.testing.assert_array_equal(indices, want.indices)
+        np.testing.assert_allclose(data, want.data)

@@ -41,8 +41,6 @@ def star_groups(n: int, a: np.ndarray, b: np.ndarray, strength: np.ndarray, *, r
     ascending; ``weakest`` = ``(keeper, member, strength)`` of the member least close to the keeper.
     ``accepts(x, y)``: the rule on item pairs (None: the centre is kept).
     """
-    from scipy.sparse import coo_matrix
-
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     strength = np.asarray(strength, dtype=np.float64)
@@ -52,10 +50,9 @@ def star_groups(n: int, a: np.ndarray, b: np.ndarray, strength: np.ndarray, *, r
     rows = np.concatenate([a, b])
     cols = np.concatenate([b, a])
     vals = np.concatenate([strength, strength])
-    adj = coo_matrix((vals, (rows, cols)), shape=(n, n)).tocsr()
-    adj.sum_duplicates()
-    degree = np.diff(adj.indptr)
-    total = np.asarray(adj.sum(axis=1)).ravel()
+    indptr, indices, data = _csr(n, rows, cols, vals)
+    degree = np.diff(indptr)
+    total = np.bincount(np.repeat(np.arange(n), degree), weights=data, minlength=n)
     active = np.flatnonzero(degree > 0)
     order = active[np.lexsort((rank[active], -total[active], -degree[active]))]
     taken = np.zeros(n, dtype=bool)
@@ -63,8 +60,8 @@ def star_groups(n: int, a: np.ndarray, b: np.ndarray, strength: np.ndarray, *, r
     for centre in order:
         if taken[centre]:
             continue
-        lo, hi = adj.indptr[centre], adj.indptr[centre + 1]
-        nbr, s = adj.indices[lo:hi], adj.data[lo:hi]
+        lo, hi = indptr[centre], indptr[centre + 1]
+        nbr, s = indices[lo:hi], data[lo:hi]
         free = ~taken[nbr]
         nbr, s = nbr[free], s[free]
         if nbr.size == 0:
@@ -76,12 +73,29 @@ def star_groups(n: int, a: np.ndarray, b: np.ndarray, strength: np.ndarray, *, r
         if keeper == centre:
             link = dict(zip(nbr.tolist(), s.tolist()))
         else:
-            row = adj[keeper]
-            link = dict(zip(row.indices.tolist(), row.data.tolist()))
+            lo, hi = indptr[keeper], indptr[keeper + 1]
+            link = dict(zip(indices[lo:hi].tolist(), data[lo:hi].tolist()))
         weakest_member = min(others.tolist(), key=lambda m: (link.get(m, -np.inf), -m))
         weakest = (int(keeper), int(weakest_member), float(link.get(weakest_member, np.nan)))
         out.append((np.concatenate([[keeper], others]).astype(np.int64), int(keeper), weakest))
     return out
+
+
+def _csr(n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compressed rows ``(indptr (n + 1,), indices, data)`` of an n x n matrix from (row, col, value) entries:
+    columns ascending within a row, duplicate entries summed (what scipy's ``coo_matrix(...).tocsr()`` gives,
+    without importing scipy.sparse, ~22 MiB of a dedup's resident memory)."""
+    order = np.lexsort((cols, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    if rows.size:
+        new = np.ones(rows.size, dtype=bool)
+        new[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
+        starts = np.flatnonzero(new)
+        vals = np.add.reduceat(vals, starts)
+        rows, cols = rows[starts], cols[starts]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    return indptr, cols, vals
 
 
 def _keeper(members: np.ndarray, centre: int, rank: np.ndarray, accepts: Accepts | None) -> int:
