@@ -20,6 +20,8 @@ DEFAULT_MAX_BLOCK_BYTES = 64 << 20
 #: (8) and slack. Measured with numpy 2.4: N = 11,000, d = 16, the 64 MiB default -> peak RSS +98 MiB
 #: (the vectors and their transpose included).
 BYTES_PER_BLOCK_CELL = 16
+#: argpartition's int64 indices made at once by :func:`merge_topk` (rows of a tile are merged in chunks).
+_MERGE_INDEX_BYTES = 4 << 20
 
 
 def clip_topk(
@@ -96,8 +98,15 @@ def merge_topk(best_i: np.ndarray, best_s: np.ndarray, s: np.ndarray, c0: int, k
     """The running top ``k`` per row merged with a similarity tile ``s`` (rows, C) of columns ``c0:c0+C``.
 
     ``best_i`` int64 / ``best_s`` float32 (rows, <= k): the best so far. Ties keep the lower index, so the
-    result does not depend on the tile width: (similarity desc, index asc)."""
+    result does not depend on the tile width: (similarity desc, index asc). Rows are merged
+    :data:`_MERGE_INDEX_BYTES` of argpartition indices at a time (each row is independent), so the int64
+    indices never cost twice the float32 tile."""
     width = s.shape[1]
+    step = max(1, _MERGE_INDEX_BYTES // (8 * max(1, width)))
+    if s.shape[0] > step:
+        parts = [merge_topk(best_i[r:r + step], best_s[r:r + step], s[r:r + step], c0, k)
+                 for r in range(0, s.shape[0], step)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     if width > k:
         part = np.argpartition(s, width - k, axis=1)[:, width - k:]
     else:

@@ -18,7 +18,6 @@ the ``files`` table at query time (only for the matches).
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import zipfile
 import re
@@ -81,11 +80,9 @@ def _load_file(path: Path, kind: str, key: str) -> IndexPart | None:
 def _save_file(path: Path, part: IndexPart) -> None:
     from maya.io.atomic import atomic_file
 
-    buf = io.BytesIO()
-    np.savez(buf, version=np.int64(INDEX_VERSION), key=np.array(part.key), sha256=part.sha256,
-             values=part.values, stamp=np.array(part.stamp, dtype=np.int64))
-    with atomic_file(path) as f:
-        f.write(buf.getbuffer())
+    with atomic_file(path) as f:  # written straight into the file: no second copy of the part in memory
+        np.savez(f, version=np.int64(INDEX_VERSION), key=np.array(part.key), sha256=part.sha256,
+                 values=part.values, stamp=np.array(part.stamp, dtype=np.int64))
 
 
 def refresh(con, folder: str | os.PathLike | None, kind: str, key: str, *, write: bool = True) -> IndexPart:

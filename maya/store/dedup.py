@@ -95,7 +95,7 @@ def image_sizes(con, shas: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return width, height
 
 
-def embedding_matrix(con, shas: Sequence[str], model_id: str, *, chunk: int = 4096) -> np.ndarray:
+def embedding_matrix(con, shas: Sequence[str], model_id: str, *, chunk: int = 1024) -> np.ndarray:
     """float32 (n, dim): the embedding of ``model_id`` of each of ``shas`` (zeros where missing), read in
     chunks of ``chunk`` rows straight into one matrix."""
     shas = list(shas)
