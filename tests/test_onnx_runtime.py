@@ -114,3 +114,18 @@ def test_a_default_dedup_never_imports_torch_and_groups_the_copies(tmp_path):
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["ort"] and not out["torch"]
     assert out["groups"] == [[f"p{i}-small.jpg", f"p{i}.png"] for i in range(6)]
+
+
+@pytest.mark.slow
+def test_the_export_never_imports_a_maya_folder_from_the_current_directory(tmp_path, monkeypatch, photos, both):
+    planted = tmp_path / "cwd" / "maya"
+    planted.mkdir(parents=True)
+    (planted / "__init__.py").write_text("raise SystemExit('the planted maya ran')\n")
+    (planted / "embedding").mkdir()
+    (planted / "embedding" / "__init__.py").write_text("")
+    (planted / "embedding" / "onnx_export.py").write_text("raise SystemExit('the planted export ran')\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("MAYA_MODEL_CACHE", str(tmp_path / "models"))
+    embedder = load_embedder(EFFICIENTNET_NAME, device="cpu")
+    assert embedder.runtime == "onnxruntime" and embedder.source.parent == tmp_path / "models"
+    np.testing.assert_allclose(embedder.embed_images(photos[:1]), both[1].embed_images(photos[:1]), atol=2e-5)

@@ -170,11 +170,17 @@ def _embedder(session: Any, batch_size: int | None, source: Path | None) -> Onnx
 
 def _export(path: Path) -> bool:
     """Export into ``path`` in a child process; False (and a warning naming the reason) when it fails."""
+    import maya
+
     command = [sys.executable, "-m", "maya.embedding.onnx_export", str(path)]
+    # The child imports this very maya (its folder first on the path), and runs in the export's own folder, so
+    # a `maya` folder in the user's current directory is never imported in its place.
+    here = str(Path(maya.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])}
     log.info("exporting %s to ONNX once: %s", EFFICIENTNET_NAME, path)
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=_EXPORT_TIMEOUT_S,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, cwd=str(path.parent), env=env)
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("%s: ONNX export could not run (%s); using torch", EFFICIENTNET_NAME, exc)
         return False
