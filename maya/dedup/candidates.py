@@ -54,8 +54,10 @@ class Images:
     #: ``(a, b)`` int64: candidate pairs within the pHash radius (low-structure images left out), accepted or not;
     #: filled by :func:`verify_pairs` for star grouping's pHash vote (:attr:`DedupOptions.uses_phash_majority`)
     phash_near: tuple | None = None
-    #: uint8 (n, side, side): each image's grey thumbnail for the grid clause (maya.hashing.grid); None: not loaded
+    #: uint8 (n, cells, pixels): each image's grey thumbnail in cell order for the grid clause (maya.hashing.grid.
+    #: cells); None: not loaded. ``grid_stats``: its cells' (mean, std), float32 (n, cells) each
     grid: np.ndarray | None = None
+    grid_stats: tuple | None = None
 
     def pair_grid(self, a, b, sim, floor: float) -> np.ndarray | None:
         """The cell agreement (float64 (P,), :func:`maya.hashing.grid.agreement`) of pairs ``a[k]``, ``b[k]``
@@ -70,7 +72,9 @@ class Images:
             ask = np.flatnonzero(np.asarray(sim, np.float64) >= floor)
         if ask.size:
             a, b = np.asarray(a, np.int64)[ask], np.asarray(b, np.int64)[ask]
-            out[ask] = grid.agreement(self.grid[a], self.grid[b])
+            if self.grid_stats is None:
+                self.grid_stats = grid.cell_stats(self.grid)
+            out[ask] = grid.agreement_of(self.grid, *self.grid_stats, a, b)
         return out
 
     def pair_scale(self, a, b) -> np.ndarray | None:
@@ -229,7 +233,7 @@ def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 
 
         thumbs = grid_store.load_thumbs(con, shas, grid_hash.ALGORITHM)
         if all(s in thumbs for s in shas):  # else no grid clause (a store of older workers' batches)
-            images.grid = np.stack([thumbs[s] for s in shas])
+            images.grid = grid_hash.cells(np.stack([thumbs[s] for s in shas]))
     return images
 
 

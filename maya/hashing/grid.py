@@ -51,27 +51,43 @@ def thumbnails(images: Sequence) -> np.ndarray:
                      for im in images])
 
 
-def _cells(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(unit, std)``: each cell's pixels with zero mean and unit norm, float32 (N, GRID*GRID, CELL*CELL), and
-    its standard deviation, float32 (N, GRID*GRID)."""
-    t = np.asarray(thumbs, dtype=np.float32).reshape(-1, GRID, CELL, GRID, CELL)
-    cells = t.transpose(0, 1, 3, 2, 4).reshape(t.shape[0], GRID * GRID, CELL * CELL)
-    cells = cells - cells.mean(axis=-1, keepdims=True)
-    std = np.sqrt((cells ** 2).mean(axis=-1))
-    unit = cells / (np.maximum(std, 1e-6)[..., None] * np.float32(np.sqrt(CELL * CELL)))
-    return unit, std
+def cells(thumbs: np.ndarray) -> np.ndarray:
+    """The thumbnails in cell order: uint8 (N, GRID*GRID, CELL*CELL), each cell's pixels row-major."""
+    t = np.asarray(thumbs, dtype=np.uint8).reshape(-1, GRID, CELL, GRID, CELL)
+    return np.ascontiguousarray(t.transpose(0, 1, 3, 2, 4).reshape(t.shape[0], GRID * GRID, CELL * CELL))
 
 
-def agreement(thumbs_a: np.ndarray, thumbs_b: np.ndarray, chunk: int = 4096) -> np.ndarray:
+def cell_stats(cell_pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, std)`` of each cell of :func:`cells` output: float32 (N, GRID*GRID) each, grey levels."""
+    x = np.asarray(cell_pixels, dtype=np.float32)
+    mean = x.mean(axis=-1)
+    std = np.sqrt(np.maximum((x * x).mean(axis=-1) - mean * mean, 0.0))
+    return mean, std
+
+
+def agreement(thumbs_a: np.ndarray, thumbs_b: np.ndarray) -> np.ndarray:
     """The score of each pair of thumbnails ``thumbs_a[k]``, ``thumbs_b[k]`` (uint8 (P, THUMB, THUMB) each):
     float64 (P,), agreeing cells / cells structured in either (0 below :data:`MIN_AGREE` agreeing cells)."""
+    both = cells(np.concatenate([thumbs_a, thumbs_b]))
     n = len(thumbs_a)
-    out = np.zeros(n, np.float64)
-    for s in range(0, n, chunk):
-        ua, sa = _cells(thumbs_a[s:s + chunk])
-        ub, sb = _cells(thumbs_b[s:s + chunk])
-        r = np.einsum("pcx,pcx->pc", ua, ub)
-        fa, fb = sa >= CELL_STD, sb >= CELL_STD
+    return agreement_of(both, *cell_stats(both), np.arange(n), np.arange(n, 2 * n))
+
+
+def agreement_of(cell_pixels: np.ndarray, mean: np.ndarray, std: np.ndarray, a, b, chunk: int = 64) -> np.ndarray:
+    """As :func:`agreement`, for pairs of rows ``a[k]``, ``b[k]`` of :func:`cells` output and its :func:`cell_stats`
+    (computed once per image). Chunks of 64 pairs stay in the CPU cache: about 11 us a pair on this machine
+    (90 us in chunks of 4096)."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    out = np.zeros(a.size, np.float64)
+    k = np.float32(CELL * CELL)
+    for s in range(0, a.size, chunk):
+        x, y = a[s:s + chunk], b[s:s + chunk]
+        # centred on mid-grey: float32 products of 0..255 values would lose the covariance of a faint cell
+        xy = np.einsum("pcx,pcx->pc", cell_pixels[x].astype(np.float32) - 128, cell_pixels[y].astype(np.float32) - 128)
+        cov = xy / k - (mean[x] - 128) * (mean[y] - 128)
+        fa, fb = std[x] >= CELL_STD, std[y] >= CELL_STD
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = cov / (std[x] * std[y])
         agree = (fa & fb & (r >= CELL_CORRELATION)).sum(axis=1)
         either = (fa | fb).sum(axis=1)
         out[s:s + chunk] = np.where(agree >= MIN_AGREE, agree / np.maximum(either, 1), 0.0)
