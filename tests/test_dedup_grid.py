@@ -48,6 +48,21 @@ def test_an_overlaid_copy_agrees_with_its_original_cell_for_cell_and_two_halves_
         assert score < 0.2, (name, score)
 
 
+def test_distinct_smooth_pictures_do_not_agree_by_their_gradients():
+    # random 6x6 colours upscaled: every cell a smooth surface, alike in many pictures; a copy still agrees
+    rng = np.random.default_rng(7)
+    pics = [Image.fromarray((rng.random((6, 6, 3)) * 255).astype(np.uint8)).resize((256, 256), Image.Resampling.BICUBIC)
+            for _ in range(48)]
+    cells = grid.cells(grid.thumbnails(pics))
+    i, j = np.triu_indices(len(pics), 1)
+    assert grid.agreement_of(cells, *grid.cell_stats(cells), i, j).max() < 0.2
+    textured = np.asarray(photo("coffee", 256), np.int16)  # an overlaid, noisy copy of a photo still agrees
+    noisy = Image.fromarray(np.clip(textured + rng.integers(-6, 7, textured.shape), 0, 255).astype(np.uint8))
+    score = grid.agreement(grid.thumbnails([Image.fromarray(textured.astype(np.uint8))]),
+                           grid.thumbnails([_overlaid(noisy)]))[0]
+    assert score >= 0.5
+
+
 def test_flat_and_low_structure_pictures_never_agree_even_with_themselves():
     flat = Image.new("RGB", (300, 200), (120, 130, 140))
     rng = np.random.default_rng(1)

@@ -88,7 +88,6 @@ def group_pairs(
     accepts: Accepts | None = None,
     split_chains: bool = False,
     method: str = "components",
-    hubs: np.ndarray | None = None,
 ) -> list[Group]:
     """Groups (components of two or more items) of ``n`` items joined by accepted pairs.
 
@@ -103,7 +102,6 @@ def group_pairs(
         split_chains: cut chained groups at their weakest links until every part passes.
         method: ``"components"`` (connected components, checked for chains as above) or ``"star"``
             (:mod:`maya.dedup.stars`: every member accepted directly with the kept item; never chained).
-        hubs: (P,) bool, star only: the pairs that count when the centres are ordered (None: all of them).
 
     Returns:
         Groups sorted by their representative's rank.
@@ -117,7 +115,7 @@ def group_pairs(
     if method == "star":
         from maya.dedup.stars import star_groups
 
-        stars = star_groups(n, a, b, strength, rank=rank, accepts=accepts, hubs=hubs)
+        stars = star_groups(n, a, b, strength, rank=rank, accepts=accepts)
         groups = [Group(items, keeper, weakest, False, False) for items, keeper, weakest in stars]
         groups.sort(key=lambda g: rank[g.representative])
         return groups

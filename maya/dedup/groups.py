@@ -107,11 +107,12 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     def accepts(x, y):
         return accepts_clause(x, y) != ""
 
-    # star grouping: the grid clause's pairs (overlaid copies) move no centre, and attach the copies left out after
+    # star grouping: the grid clause's pairs (overlaid copies) make no star and take no part in the votes (an
+    # overlay wrecks a copy's embedding); they attach the copies left out afterwards (_attach_grid)
     late = (pairs.rule == "grid") if options.grouping == "star" else np.zeros(len(pairs), bool)
-    groups = grouping.group_pairs(n, pairs.a, pairs.b, strength(pairs.a, pairs.b), rank=rank,
-                                  accepts=accepts, split_chains=options.split_chains,
-                                  method=options.grouping, hubs=~late if late.any() else None)
+    groups = grouping.group_pairs(n, pairs.a[~late], pairs.b[~late], strength(pairs.a[~late], pairs.b[~late]),
+                                  rank=rank, accepts=accepts, split_chains=options.split_chains,
+                                  method=options.grouping)
     voted: set[int] = set()
     stars = [g.items for g in groups]  # each star's own members, before any vote
     if options.uses_majority and images.near is not None and use_sim:  # left-out copies: a vote of the group
@@ -242,8 +243,9 @@ def _attach_phash(n: int, groups: list, stars: list, images: Images) -> tuple[li
 def _attach_grid(n: int, groups: list, a, b, strength, rank, accepts, clause_of) -> tuple[list, set[int]]:
     """Groups with the grid clause's pairs ``a[k]``, ``b[k]`` (star grouping) added, and the items they added.
 
-    The stars are built from the other clauses' pairs, so that an overlaid copy (many grid pairs with its
-    original) moves no centre away from where the model's and pHash's pairs put it. Then an item left out joins
+    The stars and both votes are built from the other clauses' pairs only: an overlaid copy (many grid pairs with
+    its original) moves no centre, and its overlay-wrecked embedding votes in no star (measured: as a star member
+    it turned the vote on a crop of a texture half towards the other half's group). Then an item left out joins
     the one group that holds a grid partner of it (most of their cells agree pixel for pixel: a copy of that
     member's picture); partners in two groups: neither. Before that, a member that only the model's own
     clause (``"clip"``) or its vote put in a group, with no grid partner there and grid partners in exactly one

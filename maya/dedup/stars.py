@@ -34,15 +34,12 @@ Accepts = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def star_groups(n: int, a: np.ndarray, b: np.ndarray, strength: np.ndarray, *, rank: np.ndarray,
-                accepts: Accepts | None = None,
-                hubs: np.ndarray | None = None) -> list[tuple[np.ndarray, int, tuple[int, int, float] | None]]:
+                accepts: Accepts | None = None) -> list[tuple[np.ndarray, int, tuple[int, int, float] | None]]:
     """Star groups of ``n`` items from accepted pairs ``a[k] -- b[k]`` (strength: higher is closer).
 
     Returns ``(items, keeper, weakest)`` per group of two or more items: ``items`` keeper first, then
     ascending; ``weakest`` = ``(keeper, member, strength)`` of the member least close to the keeper.
-    ``accepts(x, y)``: the rule on item pairs (None: the centre is kept). ``hubs`` bool (P,): the pairs that
-    count in step 1's order (None: all); dedup leaves out the grid clause's pairs there, so that an overlaid copy,
-    a pixel-level match of its original only, moves no centre (it still joins the star of a centre it matches).
+    ``accepts(x, y)``: the rule on item pairs (None: the centre is kept).
     """
     from scipy.sparse import coo_matrix
 
@@ -57,15 +54,9 @@ def star_groups(n: int, a: np.ndarray, b: np.ndarray, strength: np.ndarray, *, r
     vals = np.concatenate([strength, strength])
     adj = coo_matrix((vals, (rows, cols)), shape=(n, n)).tocsr()
     adj.sum_duplicates()
-    if hubs is None:
-        degree = np.diff(adj.indptr)
-        total = np.asarray(adj.sum(axis=1)).ravel()
-    else:
-        h = np.concatenate([hubs, hubs]).astype(bool)
-        degree = np.bincount(rows[h], minlength=n)
-        total = np.bincount(rows[h], weights=vals[h], minlength=n)
-    degree = np.where(np.diff(adj.indptr) > 0, degree, 0)
-    active = np.flatnonzero(np.diff(adj.indptr) > 0)
+    degree = np.diff(adj.indptr)
+    total = np.asarray(adj.sum(axis=1)).ravel()
+    active = np.flatnonzero(degree > 0)
     order = active[np.lexsort((rank[active], -total[active], -degree[active]))]
     taken = np.zeros(n, dtype=bool)
     out = []
