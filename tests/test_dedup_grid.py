@@ -141,3 +141,28 @@ def test_dedup_groups_an_overlaid_copy_by_the_grid_clause_and_leaves_two_halves_
     again = run_dedup([str(photos)], _only_the_grid(grid_floor=NAN, grid_agree=NAN), model=str(tiny_clip_dir),
                       db_path=db)
     assert again.groups == [] and again.counts["hashes_computed"] == 0  # off: no group; cached: nothing computed
+
+
+def test_grid_pairs_move_a_copy_only_the_model_put_elsewhere_attach_left_out_copies_and_never_join_two_groups():
+    from maya.dedup.grouping import Group
+    from maya.dedup.groups import _attach_grid
+
+    # G0 = 0, 1, 2 (kept 0; 1 and 2 by pHash); G1 = 3, 4 (kept 3; 4 only by the model's own clause)
+    # grid pairs: 4 ~ 1 (4 is a copy of G0's picture: it moves, G1 dissolves, and 3 ~ 5 then make a star of
+    # their own); 6 ~ 2 (left out: joins G0); 7 ~ 0 and 7 ~ 8 with 8 in G2 (partners in two groups: neither)
+    n = 11
+    groups = [Group(np.array([0, 1, 2]), 0, None, False, False), Group(np.array([3, 4]), 3, None, False, False),
+              Group(np.array([8, 9]), 8, None, False, False)]
+    clause = {(0, 1): "phash", (0, 2): "phash", (3, 4): "clip", (8, 9): "phash"}
+    a, b = np.array([4, 3, 6, 7, 7]), np.array([1, 5, 2, 0, 8])
+
+    def clause_of(x, y):
+        return np.array([clause.get((int(i), int(j)), "") for i, j in zip(x, y)], dtype=object)
+
+    def strength(x, y):
+        return np.full(len(x), 0.5)
+
+    out, added = _attach_grid(n, groups, a, b, strength, np.arange(n), lambda x, y: clause_of(x, y) != "", clause_of)
+    assert sorted(sorted(g.items.tolist()) for g in out) == [[0, 1, 2, 4, 6], [3, 5], [8, 9]]
+    assert added == {4, 6, 3, 5}
+    assert 7 not in added

@@ -254,8 +254,6 @@ def _attach_grid(n: int, groups: list, a, b, strength, rank, accepts, clause_of)
     pixels say which originals they are copies of); a group left with one item is dissolved. Items still left
     out that are grid partners of each other form stars of their own (:func:`maya.dedup.stars.star_groups`,
     via ``grouping.group_pairs``). ``clause_of(x, y)``: the rule's clause per pair of items."""
-    from dataclasses import replace
-
     import numpy as np
 
     member = np.full(n, -1, dtype=np.int64)
@@ -275,8 +273,8 @@ def _attach_grid(n: int, groups: list, a, b, strength, rank, accepts, clause_of)
     moved = [i for i, gs in partners.items() if loose[i] and len(gs) == 1 and int(member[i]) not in gs]
     if moved:
         gone = set(moved)
-        kept = [replace(grp, items=np.array([k for k in grp.items.tolist() if k not in gone], np.int64))
-                for grp in groups]
+        kept = [_with_items(grp, np.array([k for k in grp.items.tolist() if k not in gone], np.int64), strength)
+                if gone & set(grp.items.tolist()) else grp for grp in groups]
         groups = [grp for grp in kept if grp.items.size >= 2]
         member[:] = -1
         for g, grp in enumerate(groups):
@@ -289,7 +287,7 @@ def _attach_grid(n: int, groups: list, a, b, strength, rank, accepts, clause_of)
     for i, gs in targets.items():
         if len(gs) == 1:
             joined.setdefault(next(iter(gs)), []).append(i)
-    out = [replace(grp, items=np.concatenate([grp.items, np.sort(np.asarray(joined[g], np.int64))]).astype(np.int64))
+    out = [_with_items(grp, np.concatenate([grp.items, np.sort(np.asarray(joined[g], np.int64))]), strength)
            if g in joined else grp for g, grp in enumerate(groups)]
     added = {i for xs in joined.values() for i in xs}
     free = member < 0
@@ -301,6 +299,21 @@ def _attach_grid(n: int, groups: list, a, b, strength, rank, accepts, clause_of)
         out += new
         added.update(int(i) for grp in new for i in grp.items)
     return out, added
+
+
+def _with_items(group, items, strength):
+    """``group`` with these ``items`` (its kept item first) and its weakest link among them."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    items = np.asarray(items, dtype=np.int64)
+    rep, others = group.representative, items[1:]
+    if not others.size:
+        return replace(group, items=items, weakest_link=None)
+    s = np.asarray(strength(np.full(others.size, rep, dtype=np.int64), others), dtype=np.float64)
+    k = int(np.argmin(s))
+    return replace(group, items=items, weakest_link=(rep, int(others[k]), float(s[k])))
 
 
 def _file_group(images: Images, files_of, items, chained, split, weakest, use_sim, clause_of,
@@ -318,8 +331,8 @@ def _file_group(images: Images, files_of, items, chained, split, weakest, use_si
     dists, _, d_views = images.phash_views(items, reps)  # one call a group
     sims, sim_views = images.similarity_views(items, reps) if use_sim else (None, None)
     for j, k in enumerate(items.tolist()):
-        clause = "exact" if k == rep else (clauses.get(k) or ("clip-majority" if k in voted else "phash-majority"
-                                                              if k in phash_voted else "grid" if k in grid_joined
+        clause = "exact" if k == rep else (clauses.get(k) or ("grid" if k in grid_joined else "clip-majority"
+                                                              if k in voted else "phash-majority" if k in phash_voted
                                                               else "chained"))
         d = int(dists[j])
         sim = None if sims is None else (1.0 if k == rep else float(sims[j]))
