@@ -166,3 +166,21 @@ def test_grid_pairs_move_a_copy_only_the_model_put_elsewhere_attach_left_out_cop
     assert sorted(sorted(g.items.tolist()) for g in out) == [[0, 1, 2, 4, 6], [3, 5], [8, 9]]
     assert added == {4, 6, 3, 5}
     assert 7 not in added
+
+
+def test_the_grid_flag_sets_the_clause_for_any_model_and_nan_turns_it_off(tmp_path, tiny_clip_dir):
+    import json
+
+    from maya.cli import main
+
+    photo("coffee", 128).save(tmp_path / "coffee.png")
+    photo("rocket", 128).save(tmp_path / "rocket.png")
+    data, out = tmp_path / "data", tmp_path / "report.json"
+    base = ["dedup", str(tmp_path), "--model", str(tiny_clip_dir), "--quiet", "--data-dir", str(data), "--json", str(out)]
+    assert main(base) == 0  # a model with no measured grid numbers: off
+    rule = json.loads(out.read_text())["rule"]
+    assert rule["grid_floor"] is None and "(grid)" not in rule["text"]
+    assert main(base + ["--grid", "0.35", "0.5"]) == 0
+    rule = json.loads(out.read_text())["rule"]
+    assert (rule["grid_floor"], rule["grid_agree"]) == (0.35, 0.5) and "0.50 of the structured cells" in rule["text"]
+    assert main(base + ["--grid", "0.35", "1.5"]) == 2  # a fraction of cells: a usage error
