@@ -183,11 +183,15 @@ def main(argv=None) -> int:
               ", ".join(f"{m} {f:.4f}" for m, f in sorted(f1s.items())))
         off = float("nan")
         before = DedupOptions(clip_verify=0.80, clip_strict=0.85, grouping="components", clip_local_floor=off,
-                              clip_local_margin=off)  # the defaults until issue 13
+                              clip_local_margin=off, grid_floor=off, grid_agree=off)  # the defaults until issue 13
         previous = DedupOptions(clip_verify=0.80, clip_strict=0.95, clip_veto=0.30, clip_local_floor=off,
-                                clip_local_margin=off, clip_majority=off, clip_majority_margin=off, phash_majority=False)
-        round2 = DedupOptions(clip_local_floor=0.50, clip_local_margin=0.20, phash_majority=False)  # issue 13 round 2
+                                clip_local_margin=off, clip_majority=off, clip_majority_margin=off, phash_majority=False,
+                                grid_floor=off, grid_agree=off)
+        round2 = DedupOptions(clip_local_floor=0.50, clip_local_margin=0.20, phash_majority=False, grid_floor=off,
+                              grid_agree=off)  # issue 13 round 2
         for label, calibration, o in (("built-in defaults", None, DedupOptions()),
+                                      ("defaults without the grid clause (--grid nan nan)", None,
+                                       DedupOptions(grid_floor=off, grid_agree=off)),
                                       ("defaults + --phash-majority", None, DedupOptions(phash_majority=True)),
                                       ("round-2 defaults: local floor 0.50, no pHash vote", None, round2),
                                       ("--calibration this run", str(study["run_id"]), DedupOptions()),

@@ -6,9 +6,10 @@
 The collection is made from scikit-image's sample photos (``maya.sample_photos``): each original, plus for
 every hard kind (``KINDS``: inside a screenshot or meme, quarter turn, mirror, 15 degree rotation, centre
 and random crops, overlays, borders, a chain of three edits) ``--per-kind`` edited copies at level
-"strong" made by ``maya.pairs.transforms``. Two dedups run over the same folder, each into a fresh DuckDB
-(so nothing is reused): ``views=False`` (the plain and dihedral pHash only) and ``views=True`` (the
-default: inner views of screenshots, memes and borders); with ``--extra-views NAME`` a third run adds that
+"strong" made by ``maya.pairs.transforms``. Three dedups run over the same folder, each into a fresh DuckDB
+(so nothing is reused): ``views=False`` (the plain and dihedral pHash only), ``views=True`` without the rule's
+grid clause (``--grid nan nan``: the defaults before it) and ``views=True`` (the defaults: inner views of
+screenshots, memes and borders, and the grid clause for overlaid copies, ``maya.hashing.grid``); with ``--extra-views NAME`` a third run adds that
 fixed extra view of every image (``maya.views.EXTRA_VIEWS``, e.g. ``centre``: the middle half of the area).
 
 Prints one row per run: files, embeddings (whole images + views), embeddings per file, their ratio to the
@@ -109,11 +110,14 @@ def main() -> None:
         truth = make_collection(folder, args.per_kind)
         print(f"collection: {len(truth)} files in {folder}; mode {args.mode}, model {args.model}")
         rows = []
-        configs = [(False, ()), (True, ())] + ([(True, tuple(args.extra_views))] if args.extra_views else [])
-        for views, extra_views in configs:
-            db = Path(tmp) / f"views-{views}-{'-'.join(extra_views)}.duckdb"
+        off = float("nan")
+        configs = [(False, (), True), (True, (), False), (True, (), True)] + (
+            [(True, tuple(args.extra_views), True)] if args.extra_views else [])
+        for views, extra_views, grid in configs:
+            db = Path(tmp) / f"views-{views}-{'-'.join(extra_views)}-{grid}.duckdb"
             t0 = time.perf_counter()
-            run = run_dedup([str(folder)], DedupOptions(mode=args.mode, views=views, extra_views=extra_views),
+            grid_off = {} if grid else {"grid_floor": off, "grid_agree": off}
+            run = run_dedup([str(folder)], DedupOptions(mode=args.mode, views=views, extra_views=extra_views, **grid_off),
                             model=None if args.mode == "phash" else args.model, db_path=db)
             wall = time.perf_counter() - t0
             con = duckdb.connect(str(db), read_only=True)
@@ -124,13 +128,14 @@ def main() -> None:
                 con.close()
             embeddings = run.counts.get("embeddings_computed", 0) + extra
             recall, precision = score(run.groups, truth)
-            rows.append(("+".join(("inner",) * views + extra_views) or "off", embeddings, wall, vsec, recall, precision))
+            label = ("+".join(("inner",) * views + extra_views) or "off") + ("" if grid else ", no grid")
+            rows.append((label, embeddings, wall, vsec, recall, precision))
         base = rows[0][1] or 1
-        print(f"{'views':<13} {'embeddings':>10} {'per file':>8} {'ratio':>6} {'wall s':>7} {'views s':>7} "
+        print(f"{'views':<18} {'embeddings':>10} {'per file':>8} {'ratio':>6} {'wall s':>7} {'views s':>7} "
               f"{'precision':>9}  per-kind recall")
         for views, emb, wall, vsec, recall, precision in rows:
             kinds = " ".join(f"{k}={recall[k]:.2f}" for k in KINDS if k in recall)
-            print(f"{views:<13} {emb:>10} {emb / len(truth):>8.2f} {emb / base:>6.2f} {wall:>7.1f} {vsec:>7.1f} "
+            print(f"{views:<18} {emb:>10} {emb / len(truth):>8.2f} {emb / base:>6.2f} {wall:>7.1f} {vsec:>7.1f} "
                   f"{precision:>9.3f}  {kinds}")
 
 

@@ -43,6 +43,7 @@ def evaluate(
     replace: bool = False,
     refresh: bool = False,
     dask_address: str | None = None,
+    extra_views: list[str] | None = None,
 ) -> dict:
     """Score every pair of ``dataset`` with pHash and the embedding model and evaluate all methods.
 
@@ -61,6 +62,8 @@ def evaluate(
             for good before; stored hashes and embeddings are still reused (they are keyed by content).
         dask_address: ``"tcp://host:8786"`` (an existing Dask cluster) or ``"local"`` (a temporary local
             cluster) runs the feature tasks there; None: threads in this process.
+        extra_views: fixed extra views to compute and compare too (``maya.views.EXTRA_VIEWS``, e.g.
+            ``["centre"]``), as dedup's ``extra_views``, so the study and dedup see the same views.
 
     Returns the summary of :func:`maya.evaluation.study.run_study` (run_id, counts, results, cache, ...).
     """

@@ -68,6 +68,7 @@ class PreparedBatch:
     gray32: np.ndarray | None = None  # (n_ok, 32, 32) float64, for pHash
     model_input: object | None = None  # torch.Tensor (n_ok, 3, S, S), for the embedder
     pixels: list[str] = field(default_factory=list)  # pixel digests (maya.hashing.structure), with gray32
+    grid: np.ndarray | None = None  # (n_ok, 96, 96) uint8 grey thumbnails (maya.hashing.grid), with gray32
     view_boxes: list = field(default_factory=list)  # with ``views``: maya.views.inner_box of each ok image
 
 
@@ -106,7 +107,7 @@ def prepare_batch(
     """Decode ``items`` ((sha256, path) pairs) once, in a thread pool; build pHash and model inputs (and,
     with ``views``, find each image's inner view box, so that ``maya.view_features`` need not decode it
     again)."""
-    from maya.hashing import phash, structure
+    from maya.hashing import grid, phash, structure
     from maya.malloc import limit_arenas
 
     limit_arenas()  # once per process (a Dask or Prefect worker too), before the decode threads start
@@ -121,6 +122,7 @@ def prepare_batch(
     if images and want_hash:
         out.gray32 = np.stack([phash.gray32(im) for im in images])
         out.pixels = [structure.pixel_digest(im) for im in images]
+        out.grid = grid.thumbnails(images)  # the cell-agreement thumbnails, from this same decode
     if images and embedder is not None:
         out.model_input = embedder.preprocess(images)
     if images and views:
@@ -163,6 +165,7 @@ class FeatureBatch:
     hash_pixels: list[str] = field(default_factory=list)  # (n,) pixel digests per hash
     variant_bits: np.ndarray | None = None  # uint64 (n, 8): dihedral pHashes, aligned with hash_shas
     view_boxes: dict = field(default_factory=dict)  # with ``views``: sha256 -> inner view box or None
+    grid_thumbs: np.ndarray | None = None  # uint8 (n, 96, 96): grey thumbnails (maya.hashing.grid), aligned with hash_shas
 
 
 def compute_batch(items: Sequence[tuple[str, str]], want_hash: bool, model: ModelSpec | None,
@@ -189,6 +192,7 @@ def compute_batch(items: Sequence[tuple[str, str]], want_hash: bool, model: Mode
         result.hash_std = np.concatenate([_std_of(result), _std_of(again)])
         result.hash_pixels += again.hash_pixels
         result.variant_bits = _concat_variants(result.variant_bits, again.variant_bits)
+        result.grid_thumbs = _concat_variants(result.grid_thumbs, again.grid_thumbs)
         result.embed_shas += again.embed_shas
         if again.vectors is not None:
             result.vectors = again.vectors if result.vectors is None else np.concatenate([result.vectors, again.vectors])
@@ -216,6 +220,7 @@ def _compute_once(items, want_hash, model, max_pixels, views=False) -> FeatureBa
         vectors=None if vecs is None or len(e_shas) == 0 else np.ascontiguousarray(vecs, dtype=np.float32),
         hash_std=std, hash_pixels=list(prepared.pixels) if want_hash else [],
         variant_bits=variants, view_boxes=dict(zip(prepared.ok, prepared.view_boxes)),
+        grid_thumbs=prepared.grid if want_hash else None,
     )
 
 
@@ -317,8 +322,9 @@ def compute_missing(
     """
     from maya import store
     from maya.hashing import DEFAULT
-    from maya.hashing import dihedral
+    from maya.hashing import dihedral, grid
     from maya.store import dedup as dedup_store
+    from maya.store import grid as grid_store
     from maya.store import variants as variant_store
 
     shas = list(dict.fromkeys(shas))
@@ -334,9 +340,11 @@ def compute_missing(
         out.problems[sha] = (reason, error)
     have_h = store.load_hashes(con, shas, DEFAULT.name)
     have_v = set(variant_store.load_variants(con, shas, dihedral.ALGORITHM))
+    have_g = grid_store.stored(con, shas, grid.ALGORITHM)
     have_e = dedup_store.embedded_shas(con, shas, model_id) if model_id is not None else set()
     wanted = [s for s in shas if s not in out.problems]
-    todo = [s for s in wanted if s not in have_h or s not in have_v or (model is not None and s not in have_e)]
+    todo = [s for s in wanted if s not in have_h or s not in have_v or s not in have_g
+            or (model is not None and s not in have_e)]
     path_of = dict(paths) if paths is not None else store.image_paths(con, todo)
     no_path = [s for s in todo if s not in path_of]
     for s in no_path:
@@ -385,6 +393,10 @@ def compute_missing(
             variant_store.save_variants(con, [result.hash_shas[k] for k in new_v], dihedral.ALGORITHM,
                                         result.variant_bits[new_v])
             have_v.update(result.hash_shas[k] for k in new_v)
+        new_g = [k for k, s in enumerate(result.hash_shas) if s not in have_g]
+        if new_g and result.grid_thumbs is not None:  # a batch of old workers may have none
+            grid_store.save_thumbs(con, [result.hash_shas[k] for k in new_g], grid.ALGORITHM, result.grid_thumbs[new_g])
+            have_g.update(result.hash_shas[k] for k in new_g)
         have_h.update({result.hash_shas[k]: int(result.hash_bits[k]) for k in new_h})
         have_e.update(result.embed_shas[k] for k in new_e)
         counts["hashes_computed"] += len(new_h)
@@ -403,7 +415,7 @@ def compute_missing(
         pending: deque = deque()
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            need_h = any(s not in have_h or s not in have_v for s in batch)
+            need_h = any(s not in have_h or s not in have_v or s not in have_g for s in batch)
             need_e = model is not None and any(s not in have_e for s in batch)
             items = [(s, path_of[s]) for s in batch]
             pending.append((batch, submit(items, need_h, model if need_e else None, max_pixels,

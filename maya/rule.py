@@ -14,6 +14,11 @@ embedding cosine similarity ``s`` (-1..1; NaN = no embedding), a :class:`Rule` s
   k-th neighbour is far) a copy that the model scores well below ``t_strict`` still stands out, while in a
   dense region of similar but distinct pictures (textures, a photo series) the bar rises with the
   neighbours. Off without a ``scale`` (the study, search) or with ``t_local_floor = inf``;
+* ``s >= t_grid_floor and grid >= t_grid_agree`` -- clause ``"grid"``: the model finds the pair plausible and
+  most of the two pictures' structured cells agree pixel for pixel (``grid``: the pair's cell agreement,
+  0..1, :func:`maya.hashing.grid.agreement`): an overlay (emoji, shapes, a caption) covers part of a picture
+  and moves both the global pHash and the embedding, but leaves the rest of its cells as they were. Off
+  without a ``grid`` (the study, search) or with ``t_grid_floor = inf``;
 
 and never when ``d`` is unknown. Images too uniform for pHash (:mod:`maya.hashing.structure`) reach the
 rule with ``d`` beyond every band, so only the model's clause can accept them (the hook is
@@ -44,7 +49,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 #: Clause labels, in the order they are tried (dedup reports the first that accepted a pair).
-CLAUSES = ("phash", "phash+clip", "clip")
+CLAUSES = ("phash", "phash+clip", "clip", "grid")
 
 
 @dataclass(frozen=True)
@@ -59,10 +64,13 @@ class Rule:
     t_veto: float = -math.inf  # a pHash accept with a known similarity below this is no match
     t_local_floor: float = math.inf  # the local clause's least similarity (inf: no local clause)
     t_local_margin: float = math.inf  # ...and how far above the pair's local scale it must be
+    t_grid_floor: float = math.inf  # the grid clause's least similarity (inf: no grid clause)
+    t_grid_agree: float = math.inf  # ...and its least cell agreement (0..1)
 
-    def matches(self, d, s=None, scale=None) -> "np.ndarray":
+    def matches(self, d, s=None, scale=None, grid=None) -> "np.ndarray":
         """Bool (N,): whether each pair matches. ``d`` (N,) ints; ``s`` (N,) floats or None (no embeddings);
-        ``scale`` (N,) floats (the pairs' local scale; +inf: none) or None (no local clause)."""
+        ``scale`` (N,) floats (the pairs' local scale; +inf: none) or None (no local clause); ``grid`` (N,)
+        floats (the pairs' cell agreement; NaN: unknown) or None (no grid clause)."""
         import numpy as np  # here, so that reading the thresholds (the CLI's --help) stays light
 
         d = np.asarray(d)
@@ -74,7 +82,7 @@ class Rule:
                 match = match | ((d > self.t_accept) & (d <= self.t_reject) & (s >= self.t_sim))
                 if not _off(self.t_strict):
                     match = match | (s >= self.t_strict)
-                match = match | self._local(s, scale)
+                match = match | self._local(s, scale) | self._grid(s, grid)
         return (d >= 0) & match
 
     def _local(self, s, scale) -> "np.ndarray":
@@ -87,7 +95,17 @@ class Rule:
         with np.errstate(invalid="ignore"):
             return (s >= self.t_local_floor) & (s >= scale + self.t_local_margin)
 
-    def clauses(self, d, s=None, scale=None) -> "np.ndarray":
+    def _grid(self, s, grid) -> "np.ndarray":
+        """Bool (N,): the grid clause (see the module docstring); all False when it is off."""
+        import numpy as np
+
+        if grid is None or _off(self.t_grid_floor) or _off(self.t_grid_agree):
+            return np.zeros(np.shape(s), bool)
+        grid = np.asarray(grid, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            return (s >= self.t_grid_floor) & (grid >= self.t_grid_agree)
+
+    def clauses(self, d, s=None, scale=None, grid=None) -> "np.ndarray":
         """Object (N,): the first clause that accepted each pair (:data:`CLAUSES`), or ``""`` (no match).
         Arguments as for :meth:`matches`."""
         import numpy as np
@@ -105,6 +123,7 @@ class Rule:
                 if not _off(self.t_strict):
                     out[(out == "") & known & (s >= self.t_strict)] = "clip"
                 out[(out == "") & known & self._local(s, scale)] = "clip"
+                out[(out == "") & known & self._grid(s, grid)] = "grid"
         return out
 
 

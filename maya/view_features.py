@@ -196,28 +196,31 @@ def record_cost(con, run_id: int, counts: dict) -> None:
 
 def best_pair_scores(con, a: Sequence[str], b: Sequence[str], distance: np.ndarray, similarity: np.ndarray,
                      hashes: Mapping[str, int], embeddings: Mapping[str, np.ndarray],
-                     model_id: str | None) -> tuple[np.ndarray, np.ndarray]:
+                     model_id: str | None, extra_views: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Scores of content pairs ``(a[k], b[k])`` over their best pair of views: ``(distance, similarity)``.
 
     ``distance`` (P,) int64 bits (-1 unknown) and ``similarity`` (P,) float64 (NaN unknown) are the whole
     images' scores; ``hashes`` / ``embeddings`` the whole images' plain pHashes and unit embeddings. The
     result is the least distance and the greatest similarity over the view pairs that exist; unknown stays
-    unknown."""
+    unknown. ``extra_views``: names of fixed extra views (``maya.views.EXTRA_VIEWS``, stored by
+    :func:`compute_extra_views`) that count as views too."""
     from maya import store
     from maya.hashing import hamming
 
     shas = sorted(set(a) | set(b))
-    vh = store.load_hashes(con, shas, hash_id())
-    ve = store.load_embeddings(con, shas, views.view_feature_id(model_id)) if model_id else {}
+    ids = [(hash_id(), views.view_feature_id(model_id) if model_id else None)]
+    ids += [extra_ids(name, model_id) for name in extra_views]
+    vhs = [store.load_hashes(con, shas, hid) for hid, _ in ids]
+    ves = [store.load_embeddings(con, shas, eid) if eid else {} for _, eid in ids]
     d = np.asarray(distance, dtype=np.int64).copy()
     s = np.asarray(similarity, dtype=np.float64).copy()
     for k, (x, y) in enumerate(zip(a, b)):
         if d[k] >= 0:
-            hx = [h for h in (hashes.get(x), vh.get(x)) if h is not None]
-            hy = [h for h in (hashes.get(y), vh.get(y)) if h is not None]
+            hx = [h for h in (hashes.get(x), *(vh.get(x) for vh in vhs)) if h is not None]
+            hy = [h for h in (hashes.get(y), *(vh.get(y) for vh in vhs)) if h is not None]
             d[k] = min(d[k], min(int(hamming(p, q)) for p in hx for q in hy))
         if not np.isnan(s[k]):
-            ex = [e for e in (embeddings.get(x), ve.get(x)) if e is not None]
-            ey = [e for e in (embeddings.get(y), ve.get(y)) if e is not None]
+            ex = [e for e in (embeddings.get(x), *(ve.get(x) for ve in ves)) if e is not None]
+            ey = [e for e in (embeddings.get(y), *(ve.get(y) for ve in ves)) if e is not None]
             s[k] = max(s[k], max(float(np.dot(p, q)) for p in ex for q in ey))
     return d, s

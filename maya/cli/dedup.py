@@ -85,6 +85,10 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
                     help="star grouping: a file left out joins the group whose files it resembles, at similarity >= "
                          "SIM with most of them and a mean MARGIN above any other group's (default: the model's "
                          "built-in values, else off; nan nan: off)")
+    th.add_argument("--grid", type=float, nargs=2, default=None, metavar=("FLOOR", "AGREE"),
+                    help="the grid clause: a pair at similarity >= FLOOR matches when at least AGREE (0..1) of the "
+                         "two pictures' structured cells agree pixel for pixel (copies with emoji, shapes or text "
+                         "laid over part of them; default: the model's built-in values, else off; nan nan: off)")
     th.add_argument("--phash-majority", action="store_true",
                     help="star grouping in hybrid mode: a file left out joins the one group most of whose files are "
                          "within the pHash radius of it, whatever the model says (more copies whose embedding an "
@@ -417,11 +421,14 @@ if __name__ == "__main__":
 
 
 def _local_and_vote(args) -> dict:
-    """The local clause's and the majority vote's numbers given as flags (None each: the model's own)."""
+    """The local clause's, the majority vote's and the grid clause's numbers given as flags (None each: the
+    model's own)."""
     local = getattr(args, "clip_local", None) or (None, None)
     vote = getattr(args, "clip_majority", None) or (None, None)
+    grid = getattr(args, "grid", None) or (None, None)
     return {"clip_local_floor": local[0], "clip_local_margin": local[1], "clip_majority": vote[0],
-            "clip_majority_margin": vote[1], "phash_majority": getattr(args, "phash_majority", False)}
+            "clip_majority_margin": vote[1], "phash_majority": getattr(args, "phash_majority", False),
+            "grid_floor": grid[0], "grid_agree": grid[1]}
 
 
 def _flow_options(options) -> dict:

@@ -14,7 +14,8 @@ import sys
 from maya.cli.options import settings_from_args as _settings
 
 #: Dedup flags that make no sense for a search (they shape groups, not matches).
-_NOT_FOR_SEARCH = {"--split-chains", "--grouping", "--no-views", "--extra-views", "--phash-majority"}  # about groups and views, not one query
+_NOT_FOR_SEARCH = {"--split-chains", "--grouping", "--no-views", "--extra-views", "--phash-majority",
+                   "--grid"}  # about groups and views (and the grid clause, which needs stored thumbnails), not one query
 
 
 def _threshold_group(parser: argparse.ArgumentParser) -> None:

@@ -54,6 +54,28 @@ class Images:
     #: ``(a, b)`` int64: candidate pairs within the pHash radius (low-structure images left out), accepted or not;
     #: filled by :func:`verify_pairs` for star grouping's pHash vote (:attr:`DedupOptions.uses_phash_majority`)
     phash_near: tuple | None = None
+    #: uint8 (n, cells, pixels): each image's grey thumbnail in cell order for the grid clause (maya.hashing.grid.
+    #: cells); None: not loaded. ``grid_stats``: its cells' (mean, std), float32 (n, cells) each
+    grid: np.ndarray | None = None
+    grid_stats: tuple | None = None
+
+    def pair_grid(self, a, b, sim, floor: float) -> np.ndarray | None:
+        """The cell agreement (float64 (P,), :func:`maya.hashing.grid.agreement`) of pairs ``a[k]``, ``b[k]``
+        whose similarity ``sim`` is at least ``floor`` (NaN for the others), or None without thumbnails."""
+        import numpy as np
+        from maya.hashing import grid
+
+        if self.grid is None or sim is None:
+            return None
+        out = np.full(len(sim), np.nan)
+        with np.errstate(invalid="ignore"):
+            ask = np.flatnonzero(np.asarray(sim, np.float64) >= floor)
+        if ask.size:
+            a, b = np.asarray(a, np.int64)[ask], np.asarray(b, np.int64)[ask]
+            if self.grid_stats is None:
+                self.grid_stats = grid.cell_stats(self.grid)
+            out[ask] = grid.agreement_of(self.grid, *self.grid_stats, a, b)
+        return out
 
     def pair_scale(self, a, b) -> np.ndarray | None:
         """The local scale of pairs ``a[k]``, ``b[k]`` (the larger of the two images'), or None without one."""
@@ -181,9 +203,10 @@ class Images:
 
 
 def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 4096, views: bool = False,
-                extra_views: Sequence[str] = ()) -> Images:
+                extra_views: Sequence[str] = (), grid: bool = False) -> Images:
     """Read the features of ``shas`` from the store (vectors in chunks, straight into one matrix); with
-    ``views``, their stored second views too, and the fixed ``extra_views`` (``maya.views.EXTRA_VIEWS``)."""
+    ``views``, their stored second views too, and the fixed ``extra_views`` (``maya.views.EXTRA_VIEWS``); with
+    ``grid``, the grey thumbnails of the grid clause (when every image has one: else the clause has none)."""
     import numpy as np
     from maya import store
     from maya.hashing import DEFAULT, dihedral, structure
@@ -208,6 +231,13 @@ def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 
                     low_structure=structure.is_low_structure(std), pixels=pixels)
     if views or extra_views:
         _load_views(con, images, model_id, inner=views, extra=tuple(extra_views))
+    if grid and shas:
+        from maya.hashing import grid as grid_hash
+        from maya.store import grid as grid_store
+
+        thumbs = grid_store.load_thumbs(con, shas, grid_hash.ALGORITHM)
+        if all(s in thumbs for s in shas):  # else no grid clause (a store of older workers' batches)
+            images.grid = grid_hash.cells(np.stack([thumbs[s] for s in shas]))
     return images
 
 
@@ -330,7 +360,7 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
         if images.view_vectors is not None and images.view_vectors.size:  # neighbours among views too
             vectors = np.concatenate([vectors, images.view_vectors])
             owner = np.concatenate([owner, images.view_of])
-        deep = options.uses_local or options.uses_majority
+        deep = options.uses_local or options.uses_majority or options.uses_grid
         # exact below ann.EXACT_MAX or without faiss; folding views into images needs a deeper answer
         idx, sim = ann.self_topk(vectors, 2 * options.clip_k + 1 if deep else options.clip_k)
         threshold = options.clip_strict
@@ -344,6 +374,11 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
         ca, cb = knn.pairs_above(idx, sim, threshold)
         parts_a.append(owner[ca])
         parts_b.append(owner[cb])
+        if options.uses_grid and images.grid is not None:  # plausible neighbours for the cell agreement to decide
+            na, nb, ns = images.near
+            keep = ns >= float(options.grid_floor)
+            parts_a.append(na[keep])
+            parts_b.append(nb[keep])
     if not parts_a:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     a = np.concatenate(parts_a).astype(np.int64)
@@ -453,7 +488,7 @@ _GATHER_BYTES = 4 << 20
 
 def decide(d: np.ndarray, sim: np.ndarray | None, options: DedupOptions,
            unhashable: np.ndarray | None = None, identical: np.ndarray | None = None,
-           scale: np.ndarray | None = None) -> np.ndarray:
+           scale: np.ndarray | None = None, grid: np.ndarray | None = None) -> np.ndarray:
     """The clause that accepted each pair: ``"phash"``, ``"phash+clip"``, ``"clip"``, or ``""`` (no match).
 
     ``d``: (P,) pHash distances in bits; ``sim``: (P,) cosine similarities, or None without embeddings
@@ -464,7 +499,8 @@ def decide(d: np.ndarray, sim: np.ndarray | None, options: DedupOptions,
     pHash distance says nothing, so the rule sees it as beyond every band (no pHash clause: the model
     decides, by its embedding-only clause). ``identical`` (P,) bool marks pixel-identical pairs, which
     match as ``"phash"`` whatever the mode. ``scale`` (P,): the pairs' local scale (:meth:`Images.pair_scale`), or
-    None (no local clause).
+    None (no local clause). ``grid`` (P,): the pairs' cell agreement (:meth:`Images.pair_grid`), or None (no grid
+    clause).
     """
     import numpy as np
 
@@ -472,7 +508,7 @@ def decide(d: np.ndarray, sim: np.ndarray | None, options: DedupOptions,
         sim = None
     if unhashable is not None and unhashable.any():
         d = np.where(unhashable, 65, d)
-    out = options.rule.clauses(d, sim, scale if options.uses_local else None)
+    out = options.rule.clauses(d, sim, scale if options.uses_local else None, grid if options.uses_grid else None)
     if identical is not None:
         out[identical & (out == "")] = "phash"
     return out
@@ -496,6 +532,14 @@ def structure_masks(images: Images, a, b, d) -> tuple[np.ndarray, np.ndarray, np
     return d, unhashable, identical
 
 
+def pair_grid(images: Images, a, b, sim, options: DedupOptions) -> np.ndarray | None:
+    """The grid clause's input for :func:`decide` (:meth:`Images.pair_grid` at the options' floor), or None when
+    the options have no grid clause."""
+    if not options.uses_grid or sim is None:
+        return None
+    return images.pair_grid(a, b, sim, float(options.grid_floor))
+
+
 def verify_pairs(images: Images, a: np.ndarray, b: np.ndarray, options: DedupOptions) -> Pairs:
     """Score candidates (pHash distance; similarity when there are embeddings) and keep those the rule accepts."""
     import numpy as np
@@ -504,7 +548,8 @@ def verify_pairs(images: Images, a: np.ndarray, b: np.ndarray, options: DedupOpt
     use_sim = options.uses_embeddings and images.vectors is not None
     sim = images.similarity(a, b) if use_sim else np.full(len(a), np.nan)
     d, unhashable, identical = structure_masks(images, a, b, d)
-    rule = decide(d, sim if use_sim else None, options, unhashable, identical, images.pair_scale(a, b))
+    rule = decide(d, sim if use_sim else None, options, unhashable, identical, images.pair_scale(a, b),
+                  pair_grid(images, a, b, sim if use_sim else None, options))
     if options.uses_phash_majority:
         within = (d >= 0) & (d <= options.phash_radius) & ~unhashable
         images.phash_near = (np.asarray(a, np.int64)[within], np.asarray(b, np.int64)[within])

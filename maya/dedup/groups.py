@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from maya.dedup import grouping
-from maya.dedup.candidates import Images, Pairs, decide, structure_masks
+from maya.dedup.candidates import Images, Pairs, decide, pair_grid, structure_masks
 from maya.dedup.options import DedupOptions
 from maya.io import ingest
 
@@ -31,7 +31,9 @@ class Member:
     #: file), "phash", "phash+clip", "clip" (the rule's clause, :mod:`maya.rule`), "clip-majority" (not a
     #: direct match: resembles most of the group's files, :func:`maya.dedup.stars.attach_by_majority`), "phash-majority"
     #: (not a direct match either: within the pHash radius of most of the group's files,
-    #: :func:`maya.dedup.stars.attach_by_phash_majority`), or "chained" (not
+    #: :func:`maya.dedup.stars.attach_by_phash_majority`), "grid" (most of its cells agree pixel for pixel with
+    #: the kept file's or, when the rule did not accept it with the kept file, with another member's: an overlaid
+    #: copy, the rule's grid clause, :mod:`maya.hashing.grid`), or "chained" (not
     #: accepted directly with the kept file: only in a chained group of ``--grouping components``)
     clause: str = ""
     #: which views reached the score that decided (the pHash distance for clause "phash", else the
@@ -99,13 +101,17 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     def accepts_clause(x, y):
         d, unhashable, identical = structure_masks(images, x, y, images.phash_distance(x, y))
         sim = images.similarity(x, y) if use_sim else None
-        return decide(d, sim, options, unhashable, identical, images.pair_scale(x, y))
+        return decide(d, sim, options, unhashable, identical, images.pair_scale(x, y),
+                      pair_grid(images, x, y, sim, options))
 
     def accepts(x, y):
         return accepts_clause(x, y) != ""
 
-    groups = grouping.group_pairs(n, pairs.a, pairs.b, strength(pairs.a, pairs.b), rank=rank,
-                                  accepts=accepts, split_chains=options.split_chains,
+    # star grouping: the grid clause's pairs (overlaid copies) make no star and take no part in the votes (an
+    # overlay wrecks a copy's embedding); they attach the copies left out afterwards (_attach_grid)
+    late = (pairs.rule == "grid") if options.grouping == "star" else np.zeros(len(pairs), bool)
+    groups = grouping.group_pairs(n, pairs.a[~late], pairs.b[~late], strength(pairs.a[~late], pairs.b[~late]),
+                                  rank=rank, accepts=accepts, split_chains=options.split_chains,
                                   method=options.grouping)
     voted: set[int] = set()
     stars = [g.items for g in groups]  # each star's own members, before any vote
@@ -114,6 +120,10 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     phash_voted: set[int] = set()
     if options.uses_phash_majority and images.phash_near is not None and groups:  # ...then a pHash vote
         groups, phash_voted = _attach_phash(n, groups, stars, images)
+    grid_joined: set[int] = set()
+    if late.any():  # ...then the overlaid copies (grid clause), without moving any star's centre
+        groups, grid_joined = _attach_grid(n, groups, pairs.a[late], pairs.b[late], strength, rank, accepts,
+                                           accepts_clause)
     grouped = set()
     out = []
     for g in groups:
@@ -121,7 +131,7 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
         # with two images the weakest link is the only link: reported from three images on
         weakest = g.weakest_link if g.items.size >= 3 else None
         out.append(_file_group(images, files_of, g.items, g.chained, g.split, weakest, use_sim, accepts_clause,
-                               voted, phash_voted))
+                               voted, phash_voted, grid_joined))
     for k in range(n):  # byte-identical files with no other near-duplicate
         if k not in grouped and len(files_of[k]) >= 2:
             out.append(_file_group(images, files_of, np.array([k]), False, False, None, use_sim, accepts_clause))
@@ -230,8 +240,84 @@ def _attach_phash(n: int, groups: list, stars: list, images: Images) -> tuple[li
     return out, voted
 
 
+def _attach_grid(n: int, groups: list, a, b, strength, rank, accepts, clause_of) -> tuple[list, set[int]]:
+    """Groups with the grid clause's pairs ``a[k]``, ``b[k]`` (star grouping) added, and the items they added.
+
+    The stars and both votes are built from the other clauses' pairs only: an overlaid copy (many grid pairs with
+    its original) moves no centre, and its overlay-wrecked embedding votes in no star (measured: as a star member
+    it turned the vote on a crop of a texture half towards the other half's group). Then an item left out joins
+    the one group that holds a grid partner of it (most of their cells agree pixel for pixel: a copy of that
+    member's picture); partners in two groups: neither. Before that, a member that only the model's own
+    clause (``"clip"``) or its vote put in a group, with no grid partner there and grid partners in exactly one
+    other group (counting the partners that a pHash or grid clause or the keeping links to their group), is taken
+    out of it (two overlaid copies of different textures look alike to the model, their
+    pixels say which originals they are copies of); a group left with one item is dissolved. Items still left
+    out that are grid partners of each other form stars of their own (:func:`maya.dedup.stars.star_groups`,
+    via ``grouping.group_pairs``). ``clause_of(x, y)``: the rule's clause per pair of items."""
+    import numpy as np
+
+    member = np.full(n, -1, dtype=np.int64)
+    for g, grp in enumerate(groups):
+        member[grp.items] = g
+    x, y = np.concatenate([a, b]).astype(np.int64), np.concatenate([b, a]).astype(np.int64)
+    loose = np.zeros(n, bool)  # members that only the model's own clause or a vote links to their kept file
+    for grp in groups:
+        others = grp.items[grp.items != grp.representative]
+        if others.size:
+            clause = clause_of(np.full(others.size, grp.representative, dtype=np.int64), others)
+            loose[others] = (clause == "clip") | (clause == "")
+    firm = (member[y] >= 0) & ~loose[y]
+    partners: dict[int, set[int]] = {}
+    for i, g in zip(x[firm].tolist(), member[y[firm]].tolist()):
+        partners.setdefault(i, set()).add(g)
+    moved = [i for i, gs in partners.items() if loose[i] and len(gs) == 1 and int(member[i]) not in gs]
+    if moved:
+        gone = set(moved)
+        kept = [_with_items(grp, np.array([k for k in grp.items.tolist() if k not in gone], np.int64), strength)
+                if gone & set(grp.items.tolist()) else grp for grp in groups]
+        groups = [grp for grp in kept if grp.items.size >= 2]
+        member[:] = -1
+        for g, grp in enumerate(groups):
+            member[grp.items] = g
+    edge = (member[x] < 0) & (member[y] >= 0)
+    targets: dict[int, set[int]] = {}
+    for i, g in zip(x[edge].tolist(), member[y[edge]].tolist()):
+        targets.setdefault(i, set()).add(g)
+    joined: dict[int, list[int]] = {}
+    for i, gs in targets.items():
+        if len(gs) == 1:
+            joined.setdefault(next(iter(gs)), []).append(i)
+    out = [_with_items(grp, np.concatenate([grp.items, np.sort(np.asarray(joined[g], np.int64))]), strength)
+           if g in joined else grp for g, grp in enumerate(groups)]
+    added = {i for xs in joined.values() for i in xs}
+    free = member < 0
+    free[list(added)] = False
+    rest = free[a] & free[b]
+    if rest.any():
+        new = grouping.group_pairs(n, a[rest], b[rest], strength(a[rest], b[rest]), rank=rank, accepts=accepts,
+                                   method="star")
+        out += new
+        added.update(int(i) for grp in new for i in grp.items)
+    return out, added
+
+
+def _with_items(group, items, strength):
+    """``group`` with these ``items`` (its kept item first) and its weakest link among them."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    items = np.asarray(items, dtype=np.int64)
+    rep, others = group.representative, items[1:]
+    if not others.size:
+        return replace(group, items=items, weakest_link=None)
+    s = np.asarray(strength(np.full(others.size, rep, dtype=np.int64), others), dtype=np.float64)
+    k = int(np.argmin(s))
+    return replace(group, items=items, weakest_link=(rep, int(others[k]), float(s[k])))
+
+
 def _file_group(images: Images, files_of, items, chained, split, weakest, use_sim, clause_of,
-                voted=frozenset(), phash_voted=frozenset()) -> DuplicateGroup:
+                voted=frozenset(), phash_voted=frozenset(), grid_joined=frozenset()) -> DuplicateGroup:
     import numpy as np
 
     rep = int(items[0])
@@ -245,8 +331,9 @@ def _file_group(images: Images, files_of, items, chained, split, weakest, use_si
     dists, _, d_views = images.phash_views(items, reps)  # one call a group
     sims, sim_views = images.similarity_views(items, reps) if use_sim else (None, None)
     for j, k in enumerate(items.tolist()):
-        clause = "exact" if k == rep else (clauses.get(k) or ("clip-majority" if k in voted else "phash-majority"
-                                                              if k in phash_voted else "chained"))
+        clause = "exact" if k == rep else (clauses.get(k) or ("grid" if k in grid_joined else "clip-majority"
+                                                              if k in voted else "phash-majority" if k in phash_voted
+                                                              else "chained"))
         d = int(dists[j])
         sim = None if sims is None else (1.0 if k == rep else float(sims[j]))
         views = "" if k == rep else images.view_pair_name(int(d_views[j]) if sim is None or clause == "phash"

@@ -73,6 +73,11 @@ MODEL_LOCAL = {"efficientnet-lite0": (0.55, 0.20)}
 #: (clip_majority, clip_majority_margin); off for a model not listed unless set (see MODEL_LOCAL for how
 #: efficientnet-lite0's were chosen: on the halves it raised recall 0.83 -> 0.92, whole photos unchanged).
 MODEL_MAJORITY = {"efficientnet-lite0": (0.60, 0.05)}
+#: The grid clause per embedding family (rule clause ``"grid"``, :mod:`maya.hashing.grid`): (grid_floor, grid_agree):
+#: a pair the model finds at least grid_floor similar matches when at least grid_agree of its structured cells agree
+#: pixel for pixel (overlaid copies); off for a model not listed unless set. See the measurements in the comment
+#: of README "Overlays" and maya.hashing.grid.
+MODEL_GRID = {"efficientnet-lite0": (0.30, 0.40)}
 CLIP_NEIGHBOURS = 16  # nearest neighbours per image looked at for the embedding-only clause
 
 #: Images per feature batch (decode + pHash + embed, one transaction) when no model sets it.
@@ -114,6 +119,8 @@ class DedupOptions:
     #: Off by default (--phash-majority turns it on): it admits a file with no word from the model, and on 48
     #: distinct smooth pictures (tests/test_dedup_recall.py) it put 4 of them into other pictures' groups.
     phash_majority: bool = False
+    grid_floor: float | None = None  # the grid clause's least similarity (None: resolved; nan: off)
+    grid_agree: float | None = None  # ...and its least cell agreement, 0..1 (maya.hashing.grid.agreement)
 
     @property
     def uses_embeddings(self) -> bool:
@@ -130,10 +137,12 @@ class DedupOptions:
             return Rule(int(self.phash_accept), int(self.phash_accept))
         floor = inf if self.clip_local_floor is None else float(self.clip_local_floor)
         margin = inf if self.clip_local_margin is None else float(self.clip_local_margin)
+        gfloor, gagree = (inf, inf) if not self.uses_grid else (float(self.grid_floor), float(self.grid_agree))
         if self.mode == "clip":  # no pHash clause, no band: the embedding alone decides
-            return Rule(-1, -1, inf, strict, t_local_floor=floor, t_local_margin=margin)
+            return Rule(-1, -1, inf, strict, t_local_floor=floor, t_local_margin=margin, t_grid_floor=gfloor,
+                        t_grid_agree=gagree)
         veto = -inf if self.clip_veto is None else float(self.clip_veto)
-        return Rule(int(self.phash_accept), int(self.phash_radius), verify, strict, veto, floor, margin)
+        return Rule(int(self.phash_accept), int(self.phash_radius), verify, strict, veto, floor, margin, gfloor, gagree)
 
     @property
     def uses_majority(self) -> bool:
@@ -145,6 +154,12 @@ class DedupOptions:
     def uses_phash_majority(self) -> bool:
         """Whether star grouping attaches left-out items by the pHash vote (hybrid mode, star grouping)."""
         return self.mode == "hybrid" and self.grouping == "star" and bool(self.phash_majority)
+
+    @property
+    def uses_grid(self) -> bool:
+        """Whether the rule has the grid clause (both of its numbers set and finite)."""
+        return self.uses_embeddings and all(v is not None and math.isfinite(float(v))
+                                            for v in (self.grid_floor, self.grid_agree))
 
     @property
     def uses_local(self) -> bool:
@@ -166,9 +181,10 @@ class DedupOptions:
                 raise DedupUsageError(f"{name.replace('_', '-')} must be a whole number of bits in 0..{DEFAULT.bits}, got {v!r}")
         if self.mode == "hybrid" and self.phash_radius < self.phash_accept:
             raise DedupUsageError(f"phash-radius ({self.phash_radius}) must be >= phash-accept ({self.phash_accept})")
-        for name in ("clip_verify", "clip_strict", "clip_veto", "clip_local_floor", "clip_majority"):
+        for name in ("clip_verify", "clip_strict", "clip_veto", "clip_local_floor", "clip_majority", "grid_floor"):
             v = getattr(self, name)
-            if v is None or (name in ("clip_local_floor", "clip_majority") and isinstance(v, float) and math.isnan(v)):
+            if v is None or (name in ("clip_local_floor", "clip_majority", "grid_floor") and isinstance(v, float)
+                             and math.isnan(v)):
                 continue
             if not isinstance(v, (int, float, np.floating)) or not -1.0 <= float(v) <= 1.0 or v != v:
                 raise DedupUsageError(f"{name.replace('_', '-')} must be a cosine similarity in -1..1, got {v!r}")
@@ -183,6 +199,10 @@ class DedupOptions:
             if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float, np.floating))
                                   or not (m != m or 0.0 <= float(m) <= 2.0)):
                 raise DedupUsageError(f"{name.replace('_', '-')} must be a similarity margin in 0..2, got {m!r}")
+        g = self.grid_agree
+        if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float, np.floating))
+                              or not (g != g or 0.0 <= float(g) <= 1.0)):
+            raise DedupUsageError(f"grid-agree must be a fraction of cells in 0..1, got {g!r}")
         if not isinstance(self.phash_majority, (bool, np.bool_)):
             raise DedupUsageError(f"phash-majority must be true or false, got {self.phash_majority!r}")
         if self.grouping not in GROUPINGS:
@@ -208,7 +228,8 @@ class DedupOptions:
                 "clip_local_margin": _number(self.clip_local_margin),
                 "clip_majority": _number(self.clip_majority),
                 "clip_majority_margin": _number(self.clip_majority_margin),
-                "phash_majority": bool(self.phash_majority)}
+                "phash_majority": bool(self.phash_majority),
+                "grid_floor": _number(self.grid_floor), "grid_agree": _number(self.grid_agree)}
 
 
 def _number(v) -> float | None:
@@ -237,6 +258,9 @@ def describe_rule(options: DedupOptions) -> str:
     strict = "off" if options.clip_strict is None else f"{options.clip_strict:.3f}"
     local = (f", or similarity >= {options.clip_local_floor:.3f} and >= the pair's local scale (similarity to the "
              f"{options.clip_k}th neighbour) + {options.clip_local_margin:.3f}" if options.uses_local else "")
+    if options.uses_grid:
+        local += (f", or similarity >= {options.grid_floor:.3f} and >= {options.grid_agree:.2f} of the structured cells "
+                  f"agreeing pixel for pixel (grid)")
     if options.uses_majority:
         local += (f"; a file left out joins the group most of whose files it resembles (similarity >= "
                   f"{options.clip_majority:.3f}, mean {options.clip_majority_margin:.3f} above any other group's)")
@@ -300,7 +324,8 @@ def resolve_thresholds(con, options: DedupOptions, model_name: str | None, model
         source = RuleSource(f"{source.text}; {flags} given as flags", source.evaluate_run)
     filled = {n: getattr(options, n) if getattr(options, n) is not None else v for n, v in zip(names, values)}
     for local, table, what in ((("clip_local_floor", "clip_local_margin"), MODEL_LOCAL, "local clause"),
-                               (("clip_majority", "clip_majority_margin"), MODEL_MAJORITY, "majority vote")):
+                               (("clip_majority", "clip_majority_margin"), MODEL_MAJORITY, "majority vote"),
+                               (("grid_floor", "grid_agree"), MODEL_GRID, "grid clause")):
         if all(getattr(options, n) is not None for n in local):
             continue
         values = table.get(model_name, (math.nan, math.nan))  # the model's own, measured; else off

@@ -179,7 +179,8 @@ def run_dedup(
             if view_counts is not None:
                 view_features.record_cost(con, run_id, view_counts)
             images = candidates.load_images(con, ok, model_id if options.uses_embeddings else None,
-                                            views=options.views, extra_views=options.extra_views)
+                                            views=options.views, extra_views=options.extra_views,
+                                            grid=options.uses_grid)
             # three steps that take minutes on large collections: say where the run is
             steps = Progress(3, "matching (candidates, verify, groups)", progress, unit="step")
             a, b = runner.candidate_pairs(images, options)

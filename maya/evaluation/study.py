@@ -29,12 +29,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from maya.embedding.devices import gpu_may_be_present
 from maya import features, store, view_features
+from maya.errors import MayaUsageError
 from maya.evaluation.metrics import METHOD_INPUTS, STUDY_METHODS, base_method, method_suffix
 from maya.settings import load_settings
 from maya.store import study as study_store
@@ -227,9 +228,10 @@ def _progress(total: int):
 # ---------------------------------------------------------------------------------------------- scores
 
 
-def score_pairs(con, pairs: dict, model_id: str | None) -> dict[str, np.ndarray]:
+def score_pairs(con, pairs: dict, model_id: str | None, extra_views: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """pHash distance (N,) int64 and embedding similarity (N,) float64 per pair (-1 / NaN where an image failed);
-    the dihedral distance (N,) int64 (-1 where a variant is missing) and the variant (N,) object that gave it."""
+    the dihedral distance (N,) int64 (-1 where a variant is missing) and the variant (N,) object that gave it;
+    the best pair of views' distance and similarity (the inner views and the fixed ``extra_views``)."""
     from maya.hashing import DEFAULT, dihedral, hamming
     from maya.store import variants as variant_store
 
@@ -254,7 +256,7 @@ def score_pairs(con, pairs: dict, model_id: str | None) -> dict[str, np.ndarray]
     dd = np.where(has_v, dd, -1).astype(np.int64)
     from maya import view_features
     wd, ws = view_features.best_pair_scores(con, pairs["a"], pairs["b"], np.where(has_v, dd, d), sim, hashes, embs,
-                                            model_id)
+                                            model_id, extra_views)
     return {"pair_id": np.asarray(pairs["pair_id"], dtype=np.int64), "phash_distance": d, "clip_similarity": sim,
             "dihedral_distance": dd,
             "dihedral_variant": np.where(has_v, names[kk] if len(kk) else names[:0], None),
@@ -324,6 +326,7 @@ def run_study(
     pair_options: dict | None = None,
     replace: bool = False,
     refresh: bool = False,
+    extra_views: Sequence[str] | None = None,
     *,
     steps: StudySteps | None = None,
     flow_run_id: str | None = None,
@@ -335,6 +338,8 @@ def run_study(
     Parameters are those of ``maya evaluate`` (see ``maya.flows.evaluate.evaluate``; None: settings, i.e.
     env ``MAYA_*`` or defaults); ``steps`` says how batches and cached steps run (default: threads, no
     step cache); ``flow_run_id`` is recorded on the run; ``log`` a logger (default ``maya.study``).
+    ``extra_views``: fixed extra views (``maya.views.EXTRA_VIEWS``, e.g. ``["centre"]``; dedup's ``--extra-views``)
+    computed and compared too by the ``*-views`` methods, so that the study and dedup see the same views.
 
     Returns a summary dict: run_id, dataset, model, pairs, images, counts (hashes/embeddings computed and
     reused, images failed, batches, worker_pids), errors, results (per method), cache (what each cached
@@ -343,6 +348,11 @@ def run_study(
     """
     steps = steps or StudySteps()
     log = log or _LOG
+    from maya.views import EXTRA_VIEWS
+
+    if isinstance(extra_views, (str, bytes)) or any(v not in EXTRA_VIEWS for v in (extra_views or ())):
+        raise MayaUsageError(f"unknown extra views {extra_views!r}: use any of {', '.join(EXTRA_VIEWS)}")
+    extra_views = list(dict.fromkeys(extra_views or ()))
     clock = _Clock()
     settings = load_settings(data_dir=data_dir, model=model, device=device, precision=precision,
                              batch_size=batch_size)
@@ -363,7 +373,8 @@ def run_study(
                                  parameters={"dataset": dataset, "seed": seed, "model": settings.model,
                                              "device": device_name, "precision": model_precision,
                                              "batch_size": batch, "methods": methods, "source": source,
-                                             "refresh": refresh, "task_runner": steps.task_runner},
+                                             "refresh": refresh, "task_runner": steps.task_runner,
+                                             "extra_views": extra_views},
                                  flow_run_id=flow_run_id or "")
         try:
             with ExitStack() as stack:
@@ -380,8 +391,12 @@ def run_study(
             clock.lap("features")
             view_counts = view_features.compute_views(con, shas, model=spec, model_id=model_id, batch_size=batch,
                                                       max_pixels=settings.max_pixels, boxes=outcome.view_boxes)
+            for name in extra_views:  # the fixed extra views, as dedup's --extra-views computes them
+                extra = view_features.compute_extra_views(con, shas, name, model=spec, model_id=model_id,
+                                                          batch_size=batch, max_pixels=settings.max_pixels)
+                view_counts = {k: view_counts[k] + extra[k] for k in extra}
             clock.lap("views")
-            scores = score_pairs(con, pairs, model_id)
+            scores = score_pairs(con, pairs, model_id, extra_views)
             clock.lap("scores")
             (metric_cols, results, summary_cols), evaluation_from = evaluate_all(
                 steps.evaluate_scores, scores, pairs["label"], pairs["split"], methods, results=results_dir,

@@ -79,8 +79,9 @@ def thumbnail_data_uri(path: str, side: int = THUMB_SIDE) -> str | None:
 def risk_order(g) -> tuple:
     """Sort key putting the riskiest groups first: chained, then any member admitted by the model alone or by a
     vote of the group rather than a match with the kept file (clauses "clip", "clip-majority",
-    "phash-majority"), then the largest; ties keep the report's order (Python's sort is stable)."""
-    indirect = ("clip", "clip-majority", "phash-majority")
+    "phash-majority"), or by cells agreeing with the kept file or another member ("grid"), then the largest; ties
+    keep the report's order (Python's sort is stable)."""
+    indirect = ("clip", "clip-majority", "phash-majority", "grid")
     return (not g.chained, not any(m.clause in indirect for m in g.members), -len(g.members))
 
 

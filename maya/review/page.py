@@ -83,7 +83,7 @@ _SCRIPT = r"""
 "use strict";
 const TOKEN = JSON.parse(document.getElementById("maya-token").textContent);
 let S = null, cur = 0, sel = {};
-const CLAUSES = {"phash": "pHash", "phash+clip": "pHash + model", "clip": "model only", "clip-majority": "model, by most of the group", "phash-majority": "pHash, by most of the group", "exact": "exact copy",
+const CLAUSES = {"phash": "pHash", "phash+clip": "pHash + model", "clip": "model only", "clip-majority": "model, by most of the group", "phash-majority": "pHash, by most of the group", "grid": "most cells agree pixel for pixel", "exact": "exact copy",
                  "via others": "via other members"};  // state, current group position, selected member index per group
 
 function el(tag, attrs, ...kids) {
