@@ -48,6 +48,18 @@ def get_embedder(spec: ModelSpec):
     return load_embedder(spec.name, device=spec.device, precision=spec.precision, batch_size=spec.batch_size)
 
 
+def release_embedder(spec: ModelSpec | None) -> bool:
+    """Let this process free the embedder of ``spec`` when loading it again is cheap (ONNX Runtime: ~0.1 s).
+
+    Dedup calls it once its features are stored: the session and its activation memory (~80 MiB for
+    efficientnet-lite0) are then not held while the candidates and groups are worked out. A torch model (seconds to
+    load, maybe on a GPU) stays cached. Returns whether the cache was cleared."""
+    if spec is None or getattr(get_embedder(spec), "runtime", "torch") != "onnxruntime":
+        return False
+    get_embedder.cache_clear()
+    return True
+
+
 @dataclass
 class ImageRecord:
     sha256: str

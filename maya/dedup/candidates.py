@@ -232,13 +232,27 @@ def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 
     if views or extra_views:
         _load_views(con, images, model_id, inner=views, extra=tuple(extra_views))
     if grid and shas:
-        from maya.hashing import grid as grid_hash
-        from maya.store import grid as grid_store
-
-        thumbs = grid_store.load_thumbs(con, shas, grid_hash.ALGORITHM)
-        if all(s in thumbs for s in shas):  # else no grid clause (a store of older workers' batches)
-            images.grid = grid_hash.cells(np.stack([thumbs[s] for s in shas]))
+        images.grid = _load_grid_cells(con, shas)
     return images
+
+
+def _load_grid_cells(con, shas: Sequence[str], chunk: int = 1024):
+    """The grid thumbnails of ``shas`` in cell order (uint8 (n, cells, pixels), :func:`maya.hashing.grid.cells`),
+    read ``chunk`` contents at a time straight into one array; None when one has none (a store of older
+    workers' batches: then there is no grid clause)."""
+    import numpy as np
+
+    from maya.hashing import grid as grid_hash
+    from maya.store import grid as grid_store
+
+    out = np.empty((len(shas), grid_hash.GRID * grid_hash.GRID, grid_hash.CELL * grid_hash.CELL), np.uint8)
+    for start in range(0, len(shas), chunk):
+        part = shas[start:start + chunk]
+        thumbs = grid_store.load_thumbs(con, part, grid_hash.ALGORITHM)
+        if not all(s in thumbs for s in part):
+            return None
+        out[start:start + len(part)] = grid_hash.cells(np.stack([thumbs[s] for s in part]))
+    return out
 
 
 def _load_views(con, images: Images, model_id: str | None, inner: bool = True, extra: tuple = ()) -> None:

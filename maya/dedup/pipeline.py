@@ -178,6 +178,8 @@ def run_dedup(
                 view_counts = extra if view_counts is None else {k: view_counts[k] + extra[k] for k in extra}
             if view_counts is not None:
                 view_features.record_cost(con, run_id, view_counts)
+            embedder = None  # every embedding is stored: a cheap-to-load model is not held through the matching
+            features.release_embedder(spec)
             images = candidates.load_images(con, ok, model_id if options.uses_embeddings else None,
                                             views=options.views, extra_views=options.extra_views,
                                             grid=options.uses_grid)

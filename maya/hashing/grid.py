@@ -76,11 +76,21 @@ _BASIS = _surface_basis()
 def cell_stats(cell_pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(surface, std)`` of each cell of :func:`cells` output: its pixels' (minus 128) coordinates on the quadratic
     surfaces' orthonormal basis, float32 (N, GRID*GRID, 6), and the standard deviation of what the best surface
-    leaves (grey levels), float32 (N, GRID*GRID). Computed once per image."""
-    x = np.asarray(cell_pixels, dtype=np.float32) - 128
-    plane = x @ _BASIS
-    rest = (x * x).sum(axis=-1) - (plane * plane).sum(axis=-1)
-    return plane, np.sqrt(np.maximum(rest, 0.0) / np.float32(CELL * CELL))
+    leaves (grey levels), float32 (N, GRID*GRID). Computed once per image, :data:`_STATS_CHUNK` images at a time
+    (the float32 pixels of a whole collection would be 37 KB an image, twice over)."""
+    n = len(cell_pixels)
+    plane = np.empty((n, GRID * GRID, _BASIS.shape[1]), np.float32)
+    std = np.empty((n, GRID * GRID), np.float32)
+    for s in range(0, n, _STATS_CHUNK):
+        x = np.asarray(cell_pixels[s:s + _STATS_CHUNK], dtype=np.float32) - 128
+        p = x @ _BASIS
+        rest = np.einsum("ncx,ncx->nc", x, x) - np.einsum("ncb,ncb->nc", p, p)
+        plane[s:s + _STATS_CHUNK] = p
+        std[s:s + _STATS_CHUNK] = np.sqrt(np.maximum(rest, 0.0) / np.float32(CELL * CELL))
+    return plane, std
+
+
+_STATS_CHUNK = 256
 
 
 def agreement(thumbs_a: np.ndarray, thumbs_b: np.ndarray) -> np.ndarray:
