@@ -184,3 +184,26 @@ def test_the_grid_flag_sets_the_clause_for_any_model_and_nan_turns_it_off(tmp_pa
     rule = json.loads(out.read_text())["rule"]
     assert (rule["grid_floor"], rule["grid_agree"]) == (0.35, 0.5) and "0.50 of the structured cells" in rule["text"]
     assert main(base + ["--grid", "0.35", "1.5"]) == 2  # a fraction of cells: a usage error
+
+
+@pytest.mark.slow
+def test_distinct_smooth_colour_fields_stay_apart_with_efficientnet_and_their_copies_still_join(tmp_path):
+    # efficientnet-lite0 scores distinct smooth fields 0.90-0.975 against each other: before the smooth rule the
+    # defaults put 20 of these 56 files with another picture. A smooth image's pairs are not the model's to decide.
+    from maya.dedup.pipeline import run_dedup
+
+    rng = np.random.default_rng(9)
+    for k in range(48):
+        img = Image.fromarray((rng.random((6, 6, 3)) * 255).astype(np.uint8)).resize((256, 256),
+                                                                                     Image.Resampling.BICUBIC)
+        img.save(tmp_path / f"img{k:03d}.png")
+        if k < 8:
+            img.save(tmp_path / f"img{k:03d}_copy.jpg", quality=85)
+    report = run_dedup(tmp_path, DedupOptions(), model="efficientnet-lite0").report
+    groups = sorted(sorted(m["path"].rsplit("/", 1)[1] for m in g["members"]) for g in report["groups"])
+    assert groups == [[f"img{k:03d}.png", f"img{k:03d}_copy.jpg"] for k in range(8)]
+    smooth = grid.smooth(grid.cell_stats(grid.cells(grid.thumbnails(
+        [Image.open(tmp_path / f"img{k:03d}.png").convert("RGB") for k in range(48)])))[1])
+    assert smooth.sum() >= 40
+    photos = [photo(n) for n in ("astronaut", "coffee", "chelsea", "rocket")]
+    assert not grid.smooth(grid.cell_stats(grid.cells(grid.thumbnails(photos)))[1]).any()

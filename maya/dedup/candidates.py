@@ -58,6 +58,24 @@ class Images:
     #: cells); None: not loaded. ``grid_stats``: its cells' (mean, std), float32 (n, cells) each
     grid: np.ndarray | None = None
     grid_stats: tuple | None = None
+    #: bool (n,): images with too little fine structure for an embedding to tell apart (:func:`maya.hashing.grid.
+    #: smooth`), near-uniform (low-structure) ones excepted; None: not known (no thumbnails, or no model)
+    smooth: np.ndarray | None = None
+
+    def for_rule(self, a, b, sim, *, voter: bool = False):
+        """``sim`` (P,) as the rule may use it: NaN where both images of a pair are smooth (the model is not
+        consulted there: distinct colour fields and gradients look alike to it, 0.90-0.975), else unchanged.
+        ``voter``: for a vote of ``b``'s group on ``a`` joining it (:func:`maya.dedup.stars.attach_by_majority`),
+        NaN wherever ``a`` is smooth: a smooth file left out is never joined by what the model says (a JPEG copy
+        of a smooth field is often just structured enough to head a star the others would vote into)."""
+        import numpy as np
+
+        if sim is None or self.smooth is None or not len(sim):
+            return sim
+        mask = self.smooth[np.asarray(a, np.int64)]
+        if not voter:
+            mask = mask & self.smooth[np.asarray(b, np.int64)]
+        return np.where(mask, np.nan, sim) if mask.any() else sim
 
     def pair_grid(self, a, b, sim, floor: float) -> np.ndarray | None:
         """The cell agreement (float64 (P,), :func:`maya.hashing.grid.agreement`) of pairs ``a[k]``, ``b[k]``
@@ -231,8 +249,16 @@ def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 
                     low_structure=structure.is_low_structure(std), pixels=pixels)
     if views or extra_views:
         _load_views(con, images, model_id, inner=views, extra=tuple(extra_views))
-    if grid and shas:
-        images.grid = _load_grid_cells(con, shas)
+    if (grid or model_id is not None) and shas:  # the thumbnails say which images are smooth, with or without grid
+        from maya.hashing import grid as grid_hash
+
+        cells = _load_grid_cells(con, shas)
+        if cells is not None:
+            stats = grid_hash.cell_stats(cells)
+            # near-uniform images (low structure) are the model's to decide: pHash says nothing about them (issue 13)
+            images.smooth = grid_hash.smooth(stats[1]) & ~np.asarray(images.low_structure, bool)
+            if grid:
+                images.grid, images.grid_stats = cells, stats
     return images
 
 
@@ -562,8 +588,9 @@ def verify_pairs(images: Images, a: np.ndarray, b: np.ndarray, options: DedupOpt
     use_sim = options.uses_embeddings and images.vectors is not None
     sim = images.similarity(a, b) if use_sim else np.full(len(a), np.nan)
     d, unhashable, identical = structure_masks(images, a, b, d)
-    rule = decide(d, sim if use_sim else None, options, unhashable, identical, images.pair_scale(a, b),
-                  pair_grid(images, a, b, sim if use_sim else None, options))
+    ruled = images.for_rule(a, b, sim) if use_sim else None
+    rule = decide(d, ruled, options, unhashable, identical, images.pair_scale(a, b),
+                  pair_grid(images, a, b, ruled, options))
     if options.uses_phash_majority:
         within = (d >= 0) & (d <= options.phash_radius) & ~unhashable
         images.phash_near = (np.asarray(a, np.int64)[within], np.asarray(b, np.int64)[within])

@@ -100,7 +100,7 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
 
     def accepts_clause(x, y):
         d, unhashable, identical = structure_masks(images, x, y, images.phash_distance(x, y))
-        sim = images.similarity(x, y) if use_sim else None
+        sim = images.for_rule(x, y, images.similarity(x, y)) if use_sim else None
         return decide(d, sim, options, unhashable, identical, images.pair_scale(x, y),
                       pair_grid(images, x, y, sim, options))
 
@@ -200,7 +200,8 @@ def _attach(n: int, groups: list, images: Images, options: DedupOptions) -> tupl
     from maya.dedup.stars import attach_by_majority
 
     items, voted = attach_by_majority(n, [(g.items, g.representative) for g in groups], *images.near,
-                                      images.similarity, floor=float(options.clip_majority),
+                                      lambda x, y: images.for_rule(x, y, images.similarity(x, y), voter=True),
+                                      floor=float(options.clip_majority),
                                       margin=float(options.clip_majority_margin))
     out = []
     for g, it in zip(groups, items):

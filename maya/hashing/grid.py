@@ -44,6 +44,13 @@ CELL = THUMB // GRID  # pixels per side of a cell (12)
 CELL_STD = 3.0  # grey levels (0..255): a cell below this in an image is flat there
 CELL_CORRELATION = 0.85  # Pearson correlation of two cells' pixels for them to agree
 MIN_AGREE = 16  # agreeing cells (of GRID * GRID) below which a pair scores 0
+#: An image with fewer structured cells than this (of GRID * GRID) is *smooth*: colour fields, gradients, blurred
+#: backgrounds. An embedding cannot tell two of them apart (efficientnet-lite0 scores distinct smooth fields
+#: 0.90-0.975 against each other), so for a pair of two smooth images (and a smooth file's vote) the model is not consulted
+#: (``maya.dedup.candidates.Images.for_rule``). Measured: 48 distinct smooth fields (random 6x6 colours, upscaled)
+#: have 0-8 structured cells, 46 of them under 8; the bundled photos 8-64, and 60 photos of the fastdup benchmark
+#: folder 8-64.
+SMOOTH_CELLS = 8
 
 
 def thumbnails(images: Sequence) -> np.ndarray:
@@ -119,3 +126,8 @@ def agreement_of(cell_pixels: np.ndarray, plane: np.ndarray, std: np.ndarray, a,
         either = (fa | fb).sum(axis=1)
         out[s:s + chunk] = np.where(agree >= MIN_AGREE, agree / np.maximum(either, 1), 0.0)
     return out
+
+
+def smooth(std: np.ndarray) -> np.ndarray:
+    """Which images are smooth (bool (N,)), from :func:`cell_stats`'s ``std`` (N, GRID*GRID)."""
+    return (np.asarray(std) >= CELL_STD).sum(axis=1) < SMOOTH_CELLS
