@@ -47,6 +47,21 @@ def photo(name: str, side: int | None = None):
     return img
 
 
+def smooth_fields(folder: Path, seed: int, count: int = 48, copies: int = 8) -> None:
+    """``count`` distinct smooth pictures in ``folder`` (random 6x6 colours, upscaled bicubic to 256 px, as
+    ``imgNNN.png``) and a JPEG copy (quality 85, ``imgNNN_copy.jpg``) of the first ``copies``: look-alikes whose
+    only true pairs are the copies."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for k in range(count):
+        img = Image.fromarray((rng.random((6, 6, 3)) * 255).astype(np.uint8)).resize((256, 256),
+                                                                                     Image.Resampling.BICUBIC)
+        img.save(folder / f"img{k:03d}.png")
+        if k < copies:
+            img.save(folder / f"img{k:03d}_copy.jpg", quality=85)
+
+
 @pytest.fixture(scope="session")
 def photo_dir(tmp_path_factory) -> Path:
     """Eight real photos, 256 px on the long side, as JPEG and PNG files."""

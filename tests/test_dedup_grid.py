@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from maya.dedup.options import DedupOptions, describe_rule, resolve_thresholds
 from maya.hashing import grid
 from maya.rule import Rule
-from tests.conftest import photo
+from tests.conftest import photo, smooth_fields
 
 NAN = float("nan")
 
@@ -192,13 +192,7 @@ def test_distinct_smooth_colour_fields_stay_apart_with_efficientnet_and_their_co
     # defaults put 20 of these 56 files with another picture. A smooth image's pairs are not the model's to decide.
     from maya.dedup.pipeline import run_dedup
 
-    rng = np.random.default_rng(9)
-    for k in range(48):
-        img = Image.fromarray((rng.random((6, 6, 3)) * 255).astype(np.uint8)).resize((256, 256),
-                                                                                     Image.Resampling.BICUBIC)
-        img.save(tmp_path / f"img{k:03d}.png")
-        if k < 8:
-            img.save(tmp_path / f"img{k:03d}_copy.jpg", quality=85)
+    smooth_fields(tmp_path, seed=9)
     report = run_dedup(tmp_path, DedupOptions(), model="efficientnet-lite0").report
     groups = sorted(sorted(m["path"].rsplit("/", 1)[1] for m in g["members"]) for g in report["groups"])
     assert groups == [[f"img{k:03d}.png", f"img{k:03d}_copy.jpg"] for k in range(8)]

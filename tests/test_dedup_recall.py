@@ -12,7 +12,7 @@ from maya.dedup.keep import added_frame
 from maya.dedup.options import DedupOptions, resolve_thresholds
 from maya.dedup.stars import attach_by_majority
 from maya.rule import Rule
-from tests.conftest import photo
+from tests.conftest import photo, smooth_fields
 
 
 def test_the_local_clause_accepts_a_pair_that_stands_out_of_a_sparse_neighbourhood_and_not_of_a_dense_one():
@@ -174,18 +174,9 @@ def test_by_default_distinct_smooth_pictures_stay_apart_the_opt_in_phash_vote_jo
     # share low DCT frequencies, so some are within the pHash radius (16) of both files of another picture's
     # pair; the tiny random CLIP at 0.999 tells them apart. The pHash vote asks the model nothing: that is why
     # it is opt-in (--phash-majority).
-    import numpy as np
-    from PIL import Image
-
     from maya.dedup.pipeline import run_dedup
 
-    rng = np.random.default_rng(7)
-    for k in range(48):
-        img = Image.fromarray((rng.random((6, 6, 3)) * 255).astype(np.uint8)).resize((256, 256),
-                                                                                     Image.Resampling.BICUBIC)
-        img.save(tmp_path / f"img{k:03d}.png")
-        if k < 8:
-            img.save(tmp_path / f"img{k:03d}_copy.jpg", quality=85)
+    smooth_fields(tmp_path, seed=7)
     strict = {"mode": "hybrid", "clip_verify": 0.999, "clip_strict": 0.999}
 
     def sizes(**extra):
