@@ -352,7 +352,10 @@ def compute_missing(
         out.problems[sha] = (reason, error)
     have_h = store.load_hashes(con, shas, DEFAULT.name)
     have_v = set(variant_store.load_variants(con, shas, dihedral.ALGORITHM))
-    have_g = grid_store.stored(con, shas, grid.ALGORITHM)
+    # The grid thumbnails (9 KB a content) serve only the rule's model side (the grid clause, smooth pictures):
+    # a run without a model neither needs nor stores them, so a phash-mode store does not grow by them.
+    want_g = model is not None
+    have_g = grid_store.stored(con, shas, grid.ALGORITHM) if want_g else set(shas)
     have_e = dedup_store.embedded_shas(con, shas, model_id) if model_id is not None else set()
     wanted = [s for s in shas if s not in out.problems]
     todo = [s for s in wanted if s not in have_h or s not in have_v or s not in have_g
@@ -406,7 +409,7 @@ def compute_missing(
                                         result.variant_bits[new_v])
             have_v.update(result.hash_shas[k] for k in new_v)
         new_g = [k for k, s in enumerate(result.hash_shas) if s not in have_g]
-        if new_g and result.grid_thumbs is not None:  # a batch of old workers may have none
+        if want_g and new_g and result.grid_thumbs is not None:  # a batch of old workers may have none
             grid_store.save_thumbs(con, [result.hash_shas[k] for k in new_g], grid.ALGORITHM, result.grid_thumbs[new_g])
             have_g.update(result.hash_shas[k] for k in new_g)
         have_h.update({result.hash_shas[k]: int(result.hash_bits[k]) for k in new_h})

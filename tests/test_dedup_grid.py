@@ -201,3 +201,24 @@ def test_distinct_smooth_colour_fields_stay_apart_with_efficientnet_and_their_co
     assert smooth.sum() >= 40
     photos = [photo(n) for n in ("astronaut", "coffee", "chelsea", "rocket")]
     assert not grid.smooth(grid.cell_stats(grid.cells(grid.thumbnails(photos)))[1]).any()
+
+
+def test_a_phash_run_stores_no_grid_thumbnails_and_a_run_with_a_model_adds_them(tmp_path, tiny_clip_dir):
+    import duckdb
+
+    from maya.dedup.pipeline import run_dedup
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        photo(name, 256).save(folder / f"{name}.png")
+    db = tmp_path / "m.duckdb"
+
+    def thumbs() -> int:
+        with duckdb.connect(str(db), read_only=True) as con:
+            return con.execute("SELECT count(*) FROM grid_thumbs").fetchone()[0]
+
+    run_dedup(folder, DedupOptions(mode="phash"), db_path=db)
+    assert thumbs() == 0  # 9 KB a content that only the model's side of the rule reads
+    run_dedup(folder, DedupOptions(), db_path=db, model=str(tiny_clip_dir))
+    assert thumbs() == 3
