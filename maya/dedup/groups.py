@@ -194,24 +194,14 @@ def framed_copies(images: Images, pairs: Pairs, files_of) -> np.ndarray:
 def _attach(n: int, groups: list, images: Images, options: DedupOptions) -> tuple[list, set[int]]:
     """Star groups with left-out items attached by a majority vote (:func:`maya.dedup.stars.attach_by_majority`),
     their weakest link updated; and the attached items."""
-    from dataclasses import replace
-
-    import numpy as np
     from maya.dedup.stars import attach_by_majority
 
     items, voted = attach_by_majority(n, [(g.items, g.representative) for g in groups], *images.near,
                                       lambda x, y: images.for_rule(x, y, images.similarity(x, y), voter=True),
                                       floor=float(options.clip_majority),
                                       margin=float(options.clip_majority_margin))
-    out = []
-    for g, it in zip(groups, items):
-        if it.size != g.items.size:
-            rep, others = g.representative, it[1:]
-            sim = images.similarity(np.full(others.size, rep, dtype=np.int64), others)
-            k = int(np.argmin(sim))
-            g = replace(g, items=it, weakest_link=(rep, int(others[k]), float(sim[k])))
-        out.append(g)
-    return out, voted
+    return [_with_items(g, it, images.similarity) if it.size != g.items.size else g
+            for g, it in zip(groups, items)], voted
 
 
 def _attach_phash(n: int, groups: list, stars: list, images: Images) -> tuple[list, set[int]]:
