@@ -32,3 +32,9 @@ class ModelLoadError(MayaUsageError):
     Defined here rather than beside the loaders because every runtime's loader raises it
     (``maya.embedding.models``, ``maya.embedding.efficientnet``, ``maya.embedding.onnx_runtime``).
     """
+
+
+def first_line(exc: object) -> str:
+    """The first line of ``str(exc)``, or the exception's type name when that is empty: a cause for a one-line message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

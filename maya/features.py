@@ -78,7 +78,7 @@ class PreparedBatch:
     records: list[ImageRecord] = field(default_factory=list)  # one per requested image
     ok: list[str] = field(default_factory=list)  # sha256 of decoded images
     gray32: np.ndarray | None = None  # (n_ok, 32, 32) float64, for pHash
-    model_input: object | None = None  # torch.Tensor (n_ok, 3, S, S), for the embedder
+    model_input: object | None = None  # (n_ok, 3, S, S) for the embedder: its preprocess() output (array or tensor)
     pixels: list[str] = field(default_factory=list)  # pixel digests (maya.hashing.structure), with gray32
     grid: np.ndarray | None = None  # (n_ok, 96, 96) uint8 grey thumbnails (maya.hashing.grid), with gray32
     view_boxes: list = field(default_factory=list)  # with ``views``: maya.views.inner_box of each ok image

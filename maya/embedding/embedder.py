@@ -47,7 +47,7 @@ def default_batch_size(device: "torch.device | str") -> int:
 class Embedder:
     """An image embedding model with its preprocessing, on one device, in one precision.
 
-    The interface every runtime implements (:class:`TorchEmbedder`, ``maya.embedding.onnx.OnnxEmbedder``):
+    The interface every runtime implements (:class:`TorchEmbedder`, ``maya.embedding.onnx_runtime.OnnxEmbedder``):
     :meth:`preprocess` PIL images into the model's input, :meth:`embed_tensor` a batch of that input (or of
     uint8 pixels from :meth:`ImagePreprocessing.to_uint8`), :meth:`embed_images` both, batched.
 

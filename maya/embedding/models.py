@@ -23,7 +23,7 @@ their public names are importable from here too.
 
 from __future__ import annotations
 
-from maya.errors import ModelLoadError  # noqa: F401  (re-exported: callers import it from here)
+from maya.errors import ModelLoadError, first_line  # ModelLoadError re-exported: callers import it from here
 
 import contextlib
 import hashlib
@@ -176,7 +176,7 @@ def _load_clip_from_hub(repo_id: str, *, device: "torch.device", precision: str,
             _clip_image_tower_class().from_pretrained(repo_id)
         hf_hub_download(repo_id, "preprocessor_config.json")
     except Exception as exc:  # noqa: BLE001 - any download failure is a load failure for the user
-        raise ModelLoadError(f"model {repo_id!r} could not be downloaded ({_first_line(exc)}): "
+        raise ModelLoadError(f"model {repo_id!r} could not be downloaded ({first_line(exc)}): "
                              f"check the id, or {_NEXT_STEP}") from exc
     cached = _cached_hub_snapshot(repo_id)
     if cached is None:
@@ -218,7 +218,7 @@ def _hub_unreachable_reason(endpoint: str, timeout: float = _HUB_PROBE_TIMEOUT_S
     except urllib.error.HTTPError:
         return None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        return _first_line(getattr(exc, "reason", exc))
+        return first_line(getattr(exc, "reason", exc))
 
 
 def _load_clip(folder: Path, *, name: str, model_id_base: str, device: "torch.device", precision: str,
@@ -243,7 +243,7 @@ def _load_clip(folder: Path, *, name: str, model_id_base: str, device: "torch.de
         with _quiet_transformers():
             model, info = _clip_image_tower_class().from_pretrained(str(folder), output_loading_info=True)
     except Exception as exc:  # noqa: BLE001 - corrupt or mismatched files: report, don't crash
-        raise ModelLoadError(f"model {name!r} could not be loaded from {folder}: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"model {name!r} could not be loaded from {folder}: {first_line(exc)}") from exc
     missing = sorted(info.get("missing_keys") or [])
     if missing:
         raise ModelLoadError(f"model {name!r}: the checkpoint lacks {len(missing)} image-tower weights "
@@ -318,7 +318,7 @@ def _read_json(path: Path, name: str, *, what: str) -> dict[str, Any]:
             raise ModelLoadError(f"model {name!r}: no {what} in {path.parent}") from None
         raise ModelLoadError(f"model {name!r}: cannot read {path}: {exc.detail}") from None
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"model {name!r}: cannot read {path}: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"model {name!r}: cannot read {path}: {first_line(exc)}") from exc
     if not isinstance(data, dict):
         raise ModelLoadError(f"model {name!r}: {path} is not a JSON object")
     return data
@@ -326,9 +326,3 @@ def _read_json(path: Path, name: str, *, what: str) -> dict[str, Any]:
 
 def _env_true(var: str) -> bool:
     return os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _first_line(exc: object) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-

@@ -69,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         diff = export_efficientnet(args[0])
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which falls back to torch
-        print(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
-              file=sys.stderr)
+        from maya.errors import first_line
+
+        print(f"{type(exc).__name__}: {first_line(exc)}", file=sys.stderr)
         return 1
     print(f"exported {args[0]} (largest difference from torch {diff:.2g})")
     return 0

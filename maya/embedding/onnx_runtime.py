@@ -20,7 +20,6 @@ if the export fails, the torch embedder is used and a warning says why.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -30,7 +29,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +43,7 @@ from maya.embedding.efficientnet import (
 )
 from maya.embedding.embedder import Embedder
 from maya.embedding.preprocessing import ImagePreprocessing
+from maya.io.images import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +110,6 @@ class OnnxEmbedder(Embedder):
         self._input = session.get_inputs()[0].name
         self._lock = threading.Lock()  # one pass at a time: its intra-op threads already use every core
 
-    def preprocess(self, images: Sequence[Any]) -> np.ndarray:
-        """(N, 3, S, S) float32 array, normalised for this model (S = ``input_size``)."""
-        return self.preprocessing(images)
-
     def embed_tensor(self, batch: Any) -> np.ndarray:
         """Embed (N, 3, S, S) float32 model input or uint8 pixels: (N, dim) float32 rows of unit L2 norm.
 
@@ -138,7 +134,7 @@ class OnnxEmbedder(Embedder):
 def load_efficientnet(*, batch_size: int | None = None) -> OnnxEmbedder | None:
     """EfficientNet-Lite0 in ONNX Runtime, exported into the model cache first if needed; None if that fails."""
     weights = efficientnet_weights_path()
-    name = f"{EFFICIENTNET_NAME}-{_sha256_12(weights)}-{EXPORT_VERSION}.onnx"
+    name = f"{EFFICIENTNET_NAME}-{sha256_file(weights)[:12]}-{EXPORT_VERSION}.onnx"
     try:
         cache = model_cache_dir()
         cache.mkdir(parents=True, exist_ok=True)
@@ -221,11 +217,3 @@ def _cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
-
-
-def _sha256_12(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]

@@ -125,8 +125,6 @@ class ImagePreprocessing:
         copy: the two differ by at most 2 levels on ~0.2 % of pixels), so no model runtime is needed to
         make a model's input.
         """
-        from PIL import Image
-
         image = _as_rgb(image)
         w, h = image.size
         target = self._resized_hw(h, w)
