@@ -79,53 +79,85 @@ def _frame_lines(rgb: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     return close.mean(axis=axis) >= FLAT_FRACTION, np.squeeze(twice // 2, axis=axis).astype(np.int16)
 
 
-def _peel(lines: tuple[np.ndarray, np.ndarray], known: list | None = None) -> tuple[int, int, list]:
+class _Lines:
+    """The rows (``axis=1``) or columns (``axis=0``) of ``rgb`` (h, w, 3) int16 as :func:`_peel` reads them: is
+    each a frame line, its median colour, and (with ``known`` colours) is that colour one of them. Computed
+    :data:`_CHUNK` lines at a time, when the peel first reads one: peeling reads the lines near both ends, and
+    a photo's, only a few."""
+
+    def __init__(self, rgb: np.ndarray, axis: int, known: list | None = None):
+        self.rgb, self.axis = rgb, axis
+        self.n = rgb.shape[0] if axis == 1 else rgb.shape[1]
+        self.known = np.unique(np.asarray(known, dtype=np.int16), axis=0) if known else None
+        self.frame = np.zeros(self.n, dtype=bool)
+        self.allowed = np.ones(self.n, dtype=bool)
+        self.colour: list = [None] * self.n
+        self.filled = np.zeros(-(-self.n // _CHUNK), dtype=bool)
+
+    def at(self, i: int) -> tuple[bool, tuple, bool]:
+        """(frame line, median colour, allowed) of line ``i``."""
+        c = i // _CHUNK
+        if not self.filled[c]:
+            a, b = c * _CHUNK, min(self.n, (c + 1) * _CHUNK)
+            frame, colour = _frame_lines(self.rgb[a:b] if self.axis == 1 else self.rgb[:, a:b], self.axis)
+            self.frame[a:b] = frame
+            self.colour[a:b] = [tuple(v) for v in colour.tolist()]
+            if self.known is not None:  # is the line's colour one of the known frame colours
+                near = np.abs(colour[:, None, :] - self.known[None, :, :]) <= TOLERANCE
+                self.allowed[a:b] = np.all(near, axis=2).any(axis=1)
+            self.filled[c] = True
+        return bool(self.frame[i]), self.colour[i], bool(self.allowed[i])
+
+
+_CHUNK = 16  # lines computed at a time by _Lines
+
+
+def _peel(lines: _Lines) -> tuple[int, int, list]:
     """(start, stop, frame colours) of the content between the frame lines at both ends.
 
     From each end, frame lines are skipped, and so is a short run of content lines (at most ``TEXT_RUN`` of
     the side: a caption or a title) that has frame lines again behind it. The frame may change colour once,
     within its first ``BAR_RUN`` of the side (an app window's title bar, then its margin); a second change,
     or a later one, is the picture's own flat edge (a white sky behind a black band): the peeling stops.
-    ``known``: when given (not empty), only frame lines of these colours (found by an earlier pass) are
+    With ``known`` colours (:class:`_Lines`, found by an earlier pass), only frame lines of these colours are
     peeled."""
-    frame, colour = lines
-    n = frame.size
+    n = lines.n
     seen: list = []
-    if known:  # per line: is its colour one of the known frame colours (all lines at once)
-        k = np.unique(np.asarray(known, dtype=np.int16), axis=0)
-        ok = np.all(np.abs(colour[:, None, :] - k[None, :, :]) <= TOLERANCE, axis=2).any(axis=1)
-    else:
-        ok = np.ones(n, dtype=bool)
 
-    def inward(f: np.ndarray, c: np.ndarray, allowed: np.ndarray) -> int:
+    def inward(at) -> int:
         i, steps, last = 0, 0, None
         while i < n:
-            while i < n and f[i] and allowed[i]:
-                if last is not None and np.any(np.abs(c[i] - last) > TOLERANCE):
+            while i < n:
+                frame, colour, allowed = at(i)
+                if not (frame and allowed):
+                    break
+                if last is not None and any(abs(x - y) > TOLERANCE for x, y in zip(colour, last)):
                     if steps >= 1 or i > BAR_RUN * n:
                         return i
                     steps += 1
-                last = c[i]
-                seen.append(c[i])
+                last = colour
+                seen.append(colour)
                 i += 1
-            j = i
-            while j < n and not f[j]:
+            if i == 0:
+                return 0
+            j = i  # a run of content lines: a caption when short and with frame lines behind it
+            while j < n and j - i <= TEXT_RUN * n and not at(j)[0]:
                 j += 1
-            if i > 0 and j < n and j - i <= TEXT_RUN * n and f[j] and allowed[j]:
-                i = j  # a caption between frame lines
+            if j < n and j - i <= TEXT_RUN * n and at(j)[0] and at(j)[2]:
+                i = j
                 continue
             return i
         return n
 
-    start = inward(frame, colour, ok)
-    stop = n - inward(frame[::-1], colour[::-1], ok[::-1])
+    start = inward(lines.at)
+    stop = n - inward(lambda i: lines.at(n - 1 - i))
     return start, max(start, stop), seen
 
 
 def inner_box(image: Image.Image) -> tuple[float, float, float, float] | None:
     """The inner content region of ``image`` as fractions ``(left, top, right, bottom)`` of its size, or None
     when it has no frame (see the module docstring)."""
-    small = image.convert("RGB")
+    small = image if image.mode == "RGB" else image.convert("RGB")
     scale = ANALYSIS_SIDE / max(small.size)
     if scale < 1:
         small = small.resize((max(1, round(small.width * scale)), max(1, round(small.height * scale))),
@@ -134,13 +166,17 @@ def inner_box(image: Image.Image) -> tuple[float, float, float, float] | None:
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIDE:
         return None
-    top, bottom, colours = _peel(_frame_lines(rgb, axis=1))
+    # Peeling starts only at a frame line on the image's border: most photos have none on any of the four,
+    # and then the box is the whole image (no view) without a pass over every line.
+    if not (_frame_lines(rgb[[0, h - 1]], axis=1)[0].any() or _frame_lines(rgb[:, [0, w - 1]], axis=0)[0].any()):
+        return None
+    top, bottom, colours = _peel(_Lines(rgb, axis=1))
     if bottom - top < MIN_SIDE:
         return None
-    left, right, more = _peel(_frame_lines(rgb[top:bottom], axis=0), colours)
+    left, right, more = _peel(_Lines(rgb[top:bottom], axis=0, known=colours))
     if right - left < MIN_SIDE:
         return None
-    t2, b2, _ = _peel(_frame_lines(rgb[top:bottom, left:right], axis=1), colours + more)
+    t2, b2, _ = _peel(_Lines(rgb[top:bottom, left:right], axis=1, known=colours + more))
     top, bottom = top + t2, top + b2
     if bottom - top < MIN_SIDE:
         return None
@@ -155,47 +191,65 @@ def inner_box(image: Image.Image) -> tuple[float, float, float, float] | None:
     return left / w, top / h, right / w, bottom / h
 
 
-def _side_share(rgb: np.ndarray, box: list[int], side: int) -> float:
-    """Of the ``EDGE_LINES`` lines just inside side ``side`` (0 left, 1 top, 2 right, 3 bottom) of ``box``
-    ``[left, top, right, bottom]`` (pixels of ``rgb`` (h, w, 3) int16), the share of pixels within
-    ``TOLERANCE`` of the median colour of the line just outside it: 0 when the content starts abruptly
-    there (or the side is the image's edge), near ``FLAT_FRACTION`` when it fades out of the frame."""
-    h, w = rgb.shape[:2]
-    left, top, right, bottom = box
-    k = EDGE_LINES
-    if side == 1 and top > 0:
-        outside, inside = rgb[top - 1, left:right], rgb[top:top + k, left:right]
-    elif side == 3 and bottom < h:
-        outside, inside = rgb[bottom, left:right], rgb[max(top, bottom - k):bottom, left:right]
-    elif side == 0 and left > 0:
-        outside, inside = rgb[top:bottom, left - 1], rgb[top:bottom, left:left + k]
-    elif side == 2 and right < w:
-        outside, inside = rgb[top:bottom, right], rgb[top:bottom, max(left, right - k):right]
-    else:
-        return 0.0
-    colour = np.median(outside, axis=0)
-    return float(np.all(np.abs(inside - colour) <= TOLERANCE, axis=-1).mean())
+def _side_shares(lines: np.ndarray, lo: int, hi: int, end: bool) -> np.ndarray:
+    """For every position ``p`` a side of a box may take along axis 0 of ``lines`` ((n, m, 3) int16, already cut
+    to the box's span on the other axis), the share of pixels of the ``EDGE_LINES`` lines just inside it that lie
+    within ``TOLERANCE`` of the median colour of the line just outside it.
+
+    The start side (``end`` False; the box's lines begin at ``lo``) takes positions ``1..lo``: outside line
+    ``p - 1``, inside lines ``p .. p + EDGE_LINES`` (cut at ``n``). The end side (the box's lines stop before
+    ``hi``) takes positions ``hi..n-1``: outside line ``p``, inside lines ``max(lo, p - EDGE_LINES) .. p``.
+    Returns an array of ``n + 1`` shares indexed by position; positions not computed (the image's edges among
+    them) hold 0: the content starts abruptly there."""
+    n, m = lines.shape[:2]
+    counts = np.zeros(n + 1)
+    rows = np.zeros(n + 1)
+    if not end and lo > 0:
+        pos = np.arange(1, lo + 1)
+        colour = np.median(lines[pos - 1], axis=1)  # (len(pos), 3), the line just outside each position
+        for d in range(EDGE_LINES):
+            take = pos + d < n
+            inside = lines[pos[take] + d]
+            counts[pos[take]] += np.all(np.abs(inside - colour[take][:, None, :]) <= TOLERANCE, axis=-1).sum(axis=1)
+            rows[pos[take]] += 1
+    elif end and hi < n:
+        pos = np.arange(hi, n)
+        colour = np.median(lines[pos], axis=1)
+        for d in range(1, EDGE_LINES + 1):
+            take = pos - d >= lo
+            inside = lines[pos[take] - d]
+            counts[pos[take]] += np.all(np.abs(inside - colour[take][:, None, :]) <= TOLERANCE, axis=-1).sum(axis=1)
+            rows[pos[take]] += 1
+    shares = np.zeros(n + 1)
+    np.divide(counts, rows * m, out=shares, where=rows > 0)
+    return shares
 
 
 def _at_edges(rgb: np.ndarray, box: list[int]) -> list[int] | None:
-    """``box`` with each side that fades out of the frame (:func:`_side_share` > ``EDGE_SHARE``) moved out,
-    line by line, to where the content starts abruptly (share at most ``RETREAT_SHARE``): a frame followed
-    by the picture's own flat background (a coloured border, then a photo's dark sky) keeps that background
-    in the view. None when such a side reaches the image's edge first: a flat sky, a dark background or an
-    empty canvas that fades into the content is the picture's own, not a frame. Each side is judged over
-    the span of the box as found (measured: judging over the span widened by another side's move finds
-    spurious edges inside photos)."""
-    h, w = rgb.shape[:2]
+    """``box`` with each side that fades out of the frame (share of frame colour just inside it above
+    ``EDGE_SHARE``, :func:`_side_shares`) moved out, line by line, to where the content starts abruptly (share
+    at most ``RETREAT_SHARE``): a frame followed by the picture's own flat background (a coloured border, then a
+    photo's dark sky) keeps that background in the view. None when such a side reaches the image's edge first: a
+    flat sky, a dark background or an empty canvas that fades into the content is the picture's own, not a
+    frame. Each side is judged over the span of the box as found (measured: judging over the span widened by
+    another side's move finds spurious edges inside photos)."""
+    left, top, right, bottom = box
     out = list(box)
     for side in range(4):
-        trial = list(box)
-        if _side_share(rgb, trial, side) <= EDGE_SHARE:
+        across = side % 2 == 0  # left and right sides: positions are columns, the span is the box's rows
+        lines = rgb[top:bottom].transpose(1, 0, 2) if across else rgb[:, left:right]
+        lo, hi = (left, right) if across else (top, bottom)
+        end = side >= 2
+        shares = _side_shares(lines, lo, hi, end)
+        p = hi if end else lo
+        if shares[p] <= EDGE_SHARE:
             continue
-        while _side_share(rgb, trial, side) > RETREAT_SHARE:
-            trial[side] += -1 if side < 2 else 1
-        if trial[side] == (0, 0, w, h)[side]:
+        step = 1 if end else -1
+        while shares[p] > RETREAT_SHARE:
+            p += step
+        if p == (lines.shape[0] if end else 0):
             return None
-        out[side] = trial[side]
+        out[side] = p
     return out
 
 
