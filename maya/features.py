@@ -13,6 +13,7 @@ keeps what it finished. What its callers differ in is a :class:`FeaturePolicy`, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -301,6 +302,75 @@ class FeatureOutcome:
         return {k: self.counts[k] for k in keys}
 
 
+#: Contents written per transaction by :func:`compute_missing`: each INSERT costs ~3 ms whatever its size, and a
+#: model batch is small (8 images on a CPU), so batches are gathered until they hold this many.
+WRITE_ROWS = 256
+
+
+class _Writes:
+    """Finished batches' new rows, gathered until :meth:`flush` writes them in one transaction."""
+
+    def __init__(self, model_id: str | None):
+        self.model_id = model_id
+        self.batches = 0
+        self.contents = 0
+        self.records: list[ImageRecord] = []
+        self.h_shas: list[str] = []
+        self.h_bits: list[np.ndarray] = []
+        self.s_shas: list[str] = []  # hashes that came with their structure (gray_std, pixel digest)
+        self.s_std: list[np.ndarray] = []
+        self.s_pixels: list[str] = []
+        self.e_shas: list[str] = []
+        self.vectors: list[np.ndarray] = []
+        self.v_shas: list[str] = []
+        self.v_bits: list[np.ndarray] = []
+        self.g_shas: list[str] = []
+        self.g_thumbs: list[np.ndarray] = []
+
+    def add(self, result: FeatureBatch, records: list[ImageRecord], new_h, new_e, new_v, new_g) -> None:
+        self.batches += 1
+        self.contents += len(result.records)
+        self.records += records
+        self.h_shas += [result.hash_shas[k] for k in new_h]
+        self.h_bits.append(result.hash_bits[new_h])
+        if len(_std_of(result)) == len(result.hash_shas):
+            self.s_shas += [result.hash_shas[k] for k in new_h]
+            self.s_std.append(_std_of(result)[new_h])
+            self.s_pixels += [result.hash_pixels[k] for k in new_h]
+        self.e_shas += [result.embed_shas[k] for k in new_e]
+        if new_e:
+            self.vectors.append(result.vectors[new_e])
+        self.v_shas += [result.hash_shas[k] for k in new_v]
+        if new_v:
+            self.v_bits.append(result.variant_bits[new_v])
+        self.g_shas += [result.hash_shas[k] for k in new_g]
+        if new_g:
+            self.g_thumbs.append(result.grid_thumbs[new_g])
+
+    def flush(self, con) -> int:
+        """Write what was gathered in one transaction; returns how many batches it held, and starts afresh."""
+        from maya import store
+        from maya.hashing import DEFAULT, dihedral, grid
+        from maya.store import grid as grid_store
+        from maya.store import variants as variant_store
+
+        with store.transaction(con):
+            store.save_features(
+                con, self.records, DEFAULT.name,
+                (self.h_shas, np.concatenate(self.h_bits) if self.h_bits else np.zeros(0, np.uint64)),
+                self.model_id, (self.e_shas, np.concatenate(self.vectors) if self.vectors else np.zeros((0, 1), np.float32)),
+                structure=(self.s_shas, np.concatenate(self.s_std) if self.s_std else np.zeros(0), self.s_pixels),
+            )
+            if self.v_shas:
+                variant_store.save_variants(con, self.v_shas, dihedral.ALGORITHM, np.concatenate(self.v_bits))
+            if self.g_shas:
+                grid_store.save_thumbs(con, self.g_shas, grid.ALGORITHM, np.concatenate(self.g_thumbs))
+        store.drop_cache(con)  # the rows are in the file: DuckDB need not keep their pages in memory
+        n = self.batches
+        self.__init__(self.model_id)
+        return n
+
+
 def compute_missing(
     con,
     shas: Sequence[str],
@@ -312,6 +382,7 @@ def compute_missing(
     max_pixels: int | None = None,
     submit: Callable[..., Future] | None = None,
     in_flight: int = 2,
+    write_rows: int = WRITE_ROWS,
     policy: FeaturePolicy = DEDUP_POLICY,
     retry_failed: bool = False,
     progress: Callable[[int], object] | None = None,
@@ -319,7 +390,9 @@ def compute_missing(
     views: bool = False,
 ) -> FeatureOutcome:
     """pHash every content of ``shas`` that lacks it and, when ``model`` is given, embed those that lack an
-    embedding of ``model_id``; write each batch in one transaction.
+    embedding of ``model_id``; write the finished batches in one transaction once they hold ``write_rows``
+    contents (and at the end): an interrupted run keeps what was written, and a batch smaller than that (the
+    model's, e.g. 8 images) does not pay a transaction of its own.
 
     ``paths``: a readable path per sha256 (None: the store's most recently seen file of each content to
     compute). ``model_id``: the embeddings looked up (may be given without ``model``: then they are only
@@ -369,7 +442,6 @@ def compute_missing(
               "hashes_reused": sum(s in have_h for s in wanted),
               "embeddings_reused": sum(s in have_e for s in wanted),
               "images_failed": 0, "batches": 0, "worker_pids": set()}
-    n_batches = -(-len(todo) // max(1, batch_size))
 
     pool = None
     if submit is None:
@@ -379,6 +451,15 @@ def compute_missing(
         pool = ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="maya-features")
         submit = lambda *a: pool.submit(compute_batch, *a)  # noqa: E731
     bar = progress(len(todo)) if progress is not None else None
+
+    writes = _Writes(model_id)
+
+    def flush():
+        if writes.contents:
+            n = writes.flush(con)
+            counts["batches"] += n
+            if log is not None:
+                log.info("features: %d batch(es) committed (%d/%d images)", n, counts["decoded"], len(todo))
 
     def finish(batch, future):
         result: FeatureBatch = future.result()
@@ -395,36 +476,23 @@ def compute_missing(
         # only what was missing counts as computed (a batch may mix stored and new contents)
         new_h = [k for k, s in enumerate(result.hash_shas) if s not in have_h]
         new_e = [k for k, s in enumerate(result.embed_shas) if s not in have_e]
-        store.save_features(
-            con, keep_records, DEFAULT.name,
-            ([result.hash_shas[k] for k in new_h], result.hash_bits[new_h]),
-            model_id, ([result.embed_shas[k] for k in new_e],
-                       result.vectors[new_e] if new_e else np.zeros((0, 1), np.float32)),
-            structure=(_std_of(result)[new_h], [result.hash_pixels[k] for k in new_h])
-            if len(_std_of(result)) == len(result.hash_shas) else None,
-        )
-        new_v = [k for k, s in enumerate(result.hash_shas) if s not in have_v]
-        if new_v and result.variant_bits is not None:  # a batch of old workers may have none
-            variant_store.save_variants(con, [result.hash_shas[k] for k in new_v], dihedral.ALGORITHM,
-                                        result.variant_bits[new_v])
-            have_v.update(result.hash_shas[k] for k in new_v)
-        new_g = [k for k, s in enumerate(result.hash_shas) if s not in have_g]
-        if want_g and new_g and result.grid_thumbs is not None:  # a batch of old workers may have none
-            grid_store.save_thumbs(con, [result.hash_shas[k] for k in new_g], grid.ALGORITHM, result.grid_thumbs[new_g])
-            have_g.update(result.hash_shas[k] for k in new_g)
+        new_v = [k for k, s in enumerate(result.hash_shas) if s not in have_v] if result.variant_bits is not None else []
+        new_g = ([k for k, s in enumerate(result.hash_shas) if s not in have_g]
+                 if want_g and result.grid_thumbs is not None else [])  # a batch of old workers may have none
+        writes.add(result, keep_records, new_h, new_e, new_v, new_g)
         have_h.update({result.hash_shas[k]: int(result.hash_bits[k]) for k in new_h})
         have_e.update(result.embed_shas[k] for k in new_e)
+        have_v.update(result.hash_shas[k] for k in new_v)
+        have_g.update(result.hash_shas[k] for k in new_g)
         counts["hashes_computed"] += len(new_h)
         counts["embeddings_computed"] += len(new_e)
         counts["decoded"] += len(batch)
-        counts["batches"] += 1
         counts["worker_pids"].add(result.worker_pid)
         out.view_boxes.update(getattr(result, "view_boxes", None) or {})
+        if writes.contents >= write_rows:
+            flush()
         if bar is not None:
             bar.update(len(batch))
-        if log is not None:
-            log.info("features: batch %d/%d committed (%d/%d images)", counts["batches"], n_batches,
-                     counts["decoded"], len(todo))
 
     try:
         pending: deque = deque()
@@ -439,6 +507,11 @@ def compute_missing(
                 finish(*pending.popleft())
         while pending:
             finish(*pending.popleft())
+        flush()
+    except BaseException:
+        with contextlib.suppress(Exception):  # keep what finished (an error, Ctrl-C): the next run skips it
+            flush()
+        raise
     finally:
         if bar is not None:
             bar.close()

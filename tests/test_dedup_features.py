@@ -6,6 +6,7 @@ import numpy as np
 from PIL import Image
 
 from maya import features, store
+from maya.hashing import DEFAULT
 from maya.dedup.options import DedupOptions
 from maya.evaluation.metrics import decide
 from maya.rule import Rule
@@ -76,3 +77,44 @@ def test_the_study_rule_and_every_dedup_mode_are_settings_of_one_rule():
     assert (rule == "clip").tolist() == (((d > 14) | (s < 0.6)) & (d > 6) & (s >= 0.9)).tolist()
     clip = DedupOptions(mode="clip", clip_strict=0.9).rule.clauses(d, s)
     assert set(clip.tolist()) <= {"", "clip"} and (clip == "clip").tolist() == (s >= 0.9).tolist()
+
+
+def test_small_batches_are_written_together_and_an_interrupted_loop_keeps_what_finished(tmp_path, monkeypatch):
+    from concurrent.futures import Future
+
+    paths = {_sha(p): str(p) for p in (_photo(tmp_path / f"q{k}.png", 10 + k) for k in range(7))}
+    shas = list(paths)
+    con = store.connect(tmp_path / "m.duckdb")
+    commits = []
+    transaction = store.transaction
+
+    def counting(c):  # the loop's transactions, each still the real one
+        commits.append(1)
+        return transaction(c)
+
+    monkeypatch.setattr(store, "transaction", counting)
+    out = features.compute_missing(con, shas[:5], paths=paths, batch_size=1, write_rows=3)
+    assert out.counts["batches"] == 5 and out.counts["hashes_computed"] == 5
+    assert len(commits) == 2  # 3 + 2 contents, not one transaction per 1-image batch
+    assert len(store.load_hashes(con, shas, DEFAULT.name)) == 5
+    monkeypatch.undo()
+
+    calls = []
+
+    def failing(items, *rest):  # the third batch fails: the two before it are still written
+        calls.append(items)
+        f = Future()
+        if len(calls) == 3:
+            f.set_exception(OSError("disk went away"))
+        else:
+            f.set_result(features.compute_batch(items, *rest))
+        return f
+
+    con.execute("DELETE FROM hashes")
+    try:
+        features.compute_missing(con, shas, paths=paths, batch_size=2, write_rows=100, submit=failing, in_flight=1)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the failed batch should have been raised")
+    assert len(store.load_hashes(con, shas, DEFAULT.name)) == 4

@@ -130,3 +130,23 @@ def test_user_sql_gives_columns_and_rows_or_a_one_line_usage_error(tmp_path):
     assert named_query("no_such_query") is None and named_query("select 1") is None
     assert named_query("queries/../schema") is None
     con.close()
+
+
+def test_drop_cache_gives_back_duckdbs_pages_and_keeps_the_memory_limit(tmp_path):
+    con = store.connect(tmp_path / "m.duckdb")
+    rows = {"k": np.arange(20000), "v": np.array([np.random.default_rng(k).bytes(2048) for k in range(20000)],  # noqa: F841
+                                               dtype=object)}  # 40 MB that no compression shrinks
+    con.execute("CREATE TABLE blobs AS SELECT k, v::BLOB AS v FROM rows")
+    con.execute("CHECKPOINT")
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    def held():
+        con.execute("SELECT sum(octet_length(v)) FROM blobs").fetchone()  # reads every page
+        return con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0]
+
+    before = held()
+    store.drop_cache(con)
+    after = con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0]
+    assert before > 30 * 2**20 and after < before / 4, (before, after)
+    assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == limit
+    assert held() > before / 2  # the pages come back from the file when read again

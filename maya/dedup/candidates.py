@@ -220,7 +220,7 @@ class Images:
         return d, k, which
 
 
-def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 4096, views: bool = False,
+def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 1024, views: bool = False,
                 extra_views: Sequence[str] = (), grid: bool = False) -> Images:
     """Read the features of ``shas`` from the store (vectors in chunks, straight into one matrix); with
     ``views``, their stored second views too, and the fixed ``extra_views`` (``maya.views.EXTRA_VIEWS``); with
@@ -264,9 +264,11 @@ def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 
 
 def _load_grid_cells(con, shas: Sequence[str], chunk: int = 1024):
     """The grid thumbnails of ``shas`` in cell order (uint8 (n, cells, pixels), :func:`maya.hashing.grid.cells`),
-    read ``chunk`` contents at a time straight into one array; None when one has none (a store of older
-    workers' batches: then there is no grid clause)."""
+    read ``chunk`` contents at a time straight into one array (DuckDB's cache of their pages dropped after each:
+    :func:`maya.store.drop_cache`); None when one has none (a store of older workers' batches: then there is no
+    grid clause)."""
     import numpy as np
+    from maya import store
 
     from maya.hashing import grid as grid_hash
     from maya.store import grid as grid_store
@@ -278,6 +280,8 @@ def _load_grid_cells(con, shas: Sequence[str], chunk: int = 1024):
         if not all(s in thumbs for s in part):
             return None
         out[start:start + len(part)] = grid_hash.cells(np.stack([thumbs[s] for s in part]))
+        del thumbs
+        store.drop_cache(con)
     return out
 
 

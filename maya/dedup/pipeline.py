@@ -180,6 +180,7 @@ def run_dedup(
                 view_features.record_cost(con, run_id, view_counts)
             embedder = None  # every embedding is stored: a cheap-to-load model is not held through the matching
             features.release_embedder(spec)
+            store.drop_cache(con)  # nor DuckDB's pages of what the features and views wrote
             images = candidates.load_images(con, ok, model_id if options.uses_embeddings else None,
                                             views=options.views, extra_views=options.extra_views,
                                             grid=options.uses_grid)
@@ -195,6 +196,7 @@ def run_dedup(
             errors = file_errors(identified, outcome)
             counts = summarise_counts(identified, outcome, errors, groups)
             dedup_store.save_dedup_results(con, run_id, roots, options, images, pairs, groups, errors, counts)
+            images = a = b = None  # the matching arrays are not held while the index files are brought up to date
             if db_path is not None:  # the collection index behind `maya search` (derived files, maya.index)
                 from maya.hashing import DEFAULT as hasher
                 from maya.index.collection import update_after_dedup

@@ -86,6 +86,29 @@ def transaction(con: duckdb.DuckDBPyConnection):
         con.execute("COMMIT")
 
 
+def drop_cache(con: duckdb.DuckDBPyConnection) -> None:
+    """Let DuckDB give back the table pages it holds in memory; they are read from the file again when needed.
+
+    DuckDB keeps every page it has written or read until its memory limit (80 % of RAM by default), so a dedup
+    that writes each image's features once and reads them back once held all of them: ~100 MiB of a 3,000-file
+    run (``benchmarks/bench_vs_fastdup.py --photos 3000 --side 2000``). Lowering the limit for a moment evicts
+    those pages (no query runs under the low limit), and the limit is then reset to DuckDB's default. Called by
+    the long writers and readers between their chunks (``maya.features``, ``maya.dedup.candidates``). Raises
+    nothing: a connection that cannot do it keeps its cache."""
+    try:
+        con.execute(f"SET memory_limit = '{_DROP_LIMIT}'")
+    except duckdb.Error:
+        return
+    finally:
+        try:
+            con.execute("RESET memory_limit")
+        except duckdb.Error:
+            pass
+
+
+_DROP_LIMIT = "8MB"
+
+
 def _column(values) -> np.ndarray:
     if isinstance(values, np.ndarray):
         return values
@@ -291,25 +314,27 @@ def failed_images(con, sha256s) -> dict[str, str]:
 
 def save_features(con, records, hash_algorithm: str, hashes: tuple, model: str | None, embeddings: tuple,
                   structure: tuple | None = None) -> None:
-    """One batch in one transaction: image rows, pHash bits, embeddings; ``structure`` (gray_std (n,),
-    pixel digests (n,)), aligned with ``hashes``, goes to ``hash_structure`` (maya.hashing.structure)."""
-    with transaction(con):
-        if records:
-            _upsert_images(con, records)
-        shas, bits = hashes
-        if len(shas):
-            insert_rows(con, "hashes", {
-                "sha256": list(shas), "algorithm": [hash_algorithm] * len(shas),
-                "bits": np.asarray(bits, dtype=np.uint64),
-            }, ignore_conflicts=True)
-            if structure is not None:
-                insert_rows(con, "hash_structure", {
-                    "sha256": list(shas), "algorithm": [hash_algorithm] * len(shas),
-                    "gray_std": np.asarray(structure[0], dtype=np.float64), "pixels": list(structure[1]),
-                }, ignore_conflicts=True)
-        eshas, vecs = embeddings
-        if model is not None and len(eshas):
-            insert_embeddings(con, eshas, model, vecs)
+    """Image rows, pHash bits and embeddings of finished feature batches, in the caller's transaction
+    (``maya.features`` writes them with the batches' dihedral hashes and grid thumbnails in one).
+    ``structure``: (sha256s, gray_std (n,), pixel digests (n,)) for ``hash_structure``
+    (maya.hashing.structure), for the hashes computed with it."""
+    if records:
+        _upsert_images(con, records)
+    shas, bits = hashes
+    if len(shas):
+        insert_rows(con, "hashes", {
+            "sha256": list(shas), "algorithm": [hash_algorithm] * len(shas),
+            "bits": np.asarray(bits, dtype=np.uint64),
+        }, ignore_conflicts=True)
+    if structure is not None and len(structure[0]):
+        s_shas, std, pixels = structure
+        insert_rows(con, "hash_structure", {
+            "sha256": list(s_shas), "algorithm": [hash_algorithm] * len(s_shas),
+            "gray_std": np.asarray(std, dtype=np.float64), "pixels": list(pixels),
+        }, ignore_conflicts=True)
+    eshas, vecs = embeddings
+    if model is not None and len(eshas):
+        insert_embeddings(con, eshas, model, vecs)
 
 
 def _upsert_images(con, records) -> None:

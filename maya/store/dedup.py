@@ -97,7 +97,8 @@ def image_sizes(con, shas: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def embedding_matrix(con, shas: Sequence[str], model_id: str, *, chunk: int = 1024) -> np.ndarray:
     """float32 (n, dim): the embedding of ``model_id`` of each of ``shas`` (zeros where missing), read in
-    chunks of ``chunk`` rows straight into one matrix."""
+    chunks of ``chunk`` rows straight into one matrix (DuckDB's cache of their pages dropped after each:
+    :func:`maya.store.drop_cache`)."""
     shas = list(shas)
     dim = con.execute("SELECT dim FROM embeddings WHERE model = ? LIMIT 1", [model_id]).fetchone()
     vectors = np.zeros((len(shas), dim[0] if dim else 0), dtype=np.float32)
@@ -106,8 +107,10 @@ def embedding_matrix(con, shas: Sequence[str], model_id: str, *, chunk: int = 10
                    "pos": np.arange(start, min(start + chunk, len(shas)), dtype=np.int64)}
         got = con.execute("SELECT q.pos, e.vector FROM embeddings e JOIN _maya_q q USING (sha256) "
                           "WHERE e.model = ?", [model_id]).fetchnumpy()
-        if len(got["pos"]):
-            vectors[got["pos"]] = np.stack(got["vector"]).astype(np.float32)
+        for pos, v in zip(got["pos"], got["vector"]):  # row by row: no second copy of the chunk
+            vectors[pos] = v
+        del got
+        store.drop_cache(con)
     return vectors
 
 

@@ -9,6 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
+from maya import store
+
 #: Index part kind -> (table, key column). The key is a hash algorithm or a model id.
 TABLES = {"hashes": ("hashes", "algorithm"), "embeddings": ("embeddings", "model")}
 
@@ -20,7 +22,7 @@ def table_stamp(con, kind: str, key: str) -> tuple[int, int]:
     return int(n), int(top)
 
 
-def rows_after(con, kind: str, key: str, after_rowid: int, upto_rowid: int, *, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+def rows_after(con, kind: str, key: str, after_rowid: int, upto_rowid: int, *, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """(sha256 ``S64`` (n,), values) of the rows of ``key`` with ``after_rowid`` < rowid <= ``upto_rowid``, in
     rowid order (the upper bound: rows a writer adds meanwhile wait for the next stamp).
 
@@ -30,21 +32,25 @@ def rows_after(con, kind: str, key: str, after_rowid: int, upto_rowid: int, *, c
         got = con.execute(f"SELECT sha256, bits FROM {table} WHERE {col} = ? AND rowid > ? AND rowid <= ? ORDER BY rowid",
                           [key, after_rowid, upto_rowid]).fetchnumpy()
         return np.asarray(got["sha256"], dtype="S64"), np.asarray(got["bits"], dtype=np.uint64)
-    dim = con.execute(f"SELECT max(dim) FROM {table} WHERE {col} = ? AND rowid > ? AND rowid <= ?",
-                      [key, after_rowid, upto_rowid]).fetchone()[0]
-    shas, vecs = [], []
-    last = after_rowid
-    while True:
+    n, dim = con.execute(f"SELECT count(*), max(dim) FROM {table} WHERE {col} = ? AND rowid > ? AND rowid <= ?",
+                         [key, after_rowid, upto_rowid]).fetchone()
+    shas = np.zeros(int(n), "S64")
+    vecs = np.zeros((int(n), int(dim or 0)), np.float32)
+    last, at = after_rowid, 0
+    while at < n:  # straight into the arrays, a chunk at a time, DuckDB's cache of the pages dropped after each
         got = con.execute(f"SELECT rowid AS r, sha256, vector FROM {table} WHERE {col} = ? AND rowid > ? AND rowid <= ? "
-                          f"ORDER BY rowid LIMIT {int(chunk)}", [key, last, upto_rowid]).fetchnumpy()
-        if len(got["r"]) == 0:
+                          f"ORDER BY rowid LIMIT {int(min(chunk, n - at))}", [key, last, upto_rowid]).fetchnumpy()
+        k = len(got["r"])
+        if k == 0:
             break
-        shas.append(np.asarray(got["sha256"], dtype="S64"))
-        vecs.append(np.stack([np.asarray(v, dtype=np.float32) for v in got["vector"]]))
+        shas[at:at + k] = np.asarray(got["sha256"], dtype="S64")
+        for j, v in enumerate(got["vector"]):
+            vecs[at + j] = v
+        at += k
         last = int(got["r"][-1])
-    if not shas:
-        return np.zeros(0, "S64"), np.zeros((0, int(dim or 0)), np.float32)
-    return np.concatenate(shas), np.concatenate(vecs)
+        del got
+        store.drop_cache(con)
+    return shas[:at], vecs[:at]
 
 
 def file_paths(con, sha256s: Sequence[str]) -> dict[str, list[str]]:
