@@ -365,6 +365,8 @@ class _Writes:
                 variant_store.save_variants(con, self.v_shas, dihedral.ALGORITHM, np.concatenate(self.v_bits))
             if self.g_shas:
                 grid_store.save_thumbs(con, self.g_shas, grid.ALGORITHM, np.concatenate(self.g_thumbs))
+        if store.wal_bytes(con) > store.CHECKPOINT_WAL:
+            store.checkpoint(con)  # before DuckDB's own, with its memory bounded
         store.drop_cache(con)  # the rows are in the file: DuckDB need not keep their pages in memory
         n = self.batches
         self.__init__(self.model_id)

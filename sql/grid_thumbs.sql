@@ -6,7 +6,7 @@ CREATE TABLE IF NOT EXISTS grid_thumbs (
     sha256      VARCHAR NOT NULL,
     algorithm   VARCHAR NOT NULL, -- 'gray96-grid-v1'
     side        INTEGER NOT NULL, -- pixels per side (96)
-    pixels      BLOB NOT NULL,    -- side * side uint8 grey values, row-major
+    pixels      BLOB NOT NULL,    -- side * side uint8 grey values, row-major; or their row deltas, deflated (maya.store.grid)
     computed_at TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (sha256, algorithm)
 );

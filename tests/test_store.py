@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 
+import duckdb
 import numpy as np
 import pytest
 
@@ -150,3 +151,37 @@ def test_drop_cache_gives_back_duckdbs_pages_and_keeps_the_memory_limit(tmp_path
     assert before > 30 * 2**20 and after < before / 4, (before, after)
     assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == limit
     assert held() > before / 2  # the pages come back from the file when read again
+
+
+def test_grid_thumbnails_round_trip_deflated_raw_and_as_earlier_stores_wrote_them(tmp_path):
+    from maya.store import grid as grid_store
+
+    con = store.connect(tmp_path / "m.duckdb")
+    yy, xx = np.mgrid[0:96, 0:96]
+    photo_like = ((xx * 2 + yy) % 256).astype(np.uint8)  # structure that deflates
+    noise = np.random.default_rng(3).integers(0, 256, (96, 96), dtype=np.uint8)  # does not
+    grid_store.save_thumbs(con, ["a" * 64, "b" * 64], "gray96-grid-v1", np.stack([photo_like, noise]))
+    rows = {  # noqa: F841  (a row as stores before deflating wrote it: the raw pixels)
+        "sha256": np.array(["c" * 64], dtype=object), "algorithm": np.array(["gray96-grid-v1"], dtype=object),
+        "side": np.array([96], dtype=np.int32), "pixels": np.array([photo_like.tobytes()], dtype=object)}
+    con.execute("INSERT INTO grid_thumbs (sha256, algorithm, side, pixels) SELECT * FROM rows")
+    sizes = dict(con.execute("SELECT sha256, octet_length(pixels) FROM grid_thumbs").fetchall())
+    assert sizes["a" * 64] < 9216 // 2 and sizes["b" * 64] == 9216 == sizes["c" * 64]
+    got = grid_store.load_thumbs(con, ["a" * 64, "b" * 64, "c" * 64], "gray96-grid-v1")
+    assert (got["a" * 64] == photo_like).all() and (got["b" * 64] == noise).all() and (got["c" * 64] == photo_like).all()
+
+
+def test_checkpoint_empties_the_log_keeps_the_rows_and_the_memory_limit(tmp_path):
+    con = store.connect(tmp_path / "m.duckdb")
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    rows = {"k": np.arange(3000), "v": np.array([np.random.default_rng(k).bytes(4096) for k in range(3000)],  # noqa: F841
+                                              dtype=object)}
+    con.execute("CREATE TABLE blobs AS SELECT k, v::BLOB AS v FROM rows")
+    assert store.wal_bytes(con) > 4 * 2**20
+    store.checkpoint(con)
+    assert store.wal_bytes(con) == 0
+    assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == limit
+    con.close()
+    con = store.connect(tmp_path / "m.duckdb", read_only=True)
+    assert con.execute("SELECT count(*), sum(octet_length(v)) FROM blobs").fetchone() == (3000, 3000 * 4096)
+    assert store.wal_bytes(duckdb.connect()) == 0  # in memory: no log

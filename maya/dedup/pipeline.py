@@ -180,7 +180,8 @@ def run_dedup(
                 view_features.record_cost(con, run_id, view_counts)
             embedder = None  # every embedding is stored: a cheap-to-load model is not held through the matching
             features.release_embedder(spec)
-            store.drop_cache(con)  # nor DuckDB's pages of what the features and views wrote
+            store.checkpoint(con)  # what the features and views wrote goes to the file now, not mid-matching
+            store.drop_cache(con)  # nor are DuckDB's pages of it held
             images = candidates.load_images(con, ok, model_id if options.uses_embeddings else None,
                                             views=options.views, extra_views=options.extra_views,
                                             grid=options.uses_grid)
