@@ -37,7 +37,7 @@ def dedup(paths: list[str], mode: str = "hybrid", data_dir: str | None = None, m
           selection: dict | None = None, sensitivity: str = "normal", given: list[str] | None = None,
           views: bool = True, extra_views: list[str] | None = None, clip_local_floor: float | None = None,
           clip_local_margin: float | None = None, clip_majority: float | None = None,
-          clip_majority_margin: float | None = None, phash_majority: bool = False, grid_floor: float | None = None,
+          clip_majority_margin: float | None = None, phash_majority: bool = True, grid_floor: float | None = None,
           grid_agree: float | None = None) -> dict:
     """Find the duplicate groups under ``paths``; write DuckDB and the requested outputs.
 

@@ -130,11 +130,11 @@ def test_the_cli_flags_set_the_local_clause_and_the_vote_and_nan_turns_them_off(
     rule = json.loads(out.read_text())["rule"]
     assert (rule["clip_local_floor"], rule["clip_local_margin"]) == (0.55, 0.25)
     assert rule["clip_majority"] is None and "local scale" in rule["text"] and "joins the group" not in rule["text"]
-    assert rule["phash_majority"] is False and "pHash vote" not in rule["text"]  # opt-in
+    assert rule["phash_majority"] is True and "pHash vote" in rule["text"]  # on by default
     code = main(["dedup", str(tmp_path), "--model", str(tiny_clip_dir), "--quiet", "--data-dir", str(data),
-                 "--phash-majority", "--json", str(out)])
+                 "--no-phash-majority", "--json", str(out)])
     rule = json.loads(out.read_text())["rule"]
-    assert code == 0 and rule["phash_majority"] is True and "pHash vote" in rule["text"]
+    assert code == 0 and rule["phash_majority"] is False and "pHash vote" not in rule["text"]
 
 
 def test_a_left_out_copy_joins_the_star_most_of_whose_members_are_near_it_in_phash_and_never_two_or_one():
@@ -160,7 +160,7 @@ def test_a_left_out_copy_joins_the_star_most_of_whose_members_are_near_it_in_pha
 
 
 def test_the_phash_vote_is_on_in_hybrid_star_grouping_only_and_the_json_says_so():
-    assert not DedupOptions().uses_phash_majority and DedupOptions().as_dict()["phash_majority"] is False
+    assert DedupOptions().uses_phash_majority and DedupOptions().as_dict()["phash_majority"] is True
     assert DedupOptions(phash_majority=True).uses_phash_majority
     assert not DedupOptions(mode="clip").uses_phash_majority
     assert not DedupOptions(grouping="components").uses_phash_majority
@@ -169,11 +169,12 @@ def test_the_phash_vote_is_on_in_hybrid_star_grouping_only_and_the_json_says_so(
         DedupOptions(phash_majority="yes").check()
 
 
-def test_by_default_distinct_smooth_pictures_stay_apart_the_opt_in_phash_vote_joins_some(tmp_path, tiny_clip_dir):
+def test_distinct_smooth_pictures_stay_apart_and_cast_no_phash_vote(tmp_path, tiny_clip_dir):
     # 48 distinct smooth pictures (random 6x6 colours, upscaled) and a JPEG copy of 8 of them. Smooth pictures
     # share low DCT frequencies, so some are within the pHash radius (16) of both files of another picture's
-    # pair; the tiny random CLIP at 0.999 tells them apart. The pHash vote asks the model nothing: that is why
-    # it is opt-in (--phash-majority).
+    # pair; the tiny random CLIP at 0.999 tells them apart. The pHash vote asks the model nothing, so smooth
+    # pictures (maya.hashing.grid.smooth) cast no vote: before that rule the vote joined 4 of them to other
+    # pictures' pairs.
     from maya.dedup.pipeline import run_dedup
 
     smooth_fields(tmp_path, seed=7)
@@ -183,5 +184,5 @@ def test_by_default_distinct_smooth_pictures_stay_apart_the_opt_in_phash_vote_jo
         report = run_dedup(tmp_path, DedupOptions(**strict, **extra), model=str(tiny_clip_dir), batch_size=16).report
         return sorted(len(g["members"]) for g in report["groups"])
 
-    assert sizes() == [2] * 8  # each picture with its own copy, nothing else
-    assert sizes(phash_majority=True) != [2] * 8  # the vote joins distinct pictures to those pairs
+    assert sizes() == [2] * 8  # each picture with its own copy, nothing else (the vote on, by default)
+    assert sizes(phash_majority=False) == [2] * 8

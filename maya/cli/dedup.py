@@ -89,10 +89,10 @@ def add_dedup_parser(subparsers, common_parents) -> argparse.ArgumentParser:
                     help="the grid clause: a pair at similarity >= FLOOR matches when at least AGREE (0..1) of the "
                          "two pictures' structured cells agree pixel for pixel (copies with emoji, shapes or text "
                          "laid over part of them; default: the model's built-in values, else off; nan nan: off)")
-    th.add_argument("--phash-majority", action="store_true",
+    th.add_argument("--phash-majority", action=argparse.BooleanOptionalAction, default=True,
                     help="star grouping in hybrid mode: a file left out joins the one group most of whose files are "
-                         "within the pHash radius of it, whatever the model says (more copies whose embedding an "
-                         "edit wrecked; distinct look-alike pictures can join too; default: off)")
+                         "within the pHash radius of it (copies whose embedding an edit wrecked; smooth pictures, "
+                         "whose pHashes are alike, cast no vote; default: on; --no-phash-majority: off)")
     th.add_argument("--grouping", choices=lib.GROUPINGS, default="star",
                     help="star (default): every member is a direct near-duplicate of the kept file, so weak "
                          "chains cannot merge groups; components: connected components of accepted pairs")
@@ -427,7 +427,7 @@ def _local_and_vote(args) -> dict:
     vote = getattr(args, "clip_majority", None) or (None, None)
     grid = getattr(args, "grid", None) or (None, None)
     return {"clip_local_floor": local[0], "clip_local_margin": local[1], "clip_majority": vote[0],
-            "clip_majority_margin": vote[1], "phash_majority": getattr(args, "phash_majority", False),
+            "clip_majority_margin": vote[1], "phash_majority": getattr(args, "phash_majority", True),
             "grid_floor": grid[0], "grid_agree": grid[1]}
 
 

@@ -15,6 +15,7 @@ from maya.cli.options import settings_from_args as _settings
 
 #: Dedup flags that make no sense for a search (they shape groups, not matches).
 _NOT_FOR_SEARCH = {"--split-chains", "--grouping", "--no-views", "--extra-views", "--phash-majority",
+                   "--no-phash-majority",
                    "--grid"}  # about groups and views (and the grid clause, which needs stored thumbnails), not one query
 
 

@@ -595,8 +595,10 @@ def verify_pairs(images: Images, a: np.ndarray, b: np.ndarray, options: DedupOpt
     ruled = images.for_rule(a, b, sim) if use_sim else None
     rule = decide(d, ruled, options, unhashable, identical, images.pair_scale(a, b),
                   pair_grid(images, a, b, ruled, options))
-    if options.uses_phash_majority:
+    if options.uses_phash_majority:  # smooth pictures' pHashes are alike (low frequencies only): they cast no vote
         within = (d >= 0) & (d <= options.phash_radius) & ~unhashable
+        if images.smooth is not None:
+            within &= ~(images.smooth[np.asarray(a, np.int64)] | images.smooth[np.asarray(b, np.int64)])
         images.phash_near = (np.asarray(a, np.int64)[within], np.asarray(b, np.int64)[within])
     keep = rule != ""
     return Pairs(a[keep], b[keep], d[keep], sim[keep], rule[keep],
