@@ -7,8 +7,8 @@ records with a reason; they never stop the batch.
 
 :func:`compute_missing` asks the store which contents lack a hash (or an embedding of the model), sends
 them in batches to a runner (``submit``: threads by default, a Prefect task, a Dask worker), and writes
-each batch's results in one transaction in the calling process (the one writer), so an interrupted run
-keeps what it finished. What its callers differ in is a :class:`FeaturePolicy`, stated, not coded apart.
+the finished batches' results in one transaction per :data:`WRITE_ROWS` contents in the calling process (the
+one writer), so an interrupted run keeps what it wrote. What its callers differ in is a :class:`FeaturePolicy`, stated, not coded apart.
 """
 
 from __future__ import annotations
