@@ -118,3 +118,18 @@ def test_small_batches_are_written_together_and_an_interrupted_loop_keeps_what_f
     else:
         raise AssertionError("the failed batch should have been raised")
     assert len(store.load_hashes(con, shas, DEFAULT.name)) == 4
+
+
+def test_write_rows_comes_from_maya_write_rows_and_a_bad_value_is_a_clear_error(monkeypatch):
+    import pytest
+
+    from maya.settings import ConfigError
+
+    monkeypatch.delenv("MAYA_WRITE_ROWS", raising=False)
+    assert features.write_rows_setting() == features.WRITE_ROWS == 256
+    monkeypatch.setenv("MAYA_WRITE_ROWS", "1")
+    assert features.write_rows_setting() == 1
+    for bad in ("0", "-3", "many"):
+        monkeypatch.setenv("MAYA_WRITE_ROWS", bad)
+        with pytest.raises(ConfigError, match="MAYA_WRITE_ROWS must be a positive integer"):
+            features.write_rows_setting()
