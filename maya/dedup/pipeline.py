@@ -196,8 +196,9 @@ def run_dedup(
             steps.close()
             errors = file_errors(identified, outcome)
             counts = summarise_counts(identified, outcome, errors, groups)
-            dedup_store.save_dedup_results(con, run_id, roots, options, images, pairs, groups, errors, counts)
-            images = a = b = None  # the matching arrays are not held while the index files are brought up to date
+            shas = images.sha256
+            images = a = b = None  # the matching arrays are not held while the results and the index files are written
+            dedup_store.save_dedup_results(con, run_id, roots, options, shas, pairs, groups, errors, counts)
             if db_path is not None:  # the collection index behind `maya search` (derived files, maya.index)
                 from maya.hashing import DEFAULT as hasher
                 from maya.index.collection import update_after_dedup

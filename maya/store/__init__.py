@@ -144,7 +144,7 @@ def checkpoint(con: duckdb.DuckDBPyConnection) -> None:
             pass
 
 
-_CHECKPOINT_LIMIT = "64MB"
+_CHECKPOINT_LIMIT = "32MB"
 #: Log size at which the long writers checkpoint themselves (below DuckDB's own 16 MiB, so theirs is bounded).
 CHECKPOINT_WAL = 8 * 2**20
 

@@ -123,11 +123,12 @@ def start_dedup_run(con, roots: Sequence[str], options, model_id: str | None, pa
                            flow_run_id=flow_run_id)
 
 
-def save_dedup_results(con, run_id: int, roots: Sequence[str], options, images, pairs, groups: Sequence,
+def save_dedup_results(con, run_id: int, roots: Sequence[str], options, shas: Sequence[str], pairs, groups: Sequence,
                        errors: Sequence, counts: dict) -> None:
     """Write the run's pairs, groups, members and errors (sql/dedup.sql) in one transaction.
 
-    ``images``: ``maya.dedup.candidates.Images``; ``pairs``: ``Pairs`` (indices into ``images``);
+    ``shas``: the sha256 of the matched images (``maya.dedup.candidates.Images.sha256``); ``pairs``: ``Pairs``
+    (indices into ``shas``);
     ``groups``: ``maya.dedup.groups.DuplicateGroup``; ``errors``: ``maya.io.ingest.FileProblem``.
     """
     pt = path_text
@@ -135,8 +136,8 @@ def save_dedup_results(con, run_id: int, roots: Sequence[str], options, images, 
         # pairs by content, the smaller sha256 first; indices are turned into sha256 inside DuckDB, so
         # no Python string is made per pair
         p = len(pairs)
-        _maya_shas = {"k": np.arange(len(images.sha256), dtype=np.int64),  # noqa: F841
-                      "sha256": np.array(images.sha256, dtype=object)}
+        _maya_shas = {"k": np.arange(len(shas), dtype=np.int64),  # noqa: F841
+                      "sha256": np.array(shas, dtype=object)}
         _maya_pairs = {"a": pairs.a.astype(np.int64), "b": pairs.b.astype(np.int64),  # noqa: F841
                        "d": pairs.phash_distance.astype(np.int64), "s": pairs.clip_similarity.astype(np.float64),
                        "rule": pairs.rule, "v": pairs.variant_names()}
@@ -185,7 +186,7 @@ def save_dedup_results(con, run_id: int, roots: Sequence[str], options, images, 
             "INSERT INTO dedup_runs (run_id, roots, mode, files_found, files_read, files_reused, files_failed, "
             "images, pairs, groups, duplicate_files, reclaimable_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [run_id, json.dumps([pt(r) for r in roots]), options.mode, counts.get("files_found", 0),
-             counts.get("files_read", 0), counts.get("files_reused", 0), len(errors), len(images.sha256), p,
+             counts.get("files_read", 0), counts.get("files_reused", 0), len(errors), len(shas), p,
              len(groups), sum(len(g.members) - 1 for g in groups),
              sum(m.size_bytes for g in groups for m in g.members[1:])],
         )

@@ -22,7 +22,7 @@ def table_stamp(con, kind: str, key: str) -> tuple[int, int]:
     return int(n), int(top)
 
 
-def rows_after(con, kind: str, key: str, after_rowid: int, upto_rowid: int, *, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+def rows_after(con, kind: str, key: str, after_rowid: int, upto_rowid: int, *, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """(sha256 ``S64`` (n,), values) of the rows of ``key`` with ``after_rowid`` < rowid <= ``upto_rowid``, in
     rowid order (the upper bound: rows a writer adds meanwhile wait for the next stamp).
 
