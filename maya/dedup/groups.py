@@ -79,14 +79,29 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     pixels = images.width * images.height
     framed = framed_copies(images, pairs, files_of) if options.keep == "source" else np.zeros(len(files_of), bool)
 
-    # each file's keep key, once (a path is one file)
-    keys = {f.path: keep_order(options.keep, f.path, int(pixels[k]), f.size_bytes, f.mtime, roots, options.prefer,
-                               bool(framed[k]))
-            for k, fl in enumerate(files_of) for f in fl}
-    for fl in files_of:
-        fl.sort(key=lambda f: keys[f.path])  # the one kept of byte-identical copies first
+    # each file's keep key, once, when first asked for (a path is one file): a rerun over a large collection
+    # groups a few of its files, and the key of every other file was a third of this step's time
+    file_at = {f.path: (k, f) for k, fl in enumerate(files_of) for f in fl}
+
+    class Keys(dict):
+        def __missing__(self, path):
+            k, f = file_at[path]
+            key = self[path] = keep_order(options.keep, path, int(pixels[k]), f.size_bytes, f.mtime, roots,
+                                          options.prefer, bool(framed[k]))
+            return key
+
+    keys = Keys()
     n = len(images.sha256)
-    best_keys = [keys[fl[0].path] if fl else None for fl in files_of]
+    # the rank (order of the best keys) matters among images a star can hold: those in a pair, and byte-identical
+    # copies; the others follow in index order, as they do not meet
+    involved = np.zeros(n, bool)
+    involved[np.asarray(pairs.a, np.int64)] = True
+    involved[np.asarray(pairs.b, np.int64)] = True
+    for k, fl in enumerate(files_of):
+        if len(fl) >= 2:
+            involved[k] = True
+            fl.sort(key=lambda f: keys[f.path])  # the one kept of byte-identical copies first
+    best_keys = [keys[fl[0].path] if fl and involved[k] else None for k, fl in enumerate(files_of)]
     order = sorted((k for k in range(n) if best_keys[k] is not None), key=lambda k: best_keys[k])
     order += [k for k in range(n) if best_keys[k] is None]
     rank = np.empty(n, dtype=np.int64)
