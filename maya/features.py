@@ -446,7 +446,7 @@ def compute_missing(
             continue  # the limit was raised since: try again
         out.problems[sha] = (reason, error)
     have_h = store.load_hashes(con, shas, DEFAULT.name)
-    have_v = set(variant_store.load_variants(con, shas, dihedral.ALGORITHM))
+    have_v = variant_store.stored(con, shas, dihedral.ALGORITHM)
     # The grid thumbnails (9 KB a content) serve only the rule's model side (the grid clause, smooth pictures):
     # a run without a model neither needs nor stores them, so a phash-mode store does not grow by them.
     want_g = model is not None

@@ -133,3 +133,33 @@ def test_write_rows_comes_from_maya_write_rows_and_a_bad_value_is_a_clear_error(
         monkeypatch.setenv("MAYA_WRITE_ROWS", bad)
         with pytest.raises(ConfigError, match="MAYA_WRITE_ROWS must be a positive integer"):
             features.write_rows_setting()
+
+
+def test_stored_variants_are_the_contents_load_variants_returns(tmp_path):
+    from maya.store import variants as variant_store
+
+    con = store.connect(tmp_path / "m.duckdb")
+    bits = np.arange(16, dtype=np.uint64).reshape(2, 8)
+    variant_store.save_variants(con, ["a" * 64, "b" * 64], "dihedral-test", bits)
+    con.execute("DELETE FROM hash_variants WHERE sha256 = ? AND variant = 3", ["b" * 64])  # one variant lost
+    shas = ["a" * 64, "b" * 64, "c" * 64]
+    assert variant_store.stored(con, shas, "dihedral-test") == set(variant_store.load_variants(con, shas, "dihedral-test"))
+    assert variant_store.stored(con, shas, "dihedral-test") == {"a" * 64}
+    assert variant_store.stored(con, [], "dihedral-test") == set()
+
+
+def test_variant_matrix_is_load_variants_in_order_or_none_when_one_lacks_a_variant(tmp_path):
+    from maya.store import variants as variant_store
+
+    con = store.connect(tmp_path / "m.duckdb")
+    bits = (np.arange(24, dtype=np.uint64) * np.uint64(2**61 + 7)).reshape(3, 8)  # high bits set too
+    shas = ["a" * 64, "b" * 64, "c" * 64]
+    variant_store.save_variants(con, shas, "dihedral-test", bits)
+    order = [shas[2], shas[0], shas[1]]
+    by = variant_store.load_variants(con, order, "dihedral-test")
+    got = variant_store.variant_matrix(con, order, "dihedral-test")
+    assert got.dtype == np.uint64 and (got == np.stack([by[s] for s in order])).all() and (got[0] == bits[2]).all()
+    assert variant_store.variant_matrix(con, [*order, "d" * 64], "dihedral-test") is None  # one has none
+    con.execute("DELETE FROM hash_variants WHERE sha256 = ? AND variant = 5", [shas[1]])
+    assert variant_store.variant_matrix(con, order, "dihedral-test") is None  # one lost a variant
+    assert variant_store.variant_matrix(con, [], "dihedral-test") is None

@@ -238,10 +238,7 @@ def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 
     vectors = None
     if model_id is not None and shas:
         vectors = dedup_store.embedding_matrix(con, shas, model_id, chunk=chunk)
-    variants_by = variant_store.load_variants(con, shas, dihedral.ALGORITHM)
-    variants = None
-    if shas and all(s in variants_by for s in shas):  # else plain pHash only (a store of older runs)
-        variants = np.stack([variants_by[s] for s in shas])
+    variants = variant_store.variant_matrix(con, shas, dihedral.ALGORITHM)  # None: plain pHash only (older runs)
     struct = store.load_structure(con, shas, DEFAULT.name)
     std = np.array([struct.get(s, (np.inf, None))[0] for s in shas], dtype=np.float64)
     pixels = [struct.get(s, (np.inf, None))[1] for s in shas]

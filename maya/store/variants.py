@@ -41,3 +41,31 @@ def load_variants(con, sha256s: Iterable[str], algorithm: str, n_variants: int =
         [algorithm, n_variants],
     ).fetchall()
     return {s: np.array(b, dtype=np.uint64) for s, b in rows}
+
+
+def stored(con, sha256s: Iterable[str], algorithm: str, n_variants: int = 8) -> set[str]:
+    """The contents of ``sha256s`` that have all their variants stored (what :func:`load_variants` would return,
+    without reading the bits)."""
+    _maya_q = {"sha256": np.array(sorted(set(sha256s)), dtype=object)}  # noqa: F841
+    if len(_maya_q["sha256"]) == 0:
+        return set()
+    return {s for (s,) in con.execute(
+        "SELECT v.sha256 FROM hash_variants v JOIN _maya_q q USING (sha256) WHERE v.algorithm = ? "
+        "GROUP BY v.sha256 HAVING count(*) = ?", [algorithm, n_variants]).fetchall()}
+
+
+def variant_matrix(con, sha256s: Sequence[str], algorithm: str, n_variants: int = 8) -> np.ndarray | None:
+    """uint64 (n, n_variants): the variants of each of ``sha256s`` in order, read straight into one array; None
+    unless every content has all its variants (the callers then use plain pHash only)."""
+    shas = list(sha256s)
+    if not shas:
+        return None
+    _maya_q = {"sha256": np.array(shas, dtype=object), "pos": np.arange(len(shas), dtype=np.int64)}  # noqa: F841
+    got = con.execute("SELECT q.pos, v.variant, v.bits FROM hash_variants v JOIN _maya_q q USING (sha256) "
+                      "WHERE v.algorithm = ? AND v.variant < ?", [algorithm, n_variants]).fetchnumpy()
+    pos, variant = np.asarray(got["pos"], np.int64), np.asarray(got["variant"], np.int64)
+    if pos.size != len(shas) * n_variants or np.bincount(pos, minlength=len(shas)).min() != n_variants:
+        return None
+    out = np.zeros((len(shas), n_variants), dtype=np.uint64)
+    out[pos, variant] = np.asarray(got["bits"], dtype=np.uint64)
+    return out
