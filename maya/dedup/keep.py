@@ -23,6 +23,7 @@ decided, for the JSON.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 import os
 import re
@@ -37,9 +38,15 @@ _COPY_NAME = re.compile(r"(^copy of )|([ _-]copy( \d+)?$)|( \(\d+\)$)|([ _-]\d*b
 
 def looks_like_a_copy(path: str) -> bool:
     """Whether ``path`` is marked as a copy by a folder or file name (see the module docstring)."""
-    parts = os.path.normpath(path).split(os.sep)
-    folders, name = parts[:-1], os.path.splitext(parts[-1])[0]
-    return any(_COPY_FOLDER.match(p) for p in folders if p) or bool(_COPY_NAME.search(name))
+    folder, name = os.path.split(os.path.normpath(path))
+    return _folder_marks_a_copy(folder) or bool(_COPY_NAME.search(os.path.splitext(name)[0]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _folder_marks_a_copy(folder: str) -> bool:
+    """Whether a folder on the (normalised) path ``folder`` is named like a copy; asked once per folder, not per
+    file of it."""
+    return any(_COPY_FOLDER.match(p) for p in folder.split(os.sep) if p)
 
 
 def root_index(path: str, roots: Sequence[str]) -> int:
