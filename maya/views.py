@@ -204,20 +204,15 @@ def _side_shares(lines: np.ndarray, lo: int, hi: int, end: bool) -> np.ndarray:
     n, m = lines.shape[:2]
     counts = np.zeros(n + 1)
     rows = np.zeros(n + 1)
-    if not end and lo > 0:
-        pos = np.arange(1, lo + 1)
-        colour = np.median(lines[pos - 1], axis=1)  # (len(pos), 3), the line just outside each position
-        for d in range(EDGE_LINES):
-            take = pos + d < n
+    if end:  # outside line p, inside lines p-1 .. p-EDGE_LINES that lie in the box (>= lo)
+        pos, outside, offsets = np.arange(hi, n), np.arange(hi, n), range(-1, -EDGE_LINES - 1, -1)
+    else:  # outside line p-1, inside lines p .. p+EDGE_LINES-1 that lie in the image (< n)
+        pos, outside, offsets = np.arange(1, lo + 1), np.arange(0, lo), range(EDGE_LINES)
+    if pos.size:
+        colour = np.median(lines[outside], axis=1)  # (len(pos), 3), the line just outside each position
+        for d in offsets:
+            take = (pos + d >= lo) if end else (pos + d < n)
             inside = lines[pos[take] + d]
-            counts[pos[take]] += np.all(np.abs(inside - colour[take][:, None, :]) <= TOLERANCE, axis=-1).sum(axis=1)
-            rows[pos[take]] += 1
-    elif end and hi < n:
-        pos = np.arange(hi, n)
-        colour = np.median(lines[pos], axis=1)
-        for d in range(1, EDGE_LINES + 1):
-            take = pos - d >= lo
-            inside = lines[pos[take] - d]
             counts[pos[take]] += np.all(np.abs(inside - colour[take][:, None, :]) <= TOLERANCE, axis=-1).sum(axis=1)
             rows[pos[take]] += 1
     shares = np.zeros(n + 1)
