@@ -96,10 +96,21 @@ def drop_cache(con: duckdb.DuckDBPyConnection) -> None:
     those pages (no query runs under the low limit), and the limit is then reset to DuckDB's default. Called by
     the long writers and readers between their chunks (``maya.features``, ``maya.dedup.candidates``). Raises
     nothing: a connection that cannot do it keeps its cache."""
+    with _memory_limit(con, _DROP_LIMIT):
+        pass
+
+
+@contextmanager
+def _memory_limit(con: duckdb.DuckDBPyConnection, limit: str):
+    """DuckDB's memory limit lowered to ``limit`` inside the block (what does not fit is evicted as it is set),
+    DuckDB's default again after it. Setting or resetting the limit never raises: a connection that refuses it
+    runs the block under its own limit."""
     try:
-        con.execute(f"SET memory_limit = '{_DROP_LIMIT}'")
+        con.execute(f"SET memory_limit = '{limit}'")
     except duckdb.Error:
-        return
+        pass
+    try:
+        yield
     finally:
         try:
             con.execute("RESET memory_limit")
@@ -130,18 +141,12 @@ def checkpoint(con: duckdb.DuckDBPyConnection) -> None:
     made by a later commit or at close, and the log keeps every row meanwhile."""
     try:
         try:
-            con.execute(f"SET memory_limit = '{_CHECKPOINT_LIMIT}'")
-            con.execute("CHECKPOINT")
+            with _memory_limit(con, _CHECKPOINT_LIMIT):
+                con.execute("CHECKPOINT")
         except duckdb.OutOfMemoryException:
-            con.execute("RESET memory_limit")
-            con.execute("CHECKPOINT")
+            con.execute("CHECKPOINT")  # under the default limit again
     except duckdb.Error:
         pass
-    finally:
-        try:
-            con.execute("RESET memory_limit")
-        except duckdb.Error:
-            pass
 
 
 _CHECKPOINT_LIMIT = "32MB"
