@@ -8,7 +8,8 @@ records with a reason; they never stop the batch.
 :func:`compute_missing` asks the store which contents lack a hash (or an embedding of the model), sends
 them in batches to a runner (``submit``: threads by default, a Prefect task, a Dask worker), and writes
 the finished batches' results in one transaction per :data:`WRITE_ROWS` contents in the calling process (the
-one writer), so an interrupted run keeps what it wrote. What its callers differ in is a :class:`FeaturePolicy`, stated, not coded apart.
+one writer), so an interrupted run keeps what it wrote. What its callers differ in is a :class:`FeaturePolicy`,
+stated, not coded apart.
 """
 
 from __future__ import annotations
@@ -478,17 +479,17 @@ def compute_missing(
 
     n_batches = -(-len(todo) // max(1, batch_size))
     write_rows = write_rows if write_rows is not None else write_rows_setting()
-    written = [0]  # images of the batches written so far
+    written = 0  # images of the batches written so far
 
     def flush():
+        nonlocal written
         if writes.contents:
-            sizes = writes.flush(con)
-            for size in sizes:  # a line per batch, as each is now in the store
+            for size in writes.flush(con):  # a line per batch, as each is now in the store
                 counts["batches"] += 1
-                written[0] += size
+                written += size
                 if log is not None:
                     log.info("features: batch %d/%d committed (%d/%d images)", counts["batches"], n_batches,
-                             written[0], len(todo))
+                             written, len(todo))
 
     def finish(batch, future):
         result: FeatureBatch = future.result()
