@@ -102,3 +102,17 @@ def test_flat_images_tie_break_like_imagehash_in_every_variant(value):
     row = dihedral.dihedral_bits([im])[0]
     assert [int(h) for h in row] == [_imagehash(im.transpose(t)) if t else _imagehash(im)
                                      for t in dihedral.TRANSFORMS]
+
+
+@pytest.mark.parametrize("radius", [0, 6, 14])
+def test_pairs_between_two_sets_equal_the_cross_pairs_of_the_search_over_both(radius):
+    rng = np.random.default_rng(radius)
+    images = [im for _, im in _real_images()]
+    turned = [images[i].transpose(dihedral.TRANSFORMS[int(rng.integers(1, 8))]) for i in range(0, 27, 3)]
+    v = dihedral.dihedral_bits(images + turned)
+    v = np.concatenate([v, v[:3]])
+    split = len(v) // 3
+    want = [(i, j - split, d, k) for i, j, d, k in _brute(v, radius) if i < split <= j]
+    i, j, d, k = dihedral.pairs_between(v[:split], v[split:], radius)
+    assert list(zip(i.tolist(), j.tolist(), d.tolist(), k.tolist())) == want
+    assert all(x.size == 0 for x in dihedral.pairs_between(v[:0], v, radius))

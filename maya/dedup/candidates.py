@@ -61,6 +61,9 @@ class Images:
     #: bool (n,): images with too little fine structure for an embedding to tell apart (:func:`maya.hashing.grid.
     #: smooth`), near-uniform (low-structure) ones excepted; None: not known (no thumbnails, or no model)
     smooth: np.ndarray | None = None
+    #: the index folder of the store (:func:`maya.index.collection.index_dir`) where the turned-pHash pairs are kept
+    #: between runs (:mod:`maya.index.turned`); None: searched afresh (an in-memory store)
+    pair_cache: str | None = None
 
     def for_rule(self, a, b, sim, *, voter: bool = False):
         """``sim`` (P,) as the rule may use it: NaN where both images of a pair are smooth (the model is not
@@ -388,7 +391,7 @@ def candidate_pairs(images: Images, options: DedupOptions) -> tuple[np.ndarray, 
             parts_a.append(order[starts[far_a[pair]] + x])
             parts_b.append(order[starts[far_b[pair]] + y])
         if images.variants is not None:  # mirrored / turned copies: far apart in plain pHash
-            ta, tb = _turned_pairs(images.variants, radius)
+            ta, tb = turned_pairs(images, radius)
             parts_a.append(ta)
             parts_b.append(tb)
         if images.view_hashes is not None and images.view_hashes.size:  # a view near an image or a view
@@ -486,6 +489,18 @@ def _identical_pixels(images: Images, idx: np.ndarray) -> tuple[np.ndarray, np.n
             a.append(j)
             b.append(i)
     return np.array(a, np.int64), np.array(b, np.int64)
+
+
+def turned_pairs(images: Images, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image pairs within ``radius`` bits only through a flip or quarter turn (:func:`_turned_pairs`); with
+    ``images.pair_cache``, those among contents searched by an earlier run come from its file and only the new
+    contents are searched (:mod:`maya.index.turned`: the same pairs, O(new) on a rerun over a grown folder)."""
+    if images.pair_cache is None:
+        return _turned_pairs(images.variants, radius)
+    from maya.hashing import dihedral
+    from maya.index.turned import turned_pairs as kept_pairs
+
+    return kept_pairs(images.pair_cache, dihedral.ALGORITHM, images.sha256, images.variants, radius, _turned_pairs)
 
 
 def _turned_pairs(variants: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:

@@ -185,6 +185,10 @@ def run_dedup(
             images = candidates.load_images(con, ok, model_id if options.uses_embeddings else None,
                                             views=options.views, extra_views=options.extra_views,
                                             grid=options.uses_grid)
+            if db_path is not None:  # the turned-pHash pairs of contents searched before are kept (maya.index.turned)
+                from maya.index.collection import index_dir
+
+                images.pair_cache = str(index_dir(db_path))
             # three steps that take minutes on large collections: say where the run is
             steps = Progress(3, "matching (candidates, verify, groups)", progress, unit="step")
             a, b = runner.candidate_pairs(images, options)

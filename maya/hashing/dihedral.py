@@ -152,3 +152,34 @@ def pairs_within(variants: np.ndarray, radius: int, **index_options) -> tuple[np
     first = np.ones(lo.size, dtype=bool)
     first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
     return lo[first], hi[first], d[first], k[first]
+
+
+def pairs_between(variants_a: np.ndarray, variants_b: np.ndarray, radius: int,
+                  **index_options) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs ``(i, j)`` of a row of ``variants_a`` and a row of ``variants_b`` whose dihedral distance
+    (:func:`distance`) is within ``radius`` bits; exact. Both uint64 (., 8).
+
+    Two searches, one per side of :func:`distance`: ``a``'s 8 variants against ``b``'s plain hashes, and ``b``'s 8
+    variants against ``a``'s (:func:`maya.hashing.index.query_within`); the pairs either finds get their least
+    distance. The same pairs and variants as :func:`pairs_within` over the rows of both, for the pairs across them
+    (a search of a few new images against a whole collection costs O(new), not a self-join of the collection).
+
+    Returns ``(i, j, d, variant)``: int64 (P,) rows of ``variants_a``, int64 (P,) rows of ``variants_b``, int64 (P,)
+    bits, int8 (P,); sorted by (i, j).
+    """
+    from maya.hashing import index
+
+    va = np.asarray(variants_a, dtype=np.uint64).reshape(-1, N_VARIANTS)
+    vb = np.asarray(variants_b, dtype=np.uint64).reshape(-1, N_VARIANTS)
+    if not va.shape[0] or not vb.shape[0]:
+        e = np.zeros(0, np.int64)
+        return e, e, e, np.zeros(0, np.int8)
+    q1, j1, _ = index.query_within(vb[:, 0], va.reshape(-1), radius, **index_options)  # a turned vs plain b
+    q2, i2, _ = index.query_within(va[:, 0], vb.reshape(-1), radius, **index_options)  # plain a vs b turned
+    i = np.concatenate([q1 // N_VARIANTS, i2])
+    j = np.concatenate([j1, q2 // N_VARIANTS])
+    key = np.unique(i * vb.shape[0] + j)
+    i, j = key // vb.shape[0], key % vb.shape[0]
+    d, k = distance(va[i], vb[j])
+    within = d <= radius
+    return i[within], j[within], d[within], k[within]
