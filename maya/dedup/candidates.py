@@ -223,9 +223,10 @@ class Images:
         return d, k, which
 
 
-def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 1024, views: bool = False,
+def load_images(con, shas: Sequence[str], model_id: str | None, *, views: bool = False,
                 extra_views: Sequence[str] = (), grid: bool = False) -> Images:
-    """Read the features of ``shas`` from the store (vectors in chunks, straight into one matrix); with
+    """Read the features of ``shas`` from the store (vectors a chunk at a time straight into one matrix:
+    :func:`maya.store.dedup.embedding_matrix`); with
     ``views``, their stored second views too, and the fixed ``extra_views`` (``maya.views.EXTRA_VIEWS``); with
     ``grid``, the grey thumbnails of the grid clause (when every image has one: else the clause has none)."""
     import numpy as np
@@ -240,7 +241,7 @@ def load_images(con, shas: Sequence[str], model_id: str | None, *, chunk: int = 
     width, height = dedup_store.image_sizes(con, shas)
     vectors = None
     if model_id is not None and shas:
-        vectors = dedup_store.embedding_matrix(con, shas, model_id, chunk=chunk)
+        vectors = dedup_store.embedding_matrix(con, shas, model_id)
     variants = variant_store.variant_matrix(con, shas, dihedral.ALGORITHM)  # None: plain pHash only (older runs)
     struct = store.load_structure(con, shas, DEFAULT.name)
     std = np.array([struct.get(s, (np.inf, None))[0] for s in shas], dtype=np.float64)

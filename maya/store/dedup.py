@@ -95,13 +95,30 @@ def image_sizes(con, shas: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return width, height
 
 
-def embedding_matrix(con, shas: Sequence[str], model_id: str, *, chunk: int = 1024) -> np.ndarray:
-    """float32 (n, dim): the embedding of ``model_id`` of each of ``shas`` (zeros where missing), read in
-    chunks of ``chunk`` rows straight into one matrix (DuckDB's cache of their pages dropped after each:
-    :func:`maya.store.drop_cache`)."""
+def embedding_matrix(con, shas: Sequence[str], model_id: str, *, chunk: int | None = None) -> np.ndarray:
+    """float32 (n, dim): the embedding of ``model_id`` of each of ``shas`` (zeros where missing), read ``chunk`` rows
+    at a time straight into one matrix (DuckDB's cache of their pages dropped after each: :func:`maya.store.drop_cache`).
+
+    When ``shas`` are most of the model's rows (a dedup of the store's collection), the model's rows are read once in
+    rowid order (:func:`maya.store.index.vector_rows`) and the asked ones kept; else ``chunk`` of ``shas`` are joined
+    at a time (each join scans the model's rows: cheaper only for a few)."""
+    from maya.store.index import VECTOR_ROWS, vector_rows
+
     shas = list(shas)
-    dim = con.execute("SELECT dim FROM embeddings WHERE model = ? LIMIT 1", [model_id]).fetchone()
-    vectors = np.zeros((len(shas), dim[0] if dim else 0), dtype=np.float32)
+    chunk = max(1, int(chunk or VECTOR_ROWS))
+    rows, dim, top = con.execute("SELECT count(*), max(dim), coalesce(max(rowid), -1) FROM embeddings WHERE model = ?",
+                                 [model_id]).fetchone()
+    vectors = np.zeros((len(shas), int(dim or 0)), dtype=np.float32)
+    if not shas or not rows:
+        return vectors
+    if 2 * len(shas) >= rows:
+        pos = {s: k for k, s in enumerate(shas)}
+        for _, got_shas, got_vectors in vector_rows(con, model_id, -1, top, chunk=chunk):
+            for s, v in zip(got_shas, got_vectors):  # row by row: no second copy of the chunk
+                k = pos.get(s)
+                if k is not None:
+                    vectors[k] = v
+        return vectors
     for start in range(0, len(shas), chunk):
         _maya_q = {"sha256": np.array(shas[start:start + chunk], dtype=object),  # noqa: F841
                    "pos": np.arange(start, min(start + chunk, len(shas)), dtype=np.int64)}

@@ -22,11 +22,11 @@ def table_stamp(con, kind: str, key: str) -> tuple[int, int]:
     return int(n), int(top)
 
 
-def rows_after(con, kind: str, key: str, after_rowid: int, upto_rowid: int, *, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def rows_after(con, kind: str, key: str, after_rowid: int, upto_rowid: int, *, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(sha256 ``S64`` (n,), values) of the rows of ``key`` with ``after_rowid`` < rowid <= ``upto_rowid``, in
     rowid order (the upper bound: rows a writer adds meanwhile wait for the next stamp).
 
-    values: uint64 (n,) pHash bits, or float32 (n, d) vectors (read in chunks of ``chunk`` rows)."""
+    values: uint64 (n,) pHash bits, or float32 (n, d) vectors (:func:`vector_rows`, ``chunk`` rowids at a time)."""
     table, col = TABLES[kind]
     if kind == "hashes":
         got = con.execute(f"SELECT sha256, bits FROM {table} WHERE {col} = ? AND rowid > ? AND rowid <= ? ORDER BY rowid",
@@ -36,21 +36,41 @@ def rows_after(con, kind: str, key: str, after_rowid: int, upto_rowid: int, *, c
                          [key, after_rowid, upto_rowid]).fetchone()
     shas = np.zeros(int(n), "S64")
     vecs = np.zeros((int(n), int(dim or 0)), np.float32)
-    last, at = after_rowid, 0
-    while at < n:  # straight into the arrays, a chunk at a time, DuckDB's cache of the pages dropped after each
-        got = con.execute(f"SELECT rowid AS r, sha256, vector FROM {table} WHERE {col} = ? AND rowid > ? AND rowid <= ? "
-                          f"ORDER BY rowid LIMIT {int(min(chunk, n - at))}", [key, last, upto_rowid]).fetchnumpy()
-        k = len(got["r"])
-        if k == 0:
-            break
-        shas[at:at + k] = np.asarray(got["sha256"], dtype="S64")
-        for j, v in enumerate(got["vector"]):
-            vecs[at + j] = v
+    at = 0
+    for _, sha, vectors in vector_rows(con, key, after_rowid, upto_rowid, chunk=chunk):
+        k = min(len(sha), int(n) - at)  # rows a writer added meanwhile wait for the next stamp
+        shas[at:at + k] = np.asarray(sha[:k], dtype="S64")
+        for j in range(k):  # row by row: no second copy of the chunk
+            vecs[at + j] = vectors[j]
         at += k
-        last = int(got["r"][-1])
+    return shas[:at], vecs[:at]
+
+
+#: Rowids per query of :func:`vector_rows`: DuckDB's transient memory for a read of list vectors grows with it
+#: (+27 MiB at 256 rows of 1,280 floats, +40 MiB at 1,024; measured on a dedup store).
+VECTOR_ROWS = 256
+
+
+def vector_rows(con, model: str, after_rowid: int, upto_rowid: int, *, chunk: int | None = None):
+    """The ``embeddings`` rows of ``model`` with ``after_rowid`` < rowid <= ``upto_rowid``, in rowid order, ``chunk``
+    rows (default :data:`VECTOR_ROWS`) at a time: yields ``(rowid int64 (k,), sha256 object (k,), vectors object (k,)
+    of float32 arrays)``.
+
+    The rowids are read first, then each chunk as a range of them: not ``ORDER BY rowid LIMIT`` (which reads every
+    vector after the last row for each chunk). DuckDB's cache of the pages read is dropped after each
+    (:func:`maya.store.drop_cache`)."""
+    chunk = max(1, int(chunk or VECTOR_ROWS))
+    rowids = con.execute("SELECT rowid AS r FROM embeddings WHERE model = ? AND rowid > ? AND rowid <= ? ORDER BY rowid",
+                         [model, int(after_rowid), int(upto_rowid)]).fetchnumpy()["r"]
+    rowids = np.asarray(rowids, dtype=np.int64)
+    for start in range(0, rowids.size, chunk):
+        lo, hi = int(rowids[start]), int(rowids[min(start + chunk, rowids.size) - 1])
+        got = con.execute("SELECT rowid AS r, sha256, vector FROM embeddings WHERE model = ? AND rowid >= ? "
+                          "AND rowid <= ? ORDER BY rowid", [model, lo, hi]).fetchnumpy()
+        if len(got["r"]):
+            yield np.asarray(got["r"], np.int64), got["sha256"], got["vector"]
         del got
         store.drop_cache(con)
-    return shas[:at], vecs[:at]
 
 
 def file_paths(con, sha256s: Sequence[str]) -> dict[str, list[str]]:
