@@ -304,10 +304,11 @@ class FeatureOutcome:
 
 
 #: Contents written per transaction by :func:`compute_missing`: each INSERT costs ~3 ms whatever its size, and a
-#: model batch is small (8 images on a CPU), so batches are gathered until they hold this many (375 -> 12
-#: transactions and 9 -> 0.5 s of the writer's time for 3,000 photos). ``MAYA_WRITE_ROWS`` sets another number
-#: (1: every batch in its own transaction, as the kill-and-resume tests want).
-WRITE_ROWS = 256
+#: model batch is small (8 images on a CPU), so batches are gathered until they hold this many (375 -> 24
+#: transactions for 3,000 photos). DuckDB's transient memory for the embedding rows grows with it: a 3,000-photo
+#: dedup peaks at 268-270 MiB at 128 and 278-281 at 256, in the same time. ``MAYA_WRITE_ROWS`` sets another
+#: number (1: every batch in its own transaction, as the kill-and-resume tests want).
+WRITE_ROWS = 128
 WRITE_ROWS_ENV = "MAYA_WRITE_ROWS"
 
 

@@ -126,7 +126,7 @@ def test_write_rows_comes_from_maya_write_rows_and_a_bad_value_is_a_clear_error(
     from maya.settings import ConfigError
 
     monkeypatch.delenv("MAYA_WRITE_ROWS", raising=False)
-    assert features.write_rows_setting() == features.WRITE_ROWS == 256
+    assert features.write_rows_setting() == features.WRITE_ROWS == 128
     monkeypatch.setenv("MAYA_WRITE_ROWS", "1")
     assert features.write_rows_setting() == 1
     for bad in ("0", "-3", "many"):

@@ -164,7 +164,7 @@ def test_sigkill_in_the_middle_of_embedding_then_resume(prefect_server, tiny_cli
     args = [str(photos), "--mode", "hybrid", "--model", str(tiny_clip_dir), "--batch-size", "2",
             "--clip-verify", "0.999", "--clip-strict", "0.999",
             "--data-dir", str(data), "--json", str(tmp_path / "resumed.json")]
-    # every batch in its own transaction (MAYA_WRITE_ROWS=1; by default 256 contents are written together), so
+    # every batch in its own transaction (MAYA_WRITE_ROWS=1; by default 128 contents are written together), so
     # the kill lands between two commits of this small run
     env = _env(PREFECT_API_URL=PREFECT_API_URL.value(), MAYA_WRITE_ROWS="1")
     proc = subprocess.Popen(maya_dedup_command() + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -37,7 +37,7 @@ def _env(data, model) -> dict:
     from prefect.settings import PREFECT_API_URL
 
     # the session's test server: no temporary server that a SIGKILL would leave behind; every batch in its own
-    # transaction (MAYA_WRITE_ROWS=1; by default 256 contents are written together), so kills land between commits
+    # transaction (MAYA_WRITE_ROWS=1; by default 128 contents are written together), so kills land between commits
     return dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()), MAYA_DATA_DIR=str(data),
                 MAYA_MODEL=str(model), PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="INFO", PYTHONUNBUFFERED="1",
                 MAYA_WRITE_ROWS="1")
