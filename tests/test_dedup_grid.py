@@ -222,3 +222,27 @@ def test_a_phash_run_stores_no_grid_thumbnails_and_a_run_with_a_model_adds_them(
     assert thumbs() == 0  # 9 KB a content that only the model's side of the rule reads
     run_dedup(folder, DedupOptions(), db_path=db, model=str(tiny_clip_dir))
     assert thumbs() == 3
+
+
+def test_a_grid_partner_in_a_group_the_moves_dissolve_takes_no_original_out_of_its_own_group():
+    from maya.dedup.grouping import Group
+    from maya.dedup.groups import _attach_grid
+
+    # bench_views --seed 2 (grass): G0's centre is an overlaid copy (10) that the model puts with the original (0) and
+    # its other copies; G1 = a shape-overlaid copy of that original (5) and a look-alike of another picture (6), both
+    # overlaid, put together by the model alone. Grid pairs: 0 ~ 5, 5 ~ 10 (copies of one picture), 6 ~ 7 (6 is a copy
+    # of G2's picture). 6 moves to G2, which dissolves G1; so 0 is not moved towards G1 (it would be left out of
+    # every group), and 5, left out, joins G0 by its grid partners there
+    n = 11
+    groups = [Group(np.array([10, 0, 1, 2]), 10, None, False, False), Group(np.array([5, 6]), 5, None, False, False),
+              Group(np.array([7, 8]), 7, None, False, False)]
+    clause = {(10, 0): "clip", (10, 1): "clip", (10, 2): "phash", (5, 6): "clip", (7, 8): "phash"}
+    a, b = np.array([0, 5, 6]), np.array([5, 10, 7])
+
+    def clause_of(x, y):
+        return np.array([clause.get((int(i), int(j)), "") for i, j in zip(x, y)], dtype=object)
+
+    out, added = _attach_grid(n, groups, a, b, lambda x, y: np.full(len(x), 0.5), np.arange(n),
+                              lambda x, y: clause_of(x, y) != "", clause_of)
+    assert sorted(sorted(g.items.tolist()) for g in out) == [[0, 1, 2, 5, 10], [6, 7, 8]]
+    assert added == {5, 6}

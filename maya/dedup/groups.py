@@ -291,7 +291,8 @@ def _attach_grid(n: int, groups: list, a, b, strength, rank, accepts, clause_of)
     clause (``"clip"``) or its vote put in a group, with no grid partner there and grid partners in exactly one
     other group (counting the partners that a pHash or grid clause or the keeping links to their group), is taken
     out of it (two overlaid copies of different textures look alike to the model, their
-    pixels say which originals they are copies of); a group left with one item is dissolved. Items still left
+    pixels say which originals they are copies of), unless that other group would not outlive the moves (left with
+    one item); a group left with one item is dissolved. Items still left
     out that are grid partners of each other form stars of their own (:func:`maya.dedup.stars.star_groups`,
     via ``grouping.group_pairs``). ``clause_of(x, y)``: the rule's clause per pair of items."""
     import numpy as np
@@ -311,6 +312,11 @@ def _attach_grid(n: int, groups: list, a, b, strength, rank, accepts, clause_of)
     for i, g in zip(x[firm].tolist(), member[y[firm]].tolist()):
         partners.setdefault(i, set()).add(g)
     moved = [i for i, gs in partners.items() if loose[i] and len(gs) == 1 and int(member[i]) not in gs]
+    # a move only towards a group that outlives the moves: a star of an overlaid copy and one loose look-alike is
+    # dissolved when the look-alike leaves, and what was moved towards it would be left out of its own group
+    left = np.bincount(member[moved], minlength=len(groups)) if moved else np.zeros(len(groups), np.int64)
+    outlives = np.array([grp.items.size for grp in groups], np.int64) - left >= 2
+    moved = [i for i in moved if outlives[next(iter(partners[i]))]]
     if moved:
         gone = set(moved)
         kept = [_with_items(grp, np.array([k for k in grp.items.tolist() if k not in gone], np.int64), strength)
