@@ -113,21 +113,11 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
             return images.similarity(a, b)
         return 1.0 - images.phash_distance(a, b).astype(np.float64) / float(DEFAULT.bits)
 
-    def rule_of(x, y):
+    def accepts_clause(x, y):
         d, unhashable, identical = structure_masks(images, x, y, images.phash_distance(x, y))
         sim = images.for_rule(x, y, images.similarity(x, y)) if use_sim else None
         return decide(d, sim, options, unhashable, identical, images.pair_scale(x, y),
                       pair_grid(images, x, y, sim, options))
-
-    verified = _VerifiedRules(n, pairs)
-
-    def accepts_clause(x, y):  # the clause verify_pairs gave an accepted pair; the rule asked for any other pair
-        x, y = np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.int64)
-        out, known = verified.lookup(x, y)
-        if not known.all():
-            ask = np.flatnonzero(~known)
-            out[ask] = rule_of(x[ask], y[ask])
-        return out
 
     def accepts(x, y):
         return accepts_clause(x, y) != ""
@@ -168,30 +158,6 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
            for g in out]
     out.sort(key=lambda g: g.keep.path)
     return out
-
-
-class _VerifiedRules:
-    """The clauses :func:`maya.dedup.candidates.verify_pairs` gave the accepted pairs, looked up by pair (either
-    order). The grouping asks the rule about pairs one star at a time, and many are pairs already verified: the
-    rule is a function of the two images, so their clause is the one verify_pairs computed (the others are
-    computed as before)."""
-
-    def __init__(self, n: int, pairs: Pairs):
-        import numpy as np
-
-        a, b = np.asarray(pairs.a, dtype=np.int64), np.asarray(pairs.b, dtype=np.int64)
-        self.n = max(int(n), 1)
-        key = np.minimum(a, b) * self.n + np.maximum(a, b)
-        self.rules = dict(zip(key.tolist(), np.asarray(pairs.rule, dtype=object).tolist()))
-
-    def lookup(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(clauses, known)``: object (P,) the verified clause of each pair (None where unknown), bool (P,)."""
-        import numpy as np
-
-        n, get = self.n, self.rules.get
-        out = np.array([get(a * n + b if a < b else b * n + a) for a, b in zip(x.tolist(), y.tolist())] + [None],
-                       dtype=object)[:-1]  # the None keeps a 1-D object array whatever the clauses
-        return out, np.not_equal(out, None)
 
 
 #: How far (log of the ratio) an inner view's aspect may be from the partner's for the view to be that partner
