@@ -46,20 +46,30 @@ def rows_after(con, kind: str, key: str, after_rowid: int, upto_rowid: int, *, c
     return shas[:at], vecs[:at]
 
 
-#: Rowids per query of :func:`vector_rows`: DuckDB's transient memory for a read of list vectors grows with it
-#: (+27 MiB at 256 rows of 1,280 floats, +40 MiB at 1,024; measured on a dedup store).
-VECTOR_ROWS = 256
+#: Bytes of vectors per query of :func:`vector_rows`. DuckDB's transient memory for a read of list vectors grows
+#: with the rows a query returns (a 3,000-photo dedup, 1,280 floats a row: peak 262-267 MiB at 256 rows a query,
+#: 267-272 at 512, 277-281 at 1,024), while each query costs a scan's start (100k rows of 512 floats: 4.5 s at 256
+#: rows a query, 2.3-2.7 s at 512, 1.7-2.1 s at 1,024; the join it replaced for dedup's reads took 22.7 s).
+VECTOR_BYTES = 1 << 20
+
+
+def vector_chunk(dim: int) -> int:
+    """Rows of ``dim`` floats per query of :func:`vector_rows`: about :data:`VECTOR_BYTES` of vectors."""
+    return max(64, VECTOR_BYTES // max(1, 4 * int(dim or 1)))
 
 
 def vector_rows(con, model: str, after_rowid: int, upto_rowid: int, *, chunk: int | None = None):
     """The ``embeddings`` rows of ``model`` with ``after_rowid`` < rowid <= ``upto_rowid``, in rowid order, ``chunk``
-    rows (default :data:`VECTOR_ROWS`) at a time: yields ``(rowid int64 (k,), sha256 object (k,), vectors object (k,)
+    rows (default: :func:`vector_chunk` of the model's dimension) at a time: yields ``(rowid int64 (k,), sha256 object (k,), vectors object (k,)
     of float32 arrays)``.
 
     The rowids are read first, then each chunk as a range of them: not ``ORDER BY rowid LIMIT`` (which reads every
     vector after the last row for each chunk). DuckDB's cache of the pages read is dropped after each
     (:func:`maya.store.drop_cache`)."""
-    chunk = max(1, int(chunk or VECTOR_ROWS))
+    if not chunk:
+        dim = con.execute("SELECT max(dim) FROM embeddings WHERE model = ?", [model]).fetchone()[0]
+        chunk = vector_chunk(dim or 1)
+    chunk = max(1, int(chunk))
     rowids = con.execute("SELECT rowid AS r FROM embeddings WHERE model = ? AND rowid > ? AND rowid <= ? ORDER BY rowid",
                          [model, int(after_rowid), int(upto_rowid)]).fetchnumpy()["r"]
     rowids = np.asarray(rowids, dtype=np.int64)
