@@ -77,13 +77,18 @@ def _brute(v, radius):
     return out
 
 
-@pytest.mark.parametrize("radius", [0, 6, 14])
-def test_radius_search_with_all_variants_equals_brute_force(radius):
-    rng = np.random.default_rng(radius)
+def _turned_collection(seed: int) -> np.ndarray:
+    """Variant rows of the real images, a turned copy of every third one and exact copies of the first three."""
+    rng = np.random.default_rng(seed)
     images = [im for _, im in _real_images()]
     turned = [images[i].transpose(dihedral.TRANSFORMS[int(rng.integers(1, 8))]) for i in range(0, 27, 3)]
     v = dihedral.dihedral_bits(images + turned)
-    v = np.concatenate([v, v[:3]])  # exact copies too
+    return np.concatenate([v, v[:3]])
+
+
+@pytest.mark.parametrize("radius", [0, 6, 14])
+def test_radius_search_with_all_variants_equals_brute_force(radius):
+    v = _turned_collection(radius)
     i, j, d, k = dihedral.pairs_within(v, radius)
     assert list(zip(i.tolist(), j.tolist(), d.tolist(), k.tolist())) == _brute(v, radius)
 
@@ -106,11 +111,7 @@ def test_flat_images_tie_break_like_imagehash_in_every_variant(value):
 
 @pytest.mark.parametrize("radius", [0, 6, 14])
 def test_pairs_between_two_sets_equal_the_cross_pairs_of_the_search_over_both(radius):
-    rng = np.random.default_rng(radius)
-    images = [im for _, im in _real_images()]
-    turned = [images[i].transpose(dihedral.TRANSFORMS[int(rng.integers(1, 8))]) for i in range(0, 27, 3)]
-    v = dihedral.dihedral_bits(images + turned)
-    v = np.concatenate([v, v[:3]])
+    v = _turned_collection(radius)
     split = len(v) // 3
     want = [(i, j - split, d, k) for i, j, d, k in _brute(v, radius) if i < split <= j]
     i, j, d, k = dihedral.pairs_between(v[:split], v[split:], radius)
