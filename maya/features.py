@@ -80,7 +80,7 @@ class PreparedBatch:
     records: list[ImageRecord] = field(default_factory=list)  # one per requested image
     ok: list[str] = field(default_factory=list)  # sha256 of decoded images
     gray32: np.ndarray | None = None  # (n_ok, 32, 32) float64, for pHash
-    model_input: object | None = None  # (n_ok, 3, S, S) for the embedder: its preprocess() output (array or tensor)
+    model_input: object | None = None  # (n_ok, 3, S, S) for the embedder: its from_uint8() output (= preprocess())
     pixels: list[str] = field(default_factory=list)  # pixel digests (maya.hashing.structure), with gray32
     grid: np.ndarray | None = None  # (n_ok, 96, 96) uint8 grey thumbnails (maya.hashing.grid), with gray32
     view_boxes: list = field(default_factory=list)  # with ``views``: maya.views.inner_box of each ok image
@@ -121,30 +121,53 @@ def prepare_batch(
     """Decode ``items`` ((sha256, path) pairs) once, in a thread pool; build pHash and model inputs (and,
     with ``views``, find each image's inner view box, so that ``maya.view_features`` need not decode it
     again)."""
-    from maya.hashing import grid, phash, structure
     from maya.malloc import limit_arenas
 
     limit_arenas()  # once per process (a Dask or Prefect worker too), before the decode threads start
     embedder = get_embedder(model) if model is not None else None
     min_side = max(DECODE_MIN_SIDE, getattr(embedder, "input_size", 0) or 0)
     workers = workers or default_workers()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda it: _load_one(it, max_pixels, min_side), items))
-    out = PreparedBatch(records=[r for _, r in results])
-    images = [loaded.image for loaded, _ in results if loaded is not None]
-    out.ok = [loaded.sha256 for loaded, _ in results if loaded is not None]
-    if images and want_hash:
-        out.gray32 = np.stack([phash.gray32(im) for im in images])
-        out.pixels = [structure.pixel_digest(im) for im in images]
-        out.grid = grid.thumbnails(images)  # the cell-agreement thumbnails, from this same decode
-    if images and embedder is not None:
-        out.model_input = embedder.preprocess(images)
-    if images and views:
+    preprocessing = embedder.preprocessing if embedder is not None else None
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # each image decoded and made into every input at once
+        results = list(pool.map(lambda it: _prepare_one(it, max_pixels, min_side, want_hash, preprocessing, views),
+                                items))
+    out = PreparedBatch(records=[r for _, r, _ in results])
+    done = [(sha, parts) for sha, _, parts in results if sha is not None]
+    out.ok = [sha for sha, _ in done]
+    if done and want_hash:
+        out.gray32 = np.stack([parts["gray32"] for _, parts in done])
+        out.pixels = [parts["pixels"] for _, parts in done]
+        out.grid = np.stack([parts["grid"] for _, parts in done])  # the cell-agreement thumbnails
+    if done and embedder is not None:
+        out.model_input = embedder.from_uint8(preprocessing.stack_uint8([parts["pixels_in"] for _, parts in done]))
+    if done and views:
+        out.view_boxes = [parts["box"] for _, parts in done]
+    return out
+
+
+def _prepare_one(item, max_pixels, min_side, want_hash: bool, preprocessing, views: bool):
+    """One image of a batch: ``(sha256 or None, record, inputs)``, the inputs made from the one decode right away
+    (in the decode thread: Pillow's resizes release the GIL, and the decoded pixels are not kept for a later
+    pass over the batch): the pHash grey image, pixel digest and grid thumbnail (``want_hash``), the model's
+    resized pixels (``preprocessing``: :meth:`ImagePreprocessing.to_uint8`) and the inner view box (``views``)."""
+    loaded, rec = _load_one(item, max_pixels, min_side)
+    if loaded is None:
+        return None, rec, None
+    image, parts = loaded.image, {}
+    if want_hash:
+        from maya.hashing import grid, phash, structure
+
+        grey = image.convert("L")  # once, for both: what gray32 and the thumbnails convert to themselves
+        parts["gray32"] = phash.gray32(grey)
+        parts["grid"] = grid.thumbnails([grey])[0]
+        parts["pixels"] = structure.pixel_digest(image)
+    if preprocessing is not None:
+        parts["pixels_in"] = preprocessing.to_uint8(image)
+    if views:
         from maya import views as inner
 
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            out.view_boxes = list(pool.map(inner.inner_box, images))
-    return out
+        parts["box"] = inner.inner_box(image)
+    return loaded.sha256, rec, parts
 
 
 def hash_batch(batch: PreparedBatch) -> tuple[list[str], np.ndarray]:

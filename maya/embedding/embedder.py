@@ -91,6 +91,11 @@ class Embedder:
         """(N, 3, S, S) float32 model input, normalised for this model (S = ``input_size``)."""
         return self.preprocessing(images)
 
+    def from_uint8(self, pixels: np.ndarray) -> Any:
+        """Model input from stacked :meth:`ImagePreprocessing.to_uint8` pixels ((N, 3, S, S) uint8): what
+        :meth:`preprocess` of the images gives, bit for bit (its second half)."""
+        return self.preprocessing.normalize_array(pixels)
+
     def embed_tensor(self, batch: Any) -> np.ndarray:
         """Embed a batch: (N, dim) float32 numpy array of unit-L2-norm rows."""
         raise NotImplementedError
@@ -139,6 +144,12 @@ class TorchEmbedder(Embedder):
         import torch
 
         return torch.from_numpy(self.preprocessing(images))
+
+    def from_uint8(self, pixels: np.ndarray) -> "torch.Tensor":
+        """As :meth:`preprocess`, from stacked uint8 pixels (:meth:`Embedder.from_uint8`)."""
+        import torch
+
+        return torch.from_numpy(self.preprocessing.normalize_array(pixels))
 
     def embed_tensor(self, batch: "torch.Tensor | np.ndarray") -> np.ndarray:
         """Embed a batch: (N, dim) float32 numpy array of unit-L2-norm rows.
