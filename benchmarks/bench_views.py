@@ -7,8 +7,8 @@ The collection is made from scikit-image's sample photos (``maya.sample_photos``
 every hard kind (``KINDS``: inside a screenshot or meme, quarter turn, mirror, 15 degree rotation, centre
 and random crops, overlays, borders, a chain of three edits) ``--per-kind`` edited copies at level
 "strong" made by ``maya.pairs.transforms``, drawn with ``--seed`` (0: the collection the defaults were
-looked at on; other seeds draw other edits of the same photos, a held-out check). Three dedups run over the same folder, each into a fresh DuckDB
-(so nothing is reused): ``views=False`` (the plain and dihedral pHash only), ``views=True`` without the rule's
+looked at on; other seeds draw other edits of the same photos, a held-out check). Three dedups run over the
+same folder, each into a fresh DuckDB (so nothing is reused): ``views=False`` (the plain and dihedral pHash only), ``views=True`` without the rule's
 grid clause (``--grid nan nan``: the defaults before it) and ``views=True`` (the defaults: inner views of
 screenshots, memes and borders, and the grid clause for overlaid copies, ``maya.hashing.grid``); with ``--extra-views NAME`` a third run adds that
 fixed extra view of every image (``maya.views.EXTRA_VIEWS``, e.g. ``centre``: the middle half of the area).

@@ -22,7 +22,8 @@ def table_stamp(con, kind: str, key: str) -> tuple[int, int]:
     return int(n), int(top)
 
 
-def rows_after(con, kind: str, key: str, after_rowid: int, upto_rowid: int, *, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def rows_after(con, kind: str, key: str, after_rowid: int, upto_rowid: int, *,
+               chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(sha256 ``S64`` (n,), values) of the rows of ``key`` with ``after_rowid`` < rowid <= ``upto_rowid``, in
     rowid order (the upper bound: rows a writer adds meanwhile wait for the next stamp).
 
@@ -60,8 +61,8 @@ def vector_chunk(dim: int) -> int:
 
 def vector_rows(con, model: str, after_rowid: int, upto_rowid: int, *, chunk: int | None = None):
     """The ``embeddings`` rows of ``model`` with ``after_rowid`` < rowid <= ``upto_rowid``, in rowid order, ``chunk``
-    rows (default: :func:`vector_chunk` of the model's dimension) at a time: yields ``(rowid int64 (k,), sha256 object (k,), vectors object (k,)
-    of float32 arrays)``.
+    rows (default: :func:`vector_chunk` of the model's dimension) at a time: yields ``(rowid int64 (k,), sha256
+    object (k,), vectors object (k,) of float32 arrays)``.
 
     The rowids are read first, then each chunk as a range of them: not ``ORDER BY rowid LIMIT`` (which reads every
     vector after the last row for each chunk). DuckDB's cache of the pages read is dropped after each
@@ -70,8 +71,8 @@ def vector_rows(con, model: str, after_rowid: int, upto_rowid: int, *, chunk: in
         dim = con.execute("SELECT max(dim) FROM embeddings WHERE model = ?", [model]).fetchone()[0]
         chunk = vector_chunk(dim or 1)
     chunk = max(1, int(chunk))
-    rowids = con.execute("SELECT rowid AS r FROM embeddings WHERE model = ? AND rowid > ? AND rowid <= ? ORDER BY rowid",
-                         [model, int(after_rowid), int(upto_rowid)]).fetchnumpy()["r"]
+    rowids = con.execute("SELECT rowid AS r FROM embeddings WHERE model = ? AND rowid > ? AND rowid <= ? "
+                         "ORDER BY rowid", [model, int(after_rowid), int(upto_rowid)]).fetchnumpy()["r"]
     rowids = np.asarray(rowids, dtype=np.int64)
     for start in range(0, rowids.size, chunk):
         lo, hi = int(rowids[start]), int(rowids[min(start + chunk, rowids.size) - 1])
