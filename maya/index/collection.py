@@ -51,6 +51,15 @@ class IndexPart:
         return [s.decode("ascii") for s in self.sha256[np.asarray(positions, dtype=np.int64)]]
 
 
+def positions(sorted_shas: np.ndarray, order: np.ndarray, shas: np.ndarray) -> np.ndarray:
+    """Positions of ``shas`` (S64) in a sha256 column whose sorted values are ``sorted_shas`` (``order`` = its
+    argsort), -1 where absent."""
+    if sorted_shas.size == 0 or shas.size == 0:
+        return np.full(shas.size, -1, np.int64)
+    at = np.minimum(np.searchsorted(sorted_shas, shas), sorted_shas.size - 1)
+    return np.where(sorted_shas[at] == shas, order[at], -1).astype(np.int64)
+
+
 def index_dir(db_path: str | os.PathLike) -> Path:
     """Where the index of the store ``db_path`` lives: ``index/`` next to the database file."""
     return Path(os.fspath(db_path)).resolve().parent / "index"

@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from maya.dedup.options import DedupOptions, DedupUsageError, check_roots
+from maya.index.collection import positions
 
 #: Matches listed per query unless told.
 DEFAULT_TOP = 10
@@ -108,15 +109,6 @@ def hash_candidates(index_hashes: np.ndarray, query_hashes: np.ndarray, radius: 
     return [ii[cuts[j]:cuts[j + 1]] for j in range(query_hashes.size)]
 
 
-def _positions(sorted_shas: np.ndarray, order: np.ndarray, shas: np.ndarray) -> np.ndarray:
-    """Positions of ``shas`` (S64) in a part whose sha256 column sorted is ``sorted_shas`` (``order`` = its
-    argsort), -1 where absent."""
-    if sorted_shas.size == 0 or shas.size == 0:
-        return np.full(shas.size, -1, np.int64)
-    at = np.minimum(np.searchsorted(sorted_shas, shas), sorted_shas.size - 1)
-    return np.where(sorted_shas[at] == shas, order[at], -1).astype(np.int64)
-
-
 class Collection:
     """The searchable collection: index parts loaded once, queried many times (the benchmark and a long-lived
     caller keep one; :func:`run_search` builds one per call). ``con``: the store, asked only for the paths
@@ -168,7 +160,7 @@ class Collection:
             part = getattr(self, name)
             order = np.argsort(part.sha256, kind="stable")
             self._sorted[name] = (part.sha256[order], order)
-        return _positions(*self._sorted[name], shas)
+        return positions(*self._sorted[name], shas)
 
     def match(self, queries: QueryFeatures, top: int = DEFAULT_TOP) -> list[dict]:
         """Per query ``{"path", "matches": [...]}`` (see the module docstring)."""

@@ -7,7 +7,8 @@ pairs it finds is a function of the two images' variant hashes alone (content-ad
 never change), so the pairs among contents searched before still hold, and a grown collection needs only the
 new contents searched against all (:func:`maya.hashing.dihedral.pairs_between`).
 
-One file per hash algorithm and radius, ``<data dir>/index/turned-<algorithm>-r<radius>.npz``:
+One file per hash algorithm and radius, ``<data dir>/index/turned-<algorithm>-r<radius>-<digest>.npz``
+(:func:`pair_file`):
 
 * ``sha256``: (M,) ``S64`` the contents the pairs were searched among (every pair among them is in the file);
 * ``a``, ``b``: int64 (P,) rows of ``sha256``: the pairs within the radius only through a flip or quarter turn
@@ -46,6 +47,7 @@ def turned_pairs(folder: str | os.PathLike, algorithm: str, shas: Sequence[str],
     ``search(variants, radius)``: the search of a collection from scratch (used when there is no file).
     """
     from maya.hashing import dihedral
+    from maya.index.collection import positions
 
     path = pair_file(folder, algorithm, radius)
     current = np.array(list(shas), dtype="S64")
@@ -55,7 +57,8 @@ def turned_pairs(folder: str | os.PathLike, algorithm: str, shas: Sequence[str],
         _save(path, algorithm, radius, current, a, b)
         return a, b
     old_sha, old_a, old_b = kept
-    at = _positions(current, old_sha)  # each row of the file's contents in ``shas`` (-1: not in this run)
+    order = np.argsort(current)
+    at = positions(current[order], order, old_sha)  # each row of the file's contents in ``shas`` (-1: not in this run)
     both = (at[old_a] >= 0) & (at[old_b] >= 0)
     a, b = at[old_a[both]], at[old_b[both]]
     searched = np.zeros(len(current), bool)
@@ -70,17 +73,6 @@ def turned_pairs(folder: str | os.PathLike, algorithm: str, shas: Sequence[str],
         a, b = key // len(current), key % len(current)
         _save(path, algorithm, radius, current, a, b)
     return a, b
-
-
-def _positions(current: np.ndarray, old: np.ndarray) -> np.ndarray:
-    """int64 (len(old),): where each of ``old`` is in ``current`` (both S64), -1 where it is not."""
-    order = np.argsort(current, kind="stable")
-    at = np.searchsorted(current[order], old)
-    at = np.minimum(at, max(len(current) - 1, 0))
-    found = current[order][at] == old if len(current) else np.zeros(len(old), bool)
-    out = np.full(len(old), -1, dtype=np.int64)
-    out[found] = order[at[found]]
-    return out
 
 
 def _load(path: Path, algorithm: str, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
