@@ -145,12 +145,6 @@ class TorchEmbedder(Embedder):
 
         return torch.from_numpy(self.preprocessing(images))
 
-    def from_uint8(self, pixels: np.ndarray) -> "torch.Tensor":
-        """As :meth:`preprocess`, from stacked uint8 pixels (:meth:`Embedder.from_uint8`)."""
-        import torch
-
-        return torch.from_numpy(self.preprocessing.normalize_array(pixels))
-
     def embed_tensor(self, batch: "torch.Tensor | np.ndarray") -> np.ndarray:
         """Embed a batch: (N, dim) float32 numpy array of unit-L2-norm rows.
 
