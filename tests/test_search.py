@@ -123,6 +123,11 @@ def test_a_damaged_or_stale_index_file_is_rebuilt_from_the_store(tmp_path):
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
         part = refresh(con, index_dir(db), "hashes", algorithm)
         assert part.how == "rebuilt" and len(part) == len(COLLECTION)
+        # a forged file: a readable zip whose version field is not one number
+        np.savez(path, version=np.array([1, 2]), key=np.array(algorithm), sha256=part.sha256, values=part.values,
+                 stamp=np.array(part.stamp, dtype=np.int64))
+        part = refresh(con, index_dir(db), "hashes", algorithm)
+        assert part.how == "rebuilt" and len(part) == len(COLLECTION)
         # a row replaced behind the index's back (count the same, rowids moved): rebuilt, not appended
         sha = con.execute("SELECT sha256 FROM hashes WHERE algorithm = ? LIMIT 1", [algorithm]).fetchone()[0]
         con.execute("DELETE FROM hashes WHERE sha256 = ? AND algorithm = ?", [sha, algorithm])

@@ -26,10 +26,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from maya.index.collection import DAMAGED
 
 #: Layout version of the files; a file of another version is rebuilt.
 ANN_VERSION = 1
@@ -51,7 +52,7 @@ def _load(path: Path, part) -> tuple[np.ndarray, int, int] | None:
             if not 0 < rows <= len(part) or str(z["prefix"]) != _prefix_digest(part.sha256[:rows]):
                 return None
             return z["codes"], rows, trained_on
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+    except DAMAGED:
         return None
 
 

@@ -28,6 +28,9 @@ import numpy as np
 
 #: Layout version of the files; a file of another version is rebuilt.
 INDEX_VERSION = 1
+#: What reading a missing, truncated or forged index file raises (``np.load`` of a bad zip, a field absent, or not
+#: of the type or shape asked): every loader of a file under the index folder treats these as "no file".
+DAMAGED = (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile)
 
 
 @dataclass
@@ -79,7 +82,7 @@ def _load_file(path: Path, kind: str, key: str) -> IndexPart | None:
                 return None
             stamp = tuple(int(x) for x in z["stamp"])
             part = IndexPart(kind, key, z["sha256"], z["values"], stamp)
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+    except DAMAGED:
         return None  # missing or damaged (a truncated file is a bad zip): rebuilt from the store
     if part.sha256.shape[0] != part.values.shape[0] or part.stamp[0] != part.sha256.shape[0]:
         return None

@@ -22,11 +22,12 @@ Pairs from the file are candidates, verified by the rule like any other, so the 
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+
+from maya.index.collection import DAMAGED, part_path, positions
 
 #: Layout version of the files; a file of another version is ignored (and replaced).
 VERSION = 1
@@ -34,8 +35,6 @@ VERSION = 1
 
 def pair_file(folder: str | os.PathLike, algorithm: str, radius: int) -> Path:
     """The file of the turned pairs of ``algorithm`` (the variant hashes' id) within ``radius`` bits."""
-    from maya.index.collection import part_path
-
     return part_path(folder, "turned", f"{algorithm}-r{int(radius)}")
 
 
@@ -47,7 +46,6 @@ def turned_pairs(folder: str | os.PathLike, algorithm: str, shas: Sequence[str],
     ``search(variants, radius)``: the search of a collection from scratch (used when there is no file).
     """
     from maya.hashing import dihedral
-    from maya.index.collection import positions
 
     path = pair_file(folder, algorithm, radius)
     current = np.array(list(shas), dtype="S64")
@@ -83,7 +81,7 @@ def _load(path: Path, algorithm: str, radius: int) -> tuple[np.ndarray, np.ndarr
             if int(z["version"]) != VERSION or str(z["algorithm"]) != algorithm or int(z["radius"]) != radius:
                 return None
             sha, a, b = z["sha256"], z["a"].astype(np.int64), z["b"].astype(np.int64)
-    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile):
+    except DAMAGED:
         return None  # missing or damaged: searched again, and written again
     m = sha.shape[0]
     if (sha.ndim != 1 or sha.dtype.kind != "S" or a.shape != b.shape or a.ndim != 1
