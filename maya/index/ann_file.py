@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maya.index.collection import DAMAGED
+from maya.index.damaged import DAMAGED
 
 #: Layout version of the files; a file of another version is rebuilt.
 ANN_VERSION = 1

@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from maya.index.damaged import DAMAGED
+
 #: Layout version of the files; a file of another version is rebuilt.
 INDEX_VERSION = 1
-#: What reading a missing, truncated or forged index file raises (``np.load`` of a bad zip, a field absent, or not
-#: of the type or shape asked): every loader of a file under the index folder treats these as "no file".
-DAMAGED = (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile)
 
 
 @dataclass

@@ -27,7 +27,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from maya.index.collection import DAMAGED, part_path, positions
+from maya.index.collection import part_path, positions
+from maya.index.damaged import DAMAGED
 
 #: Layout version of the files; a file of another version is ignored (and replaced).
 VERSION = 1
