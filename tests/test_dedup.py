@@ -597,3 +597,26 @@ def test_star_groupings_compressed_rows_are_scipys_with_duplicates_summed():
         np.testing.assert_array_equal(indptr, want.indptr)
         np.testing.assert_array_equal(indices, want.indices)
         np.testing.assert_allclose(data, want.data)
+
+
+def test_each_stars_keeper_is_its_best_ranked_member_accepted_with_all_others_tried_for_all_stars_at_once():
+    from maya.dedup.stars import star_groups
+
+    # two stars: 0 with 1, 2, 3 and 10 with 11, 12; rank prefers 3, then 1, then the centre in the first, 12 in
+    # the second. The rule refuses 3 with 2 (so 3 is not kept), accepts 1 with every member; 12 with all.
+    a = np.array([0, 0, 0, 10, 10])
+    b = np.array([1, 2, 3, 11, 12])
+    rank = np.arange(13)[::-1].copy()
+    rank[[3, 1, 0, 2, 12, 10, 11]] = [0, 1, 2, 3, 4, 5, 6]
+    refused = {(3, 2), (2, 3)}
+    calls = []
+
+    def accepts(x, y):
+        calls.append(len(x))
+        return np.array([(int(i), int(j)) not in refused for i, j in zip(x, y)])
+
+    stars = star_groups(13, a, b, np.ones(5), rank=rank, accepts=accepts)
+    assert [(items.tolist(), keeper) for items, keeper, _ in stars] == [([1, 0, 2, 3], 1), ([12, 10, 11], 12)]
+    assert len(calls) == 2  # round 1: 3 and 12 tried together; round 2: 1 (not a call per star and candidate)
+    refused |= {(1, 0), (0, 1), (12, 11), (11, 12)}  # now only the centres are accepted with all
+    assert [keeper for _, keeper, _ in star_groups(13, a, b, np.ones(5), rank=rank, accepts=accepts)] == [0, 10]

@@ -139,17 +139,15 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     if late.any():  # ...then the overlaid copies (grid clause), without moving any star's centre
         groups, grid_joined = _attach_grid(n, groups, pairs.a[late], pairs.b[late], strength, rank, accepts,
                                            accepts_clause)
-    grouped = set()
-    out = []
+    grouped = np.zeros(n, bool)
+    parts = []
     for g in groups:
-        grouped.update(int(x) for x in g.items)
+        grouped[g.items] = True
         # with two images the weakest link is the only link: reported from three images on
-        weakest = g.weakest_link if g.items.size >= 3 else None
-        out.append(_file_group(images, files_of, g.items, g.chained, g.split, weakest, use_sim, accepts_clause,
-                               voted, phash_voted, grid_joined))
-    for k in range(n):  # byte-identical files with no other near-duplicate
-        if k not in grouped and len(files_of[k]) >= 2:
-            out.append(_file_group(images, files_of, np.array([k]), False, False, None, use_sim, accepts_clause))
+        parts.append((g.items, g.chained, g.split, g.weakest_link if g.items.size >= 3 else None))
+    # byte-identical files with no other near-duplicate
+    parts += [(np.array([k]), False, False, None) for k in range(n) if not grouped[k] and len(files_of[k]) >= 2]
+    out = _file_groups(images, files_of, parts, use_sim, accepts_clause, voted, phash_voted, grid_joined)
     from dataclasses import replace
 
     from maya.dedup.keep import keep_reason
@@ -268,11 +266,12 @@ def _attach_grid(n: int, groups: list, a, b, strength, rank, accepts, clause_of)
         member[grp.items] = g
     x, y = np.concatenate([a, b]).astype(np.int64), np.concatenate([b, a]).astype(np.int64)
     loose = np.zeros(n, bool)  # members that only the model's own clause or a vote links to their kept file
-    for grp in groups:
-        others = grp.items[grp.items != grp.representative]
-        if others.size:
-            clause = clause_of(np.full(others.size, grp.representative, dtype=np.int64), others)
-            loose[others] = (clause == "clip") | (clause == "")
+    others = [grp.items[grp.items != grp.representative] for grp in groups]
+    if any(o.size for o in others):  # every group's members and kept items in one call of the rule
+        ys = np.concatenate(others).astype(np.int64)
+        xs = np.concatenate([np.full(o.size, grp.representative, dtype=np.int64) for o, grp in zip(others, groups)])
+        clause = np.asarray(clause_of(xs, ys))
+        loose[ys] = (clause == "clip") | (clause == "")
     firm = (member[y] >= 0) & ~loose[y]
     partners: dict[int, set[int]] = {}
     for i, g in zip(x[firm].tolist(), member[y[firm]].tolist()):
@@ -328,40 +327,57 @@ def _with_items(group, items, strength):
     return replace(group, items=items, weakest_link=(rep, int(others[k]), float(s[k])))
 
 
-def _file_group(images: Images, files_of, items, chained, split, weakest, use_sim, clause_of,
-                voted=frozenset(), phash_voted=frozenset(), grid_joined=frozenset()) -> DuplicateGroup:
+def _file_groups(images: Images, files_of, parts, use_sim, clause_of, voted=frozenset(), phash_voted=frozenset(),
+                 grid_joined=frozenset()) -> list[DuplicateGroup]:
+    """The file groups of ``parts`` (``(items, chained, split, weakest link)`` per group, its kept item first): each
+    member's clause, distance and similarity to the kept item, all groups' pairs scored in one call of each
+    (a call per group cost more than the scores on a rerun over thousands of groups)."""
     import numpy as np
 
-    rep = int(items[0])
-    keep_file = files_of[rep][0]
-    members = []
-    others = np.asarray([int(k) for k in items if int(k) != rep], dtype=np.int64)
-    clauses = dict(zip(others.tolist(), clause_of(np.full(others.size, rep, dtype=np.int64), others).tolist())) \
-        if others.size else {}
-    items = np.asarray(items, dtype=np.int64)
-    reps = np.full(items.size, rep, dtype=np.int64)
-    dists, _, d_views = images.phash_views(items, reps)  # one call a group
-    sims, sim_views = images.similarity_views(items, reps) if use_sim else (None, None)
-    for j, k in enumerate(items.tolist()):
-        clause = "exact" if k == rep else (clauses.get(k) or ("grid" if k in grid_joined else "clip-majority"
-                                                              if k in voted else "phash-majority" if k in phash_voted
-                                                              else "chained"))
-        d = int(dists[j])
-        sim = None if sims is None else (1.0 if k == rep else float(sims[j]))
-        views = "" if k == rep else images.view_pair_name(int(d_views[j]) if sim is None or clause == "phash"
-                                                          else int(sim_views[j]))
-        for f in files_of[k]:
-            members.append(Member(f.path, f.sha256, d, None if sim is None else round(sim, 6),
-                                  len(files_of[k]) >= 2, int(images.width[k]), int(images.height[k]),
-                                  f.size_bytes, f.mtime, "keep" if f is keep_file else clause,
-                                  "" if f is keep_file else views))
-    keep = next(m for m in members if m.path == keep_file.path)
-    rest = sorted((m for m in members if m is not keep),
-                  key=lambda m: (m.phash_distance, -(m.clip_similarity or 0.0), m.path))
-    link = None
-    if weakest is not None:
-        wa, wb, _ = weakest
-        d = int(images.phash_distance(np.array([wa]), np.array([wb]))[0])
-        sim = round(float(images.similarity(np.array([wa]), np.array([wb]))[0]), 6) if use_sim else None
-        link = {"a": files_of[wa][0].path, "b": files_of[wb][0].path, "phash_distance": d, "clip_similarity": sim}
-    return DuplicateGroup([keep] + rest, bool(chained), bool(split), link)
+    if not parts:
+        return []
+    items_all = np.concatenate([np.asarray(items, dtype=np.int64) for items, _, _, _ in parts])
+    reps_all = np.concatenate([np.full(len(items), int(items[0]), dtype=np.int64) for items, _, _, _ in parts])
+    dists, _, d_views = images.phash_views(items_all, reps_all)
+    sims, sim_views = images.similarity_views(items_all, reps_all) if use_sim else (None, None)
+    other = items_all != reps_all
+    clause_all = np.full(items_all.size, "", dtype=object)
+    if other.any():
+        clause_all[other] = np.asarray(clause_of(reps_all[other], items_all[other]), dtype=object)
+    links = [(k, w) for k, (_, _, _, w) in enumerate(parts) if w is not None]
+    link_of = {}
+    if links:
+        wa = np.array([w[0] for _, w in links], dtype=np.int64)
+        wb = np.array([w[1] for _, w in links], dtype=np.int64)
+        wd = images.phash_distance(wa, wb)
+        ws = images.similarity(wa, wb) if use_sim else None
+        for j, (k, _) in enumerate(links):
+            link_of[k] = {"a": files_of[int(wa[j])][0].path, "b": files_of[int(wb[j])][0].path,
+                          "phash_distance": int(wd[j]),
+                          "clip_similarity": round(float(ws[j]), 6) if use_sim else None}
+    out, start = [], 0
+    for k, (items, chained, split, _) in enumerate(parts):
+        stop = start + len(items)
+        rep = int(items[0])
+        keep_file = files_of[rep][0]
+        members = []
+        for j in range(start, stop):
+            m = int(items_all[j])
+            clause = "exact" if m == rep else (clause_all[j] or ("grid" if m in grid_joined else "clip-majority"
+                                                                 if m in voted else "phash-majority"
+                                                                 if m in phash_voted else "chained"))
+            d = int(dists[j])
+            sim = None if sims is None else (1.0 if m == rep else float(sims[j]))
+            views = "" if m == rep else images.view_pair_name(int(d_views[j]) if sim is None or clause == "phash"
+                                                              else int(sim_views[j]))
+            for f in files_of[m]:
+                members.append(Member(f.path, f.sha256, d, None if sim is None else round(sim, 6),
+                                      len(files_of[m]) >= 2, int(images.width[m]), int(images.height[m]),
+                                      f.size_bytes, f.mtime, "keep" if f is keep_file else clause,
+                                      "" if f is keep_file else views))
+        keep = next(m for m in members if m.path == keep_file.path)
+        rest = sorted((m for m in members if m is not keep),
+                      key=lambda m: (m.phash_distance, -(m.clip_similarity or 0.0), m.path))
+        out.append(DuplicateGroup([keep] + rest, bool(chained), bool(split), link_of.get(k)))
+        start = stop
+    return out

@@ -56,7 +56,7 @@ def star_groups(n: int, a: np.ndarray, b: np.ndarray, strength: np.ndarray, *, r
     active = np.flatnonzero(degree > 0)
     order = active[np.lexsort((rank[active], -total[active], -degree[active]))]
     taken = np.zeros(n, dtype=bool)
-    out = []
+    stars = []  # (members, centre, free neighbours, their strengths): who joins a star does not depend on keepers
     for centre in order:
         if taken[centre]:
             continue
@@ -68,7 +68,10 @@ def star_groups(n: int, a: np.ndarray, b: np.ndarray, strength: np.ndarray, *, r
             continue
         members = np.concatenate([[centre], nbr]).astype(np.int64)
         taken[members] = True
-        keeper = _keeper(members, int(centre), rank, accepts)
+        stars.append((members, int(centre), nbr, s))
+    keepers = _keepers([m for m, _, _, _ in stars], [c for _, c, _, _ in stars], rank, accepts)
+    out = []
+    for (members, centre, nbr, s), keeper in zip(stars, keepers):
         others = np.sort(members[members != keeper])
         if keeper == centre:
             link = dict(zip(nbr.tolist(), s.tolist()))
@@ -98,18 +101,37 @@ def _csr(n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> tuple[
     return indptr, cols, vals
 
 
-def _keeper(members: np.ndarray, centre: int, rank: np.ndarray, accepts: Accepts | None) -> int:
-    """The best-ranked member accepted directly with every other member; the centre when no better one is."""
+def _keepers(stars: list[np.ndarray], centres: list[int], rank: np.ndarray, accepts: Accepts | None) -> list[int]:
+    """Per star, the best-ranked member accepted directly with every other member; the centre when no better one
+    is (the centre is accepted with all of them). The stars' candidates are tried in rounds, the k-th best of every
+    star still undecided in one call of the rule: a rerun over a large collection has thousands of stars, and a
+    call per candidate cost more than the rule itself."""
+    keeper = list(centres)
     if accepts is None:
-        return centre
-    for k in members[np.argsort(rank[members], kind="stable")]:
-        k = int(k)
-        if k == centre:
-            return centre
-        others = members[members != k]
-        if bool(np.all(accepts(np.full(others.size, k, dtype=np.int64), others))):
-            return k
-    return centre
+        return keeper
+    tries = []  # per star, the members ranked before its centre, best first
+    for members, centre in zip(stars, centres):
+        ordered = members[np.argsort(rank[members], kind="stable")]
+        tries.append(ordered[:int(np.flatnonzero(ordered == centre)[0])])
+    pending, step = [g for g, t in enumerate(tries) if t.size], 0
+    while pending:
+        xs, ys, owner = [], [], []
+        for g in pending:
+            k = tries[g][step]
+            others = stars[g][stars[g] != k]
+            xs.append(np.full(others.size, k, dtype=np.int64))
+            ys.append(others)
+            owner.append(np.full(others.size, g, dtype=np.int64))
+        ok = np.asarray(accepts(np.concatenate(xs), np.concatenate(ys)), dtype=bool)
+        failed = np.bincount(np.concatenate(owner)[~ok], minlength=len(stars))
+        undecided = []
+        for g in pending:
+            if failed[g] == 0:
+                keeper[g] = int(tries[g][step])
+            elif step + 1 < tries[g].size:
+                undecided.append(g)
+        pending, step = undecided, step + 1
+    return keeper
 
 
 Similarity = Callable[[np.ndarray, np.ndarray], np.ndarray]
