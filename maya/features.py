@@ -81,7 +81,7 @@ class PreparedBatch:
     ok: list[str] = field(default_factory=list)  # sha256 of decoded images
     gray32: np.ndarray | None = None  # (n_ok, 32, 32) float64, for pHash
     model_input: object | None = None  # (n_ok, 3, S, S) for the embedder: its from_uint8() output (= preprocess())
-    pixels: list[str] = field(default_factory=list)  # pixel digests (maya.hashing.structure), with gray32
+    pixels: list = field(default_factory=list)  # pixel digests or None (maya.hashing.structure.wants_digest), with gray32
     grid: np.ndarray | None = None  # (n_ok, 96, 96) uint8 grey thumbnails (maya.hashing.grid), with gray32
     view_boxes: list = field(default_factory=list)  # with ``views``: maya.views.inner_box of each ok image
 
@@ -160,7 +160,7 @@ def _prepare_one(item, max_pixels, min_side, want_hash: bool, preprocessing, vie
         grey = image.convert("L")  # once, for both: what gray32 and the thumbnails convert to themselves
         parts["gray32"] = phash.gray32(grey)
         parts["grid"] = grid.thumbnails([grey])[0]
-        parts["pixels"] = structure.pixel_digest(image)
+        parts["pixels"] = structure.pixel_digest(image) if structure.wants_digest(parts["gray32"]) else None
     if preprocessing is not None:
         parts["pixels_in"] = preprocessing.to_uint8(image)
     if views:

@@ -6,6 +6,6 @@ CREATE TABLE IF NOT EXISTS hash_structure (
     sha256    VARCHAR NOT NULL,
     algorithm VARCHAR NOT NULL,  -- the hashes row it describes, e.g. 'phash64-v2'
     gray_std  DOUBLE NOT NULL,
-    pixels    VARCHAR,           -- hex blake2b-128 of the decoded size and RGB pixels
+    pixels    VARCHAR,           -- hex blake2b-128 of the decoded size and RGB pixels; NULL above maya.hashing.structure.DIGEST_STD
     PRIMARY KEY (sha256, algorithm)
 );

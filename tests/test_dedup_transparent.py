@@ -167,6 +167,29 @@ def test_without_a_model_low_structure_images_are_grouped_only_when_pixel_identi
     assert run.report["groups"][0]["members"][1]["clause"] == "phash"
 
 
+
+def test_the_pixel_digest_is_stored_for_images_near_the_bound_and_not_for_photos(faint, tmp_path):
+    from maya import store
+
+    root, firsts, _ = faint
+    photo = sample_photo_paths()[0]
+    (tmp_path / "in").mkdir()
+    for k, p in enumerate(firsts[:3] + [str(photo)]):
+        (tmp_path / "in" / f"{k}{Path(p).suffix}").write_bytes(Path(p).read_bytes())
+    db = tmp_path / "maya.duckdb"
+    run_dedup(tmp_path / "in", DedupOptions(mode="phash"), db_path=db)
+    con = store.connect(db)
+    try:
+        rows = con.execute("SELECT gray_std, pixels FROM hash_structure WHERE algorithm = ? ORDER BY gray_std",
+                           [DEFAULT.name]).fetchall()
+    finally:
+        con.close()
+    assert [std < structure.DIGEST_STD for std, _ in rows] == [True, True, True, False]
+    assert [px is not None for _, px in rows] == [True, True, True, False]
+    faint_image = load_image(firsts[0]).image
+    assert rows[0][1] in {structure.pixel_digest(load_image(p).image) for p in firsts[:3]}
+    assert structure.wants_digest(phash.gray32(faint_image))
+
 def test_with_a_model_a_low_structure_pair_is_the_models_to_decide(faint, tiny_clip_dir):
     root, firsts, again = faint
     # the model's clause switched off: only pixel-identical pairs can match, never a pHash accept

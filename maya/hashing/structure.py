@@ -10,7 +10,8 @@ with a model loaded, the model decides; without one, only byte-identical content
 pixel-identical decodes (equal :func:`pixel_digest` and original size) are grouped.
 
 Both measures are computed at decode time, once per content, and stored next to the hash
-(``hash_structure``, sql/structure.sql): a hash's bits alone cannot tell a flat image from a real one.
+(``hash_structure``, sql/structure.sql): a hash's bits alone cannot tell a flat image from a real one. The digest
+is made only for images near the bound (:data:`DIGEST_STD`); for the others it is NULL.
 """
 
 from __future__ import annotations
@@ -34,6 +35,18 @@ def gray_std(gray: np.ndarray) -> np.ndarray:
 def is_low_structure(std) -> np.ndarray:
     """Bool (N,): whether images with these :func:`gray_std` values are too uniform for pHash."""
     return np.asarray(std, dtype=np.float64) < LOW_STRUCTURE_STD
+
+
+#: The pixel digest is made for images whose :func:`gray_std` is below this (a margin over
+#: LOW_STRUCTURE_STD, so that a later, higher bound still finds the digests it needs): only low-structure images
+#: are ever compared by it (``maya.dedup.candidates.structure_masks``; two images with equal pixels have one std),
+#: and hashing a decode's megabyte of pixels cost ~1.4 ms an image, as much as its pHash.
+DIGEST_STD = 4 * LOW_STRUCTURE_STD
+
+
+def wants_digest(gray: np.ndarray) -> bool:
+    """Whether the image whose 32x32 grey image is ``gray`` gets a :func:`pixel_digest` (see DIGEST_STD)."""
+    return bool(gray_std(np.asarray(gray)[None])[0] < DIGEST_STD)
 
 
 def pixel_digest(image) -> str:
