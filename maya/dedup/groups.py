@@ -65,7 +65,7 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     The file kept is chosen by ``options.keep`` / ``options.prefer`` (:mod:`maya.dedup.keep`; ``roots``: the
     folders searched, in command-line order). Sorted by the kept file's path.
     """
-    from maya.dedup.keep import keep_order
+    from maya.dedup.keep import KeepKeys
 
     import numpy as np
     from maya.hashing import DEFAULT
@@ -81,14 +81,20 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
 
     # each file's keep key, once, when first asked for (a path is one file): a rerun over a large collection
     # groups a few of its files, and the key of every other file was a third of this step's time
-    file_at = {f.path: (k, f) for k, fl in enumerate(files_of) for f in fl}
+    keep_key = KeepKeys(options.keep, roots, options.prefer)
+    file_at: dict = {}  # path -> (image, file), made on the first key asked for by path alone
 
     class Keys(dict):
-        def __missing__(self, path):
-            k, f = file_at[path]
-            key = self[path] = keep_order(options.keep, path, int(pixels[k]), f.size_bytes, f.mtime, roots,
-                                          options.prefer, bool(framed[k]))
+        def of(self, k, f):
+            key = self.get(f.path)
+            if key is None:
+                key = self[f.path] = keep_key(f.path, int(pixels[k]), f.size_bytes, f.mtime, bool(framed[k]))
             return key
+
+        def __missing__(self, path):
+            if not file_at:
+                file_at.update((f.path, (k, f)) for k, fl in enumerate(files_of) for f in fl)
+            return self.of(*file_at[path])
 
     keys = Keys()
     n = len(images.sha256)
@@ -100,8 +106,8 @@ def duplicate_groups(images: Images, files: Sequence[ingest.IngestedFile], pairs
     for k, fl in enumerate(files_of):
         if len(fl) >= 2:
             involved[k] = True
-            fl.sort(key=lambda f: keys[f.path])  # the one kept of byte-identical copies first
-    best_keys = [keys[fl[0].path] if fl and involved[k] else None for k, fl in enumerate(files_of)]
+            fl.sort(key=lambda f, k=k: keys.of(k, f))  # the one kept of byte-identical copies first
+    best_keys = [keys.of(k, fl[0]) if fl and involved[k] else None for k, fl in enumerate(files_of)]
     order = sorted((k for k in range(n) if best_keys[k] is not None), key=lambda k: best_keys[k])
     order += [k for k in range(n) if best_keys[k] is None]
     rank = np.empty(n, dtype=np.int64)

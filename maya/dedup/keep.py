@@ -49,16 +49,6 @@ def _folder_marks_a_copy(folder: str) -> bool:
     return any(_COPY_FOLDER.match(p) for p in folder.split(os.sep) if p)
 
 
-def root_index(path: str, roots: Sequence[str]) -> int:
-    """Position of the first root ``path`` lies under (len(roots) when none)."""
-    path = os.path.normpath(path)
-    for k, r in enumerate(roots):
-        r = os.path.normpath(r)
-        if path == r or path.startswith(r.rstrip(os.sep) + os.sep):
-            return k
-    return len(roots)
-
-
 _KEYS = {  # per policy: the keys, most important first (see keep_order)
     "source": ("prefer", "copy", "frame", "root", "pixels", "bytes", "oldest", "path"),
     "largest": ("prefer", "pixels", "bytes", "oldest", "path"),
@@ -100,21 +90,54 @@ def added_frame(image, box: tuple[float, float, float, float]) -> bool:
     return bool(np.all(np.abs(frame - median) <= FRAME_TOLERANCE, axis=1).mean() >= FRAME_FLAT)
 
 
-def _values(path: str, pixels: int, size: int, mtime: float, roots: Sequence[str], prefer: Sequence[str],
-            framed: bool = False) -> dict:
-    m = mtime if mtime is not None and not math.isnan(mtime) else math.inf
-    return {"prefer": 0 if any(fnmatch.fnmatch(path, g) for g in prefer) else 1,
-            "copy": int(looks_like_a_copy(path)), "frame": int(bool(framed)), "root": root_index(path, roots),
-            "pixels": -int(pixels),
-            "bytes": -int(size), "oldest": m, "newest": -m if m != math.inf else math.inf, "path": path}
-
-
 def keep_order(policy: str, path: str, pixels: int, size: int, mtime: float, roots: Sequence[str] = (),
                prefer: Sequence[str] = (), framed: bool = False) -> tuple:
     """Sort key of one file under ``policy``: the smallest is kept. ``framed``: the file is a copy with an added
-    frame (:func:`added_frame`)."""
-    v = _values(path, pixels, size, mtime, roots, prefer, framed)
-    return tuple(v[k] for k in _KEYS[policy])
+    frame (:func:`added_frame`). For many files, :class:`KeepKeys`."""
+    return KeepKeys(policy, roots, prefer)(path, pixels, size, mtime, framed)
+
+
+class KeepKeys:
+    """:func:`keep_order` for many files under one policy, roots and globs: what depends only on those is worked
+    out once (a rerun over a large collection asks for the key of every file in a pair). ``keys(path, pixels, size,
+    mtime, framed)`` equals ``keep_order(policy, path, pixels, size, mtime, roots, prefer, framed)``."""
+
+    def __init__(self, policy: str, roots: Sequence[str] = (), prefer: Sequence[str] = ()):
+        self.names = _KEYS[policy]
+        self.prefer = tuple(prefer)
+        self.roots = tuple((r, r.rstrip(os.sep) + os.sep) for r in map(os.path.normpath, roots))
+
+    def _root(self, path: str) -> int:
+        """Position of the first root ``path`` lies under (len(roots) when none)."""
+        path = os.path.normpath(path)
+        for k, (r, prefix) in enumerate(self.roots):
+            if path == r or path.startswith(prefix):
+                return k
+        return len(self.roots)
+
+    def __call__(self, path: str, pixels: int, size: int, mtime: float, framed: bool = False) -> tuple:
+        m = mtime if mtime is not None and not math.isnan(mtime) else math.inf
+        out = []
+        for name in self.names:
+            if name == "prefer":
+                out.append(0 if self.prefer and any(fnmatch.fnmatch(path, g) for g in self.prefer) else 1)
+            elif name == "copy":
+                out.append(int(looks_like_a_copy(path)))
+            elif name == "frame":
+                out.append(int(bool(framed)))
+            elif name == "root":
+                out.append(self._root(path))
+            elif name == "pixels":
+                out.append(-int(pixels))
+            elif name == "bytes":
+                out.append(-int(size))
+            elif name == "oldest":
+                out.append(m)
+            elif name == "newest":
+                out.append(-m if m != math.inf else math.inf)
+            else:
+                out.append(path)
+        return tuple(out)
 
 
 def keep_reason(policy: str, kept: tuple, others: Sequence[tuple]) -> str:
