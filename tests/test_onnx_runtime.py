@@ -61,6 +61,24 @@ def test_onnx_runtime_gives_the_torch_embeddings_of_real_photos(both, photos):
     assert onnx.embed_tensor(pixels[:0]).shape == (0, 1280)
 
 
+
+def test_passes_from_two_threads_run_at_once_and_give_each_thread_its_own_rows(both, photos):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from maya.embedding import onnx_runtime
+
+    onnx, _ = both
+    pre = onnx.preprocessing
+    pixels = pre.stack_uint8([pre.to_uint8(p) for p in photos])
+    alone = [onnx.embed_tensor(pixels[k::2]) for k in range(2)]
+    with ThreadPoolExecutor(2) as pool:  # as the feature loop's two batches in flight do, with no lock between
+        together = list(pool.map(lambda k: onnx.embed_tensor(pixels[k::2]), [0, 1] * 4))
+    for k, rows in enumerate(together):
+        np.testing.assert_allclose(rows, alone[k % 2], atol=1e-6)
+    threads = onnx_runtime.pass_threads()
+    assert threads == max(1, onnx_runtime._cores() // onnx_runtime.CONCURRENT_PASSES)
+    assert onnx.pass_size == (1 if threads == 1 else onnx_runtime.PASS_SIZE)
+
 def test_runtime_choice_by_argument_env_and_precision(monkeypatch):
     assert wanted("cpu", "fp32") and wanted(None, "auto") and wanted("cpu", "auto", "onnxruntime")
     assert not wanted("cpu", "auto", "torch") and not wanted("cpu", "bf16") and not wanted("cuda", "auto")
