@@ -491,12 +491,16 @@ def compute_missing(
               "images_failed": 0, "batches": 0, "worker_pids": set()}
 
     pool = None
+    queued = 0  # batches submitted beyond those running
     if submit is None:
         from maya.malloc import limit_arenas
 
         limit_arenas()  # before this loop's threads exist: two malloc arenas, not one per thread (maya.malloc)
         pool = ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="maya-features")
         submit = lambda *a: pool.submit(compute_batch, *a)  # noqa: E731
+        # one batch waits in the pool's queue (not started: no pixels held), so a thread that finishes starts the
+        # next batch at once instead of waiting while this thread writes what finished
+        queued = 1
     bar = progress(len(todo)) if progress is not None else None
 
     writes = _Writes(model_id)
@@ -557,7 +561,7 @@ def compute_missing(
             items = [(s, path_of[s]) for s in batch]
             pending.append((batch, submit(items, need_h, model if need_e else None, max_pixels,
                                           tuple(policy.transient_retry_delays), *((True,) if views else ()))))
-            if len(pending) >= max(1, in_flight):
+            if len(pending) >= max(1, in_flight) + queued:
                 finish(*pending.popleft())
         while pending:
             finish(*pending.popleft())
