@@ -445,8 +445,8 @@ def compute_missing(
     compute). ``model_id``: the embeddings looked up (may be given without ``model``: then they are only
     counted). ``submit(items, want_hash, model, max_pixels, retry_delays)`` returns a future of
     :func:`compute_batch` (a Prefect task in a flow); default: a local thread pool. ``in_flight`` batches
-    are submitted ahead (2: decoding the next batch overlaps the model on this one; memory holds that many
-    batches). ``policy``: see :class:`FeaturePolicy`; ``retry_failed``: try every stored failure again.
+    run at once (2: decoding the next batch overlaps the model on this one; memory holds that many batches); with
+    the local pool one more waits in its queue, not started, so a free thread need not wait for the writes. ``policy``: see :class:`FeaturePolicy`; ``retry_failed``: try every stored failure again.
     ``progress(total)``: a bar with ``update(n)`` and ``close()``. ``log``: a logger for a line per batch
     and a warning naming a failure. ``views``: the batches also find the inner view box of each image they
     decode (``submit`` gets ``views=True``); they are in ``FeatureOutcome.view_boxes``, for

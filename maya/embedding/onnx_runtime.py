@@ -120,7 +120,8 @@ class OnnxEmbedder(Embedder):
         self.session = session
         self.source = source  # the ONNX file the session was made from (None: a temporary export, gone now)
         self._input = session.get_inputs()[0].name
-        self.pass_size = 1 if pass_threads() == 1 else PASS_SIZE  # a thread's pass: one image's activations
+        # a pass of one thread takes one image (its activations); the session says how many threads it runs on
+        self.pass_size = 1 if session.get_session_options().intra_op_num_threads == 1 else PASS_SIZE
 
     def from_uint8(self, pixels: np.ndarray) -> np.ndarray:
         """The pixels as they are: :meth:`embed_tensor` normalises each pass of uint8 pixels with the same arithmetic
